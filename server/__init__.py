@@ -1,0 +1,35 @@
+"""The Triton launcher: find tritonserver, prepare its backends, start / wait / stop it."""
+
+from server.config import ModelControl, ServerConfig
+from server.errors import (
+    BinaryNotFound,
+    ConfigError,
+    ModelLoadFailed,
+    PortInUse,
+    ReadinessTimeout,
+    RepositoryNotFound,
+    ServerError,
+    ServerExited,
+    StartupError,
+)
+from server.locate import TritonInstall, find_tritonserver
+from server.process import TritonServer, free_port, serving
+
+__all__ = [
+    "BinaryNotFound",
+    "ConfigError",
+    "ModelControl",
+    "ModelLoadFailed",
+    "PortInUse",
+    "ReadinessTimeout",
+    "RepositoryNotFound",
+    "ServerConfig",
+    "ServerError",
+    "ServerExited",
+    "StartupError",
+    "TritonInstall",
+    "TritonServer",
+    "find_tritonserver",
+    "free_port",
+    "serving",
+]

@@ -1,0 +1,76 @@
+"""Typed launcher configuration, validated before any process starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from pathlib import Path
+
+from server.errors import ConfigError, RepositoryNotFound
+
+
+class ModelControl(enum.StrEnum):
+    """Triton's --model-control-mode."""
+
+    NONE = "none"
+    POLL = "poll"
+    EXPLICIT = "explicit"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """Everything needed to start one tritonserver.
+
+    Ports default to Triton's own (8000 HTTP, 8001 gRPC, 8002 metrics); a port of 0 asks the
+    launcher to pick a free one, which tests use to run several servers side by side.
+    """
+
+    model_repository: Path
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    model_control: ModelControl = ModelControl.NONE
+    load_models: tuple[str, ...] = ()
+    poll_interval_s: int = 5
+    log_file: Path | None = None
+    log_verbose: int = 0
+    tritonserver: Path | None = None
+    exit_timeout_s: int = 30
+    # Protocol groups (for example "model-repository") that need the header below.
+    restricted_apis: tuple[str, ...] = ()
+    restricted_key: str = "triton-access-token"
+    restricted_value: str | None = None
+    extra_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_repository", Path(self.model_repository).resolve())
+        object.__setattr__(self, "model_control", ModelControl(self.model_control))
+        repo = self.model_repository
+        if not repo.is_dir():
+            raise RepositoryNotFound(
+                f"model repository {repo} does not exist; build it first (make repository) "
+                "or pass --model-repository DIR"
+            )
+        if self.model_control is not ModelControl.EXPLICIT and not any(
+            p.is_dir() and (p / "config.pbtxt").exists() for p in repo.iterdir()
+        ):
+            raise RepositoryNotFound(
+                f"model repository {repo} holds no model folder with a config.pbtxt; "
+                "build it first (make repository) or point --model-repository at one"
+            )
+        ports = [self.http_port, self.grpc_port, self.metrics_port]
+        for port in ports:
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"port {port} is out of range 0-65535")
+        fixed = [p for p in ports if p]
+        if len(set(fixed)) != len(fixed):
+            raise ConfigError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
+        if self.load_models and self.model_control is not ModelControl.EXPLICIT:
+            raise ConfigError("--load-model only applies with --model-control explicit")
+        if self.restricted_apis and not self.restricted_value:
+            raise ConfigError(
+                "restricted APIs need a token: set TRITON_ACCESS_TOKEN (see .env.example)"
+            )
+        if self.log_verbose < 0:
+            raise ConfigError("--log-verbose must be 0 or more")

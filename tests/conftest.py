@@ -1,0 +1,67 @@
+"""Markers are skipped here, in one place, each with the reason.
+
+* ``triton``: needs the tritonserver binary (installed by `make venv`).
+* ``gpu``: needs an NVIDIA GPU with TensorRT; CI and this machine have none.
+* ``slow``: exports/trains real models; runs by default, deselect with ``-m "not slow"``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server import BinaryNotFound, ServerConfig, TritonServer, find_tritonserver
+from tests.helpers import repos
+
+
+def _triton_missing() -> str | None:
+    try:
+        find_tritonserver()
+    except BinaryNotFound as exc:
+        return str(exc)
+    return None
+
+
+def _gpu_missing() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return "no NVIDIA GPU on this machine (nvidia-smi not found); TensorRT steps need one"
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "TensorRT is not installed (pip install '.[gpu]')"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reasons = {"triton": _triton_missing(), "gpu": _gpu_missing()}
+    for item in items:
+        for marker, reason in reasons.items():
+            if reason and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def start_server(repo: Path, **overrides: object) -> TritonServer:
+    """A started Triton on free ports (the caller stops it)."""
+    config = ServerConfig(model_repository=repo, http_port=0, grpc_port=0, metrics_port=0,
+                          **overrides)  # type: ignore[arg-type]
+    return TritonServer(config).start()
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """add_one (Python backend, dynamic batching) and add_two (2-step ensemble over it)."""
+    repo = tmp_path_factory.mktemp("tiny_repo")
+    repos.write_add_one(repo, delay_s=0.02)
+    repos.write_add_two_ensemble(repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_repo: Path) -> Iterator[TritonServer]:
+    """One Triton for the session, serving ``tiny_repo``."""
+    server = start_server(tiny_repo)
+    yield server
+    server.close()
