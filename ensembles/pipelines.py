@@ -56,6 +56,9 @@ class PythonStep:
     max_batch_size: int
     instances: int = 1
     queue_delay_us: int = 500
+    # Overload: past this many queued requests Triton rejects at once (UNAVAILABLE) instead of
+    # letting latency grow without bound; 0 = unbounded.
+    max_queue_size: int = 0
     parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Files written into the model folder beside config.pbtxt (Triton reads label files there).
     files: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -69,7 +72,11 @@ class PythonStep:
             "name": self.name, "backend": "python", "max_batch_size": self.max_batch_size,
             "input": [t.as_input() for t in self.inputs],
             "output": [t.as_output() for t in self.outputs],
-            "dynamic_batching": {"max_queue_delay_microseconds": self.queue_delay_us},
+            "dynamic_batching": {
+                "max_queue_delay_microseconds": self.queue_delay_us,
+                **({"default_queue_policy": {"max_queue_size": self.max_queue_size}}
+                   if self.max_queue_size else {}),
+            },
             "instance_group": [{"kind": "KIND_CPU", "count": self.instances}],
             "parameters": {k: {"string_value": v} for k, v in self.parameters.items()},
         })
@@ -125,6 +132,10 @@ def to_pbtxt(config: model_config_pb2.ModelConfig) -> str:
 # -- the demo pipelines ----------------------------------------------------------------------
 EMBED_MAX_BATCH = 64
 DIGITS_MAX_BATCH = 256
+# Entry steps bound their queues so that overload is shed promptly rather than queued: about
+# 100 ms of work at the measured service rates (see README, Reliability).
+EMBED_QUEUE = 128
+DIGITS_QUEUE = 512
 TOKEN_OUTPUTS = tuple(TensorSpec(n, "TYPE_INT64", (-1,)) for n in
                       ("input_ids", "attention_mask", "token_type_ids"))
 LABELS_FILE = "labels.txt"
@@ -135,7 +146,7 @@ def text_steps(encoder: str, max_length: int) -> tuple[PythonStep, Ensemble]:
     tokenizer = PythonStep(
         name=f"{encoder}_tokenizer", adapter="tokenizer",
         inputs=(TensorSpec("TEXT", "TYPE_STRING", (1,)),), outputs=TOKEN_OUTPUTS,
-        max_batch_size=EMBED_MAX_BATCH, queue_delay_us=500,
+        max_batch_size=EMBED_MAX_BATCH, queue_delay_us=500, max_queue_size=EMBED_QUEUE,
         parameters={"max_length": str(max_length), "max_chars": "20000"},
     )
     embed = Ensemble(
@@ -157,7 +168,7 @@ def digit_steps(classifier: str) -> tuple[PythonStep, PythonStep, Ensemble]:
         name="digits_preprocess", adapter="digits_preprocess",
         inputs=(TensorSpec("IMAGE", "TYPE_FP32", (8, 8)),),
         outputs=(TensorSpec("image", "TYPE_FP32", (1, 8, 8)),),
-        max_batch_size=DIGITS_MAX_BATCH, queue_delay_us=200,
+        max_batch_size=DIGITS_MAX_BATCH, queue_delay_us=200, max_queue_size=DIGITS_QUEUE,
     )
     postprocess = PythonStep(
         name="digits_postprocess", adapter="digits_postprocess",

@@ -1,6 +1,6 @@
 """The Triton launcher: find tritonserver, prepare its backends, start / wait / stop it."""
 
-from server.config import ModelControl, ServerConfig
+from server.config import GrpcTls, ModelControl, ServerConfig
 from server.errors import (
     BinaryNotFound,
     ConfigError,
@@ -18,6 +18,7 @@ from server.process import TritonServer, free_port, serving
 __all__ = [
     "BinaryNotFound",
     "ConfigError",
+    "GrpcTls",
     "ModelControl",
     "ModelLoadFailed",
     "PortInUse",

@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from server.config import ModelControl, ServerConfig
+from server.config import GrpcTls, ModelControl, ServerConfig
 from server.errors import BinaryNotFound, ConfigError, ServerError, StartupError
 from server.locate import find_tritonserver
 from server.process import TritonServer
@@ -63,8 +63,22 @@ def _parser() -> argparse.ArgumentParser:
                        help="protect a protocol group (model-repository, model-config, shared-memory, "
                        "statistics, trace, logging) with the TRITON_ACCESS_TOKEN header")
 
+    serve.add_argument("--grpc-tls-cert", type=Path, metavar="PEM",
+                       help="serve gRPC over TLS with this certificate (needs --grpc-tls-key)")
+    serve.add_argument("--grpc-tls-key", type=Path, metavar="PEM", help="the certificate's private key")
+    serve.add_argument("--grpc-tls-client-ca", type=Path, metavar="PEM",
+                       help="require client certificates signed by this CA (mutual TLS)")
+
     sub.add_parser("locate", help="print which tritonserver would run, and exit")
     return parser
+
+
+def _tls(args: argparse.Namespace) -> GrpcTls | None:
+    if not (args.grpc_tls_cert or args.grpc_tls_key or args.grpc_tls_client_ca):
+        return None
+    if not (args.grpc_tls_cert and args.grpc_tls_key):
+        raise ConfigError("gRPC TLS needs both --grpc-tls-cert and --grpc-tls-key")
+    return GrpcTls(args.grpc_tls_cert, args.grpc_tls_key, args.grpc_tls_client_ca)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -74,7 +88,9 @@ def _serve(args: argparse.Namespace) -> int:
         model_control=ModelControl(args.model_control), load_models=tuple(args.load_model),
         poll_interval_s=args.poll_interval, log_file=args.log_file, log_verbose=args.log_verbose,
         tritonserver=args.tritonserver, exit_timeout_s=args.exit_timeout,
-        restricted_apis=tuple(args.restrict), restricted_value=os.environ.get("TRITON_ACCESS_TOKEN"),
+        restricted_apis=tuple(args.restrict),
+        restricted_value=os.environ.get("TRITON_ACCESS_TOKEN") if args.restrict else None,
+        grpc_tls=_tls(args),
     )
     server = TritonServer(config)
     stop = threading.Event()

@@ -18,6 +18,27 @@ class ModelControl(enum.StrEnum):
 
 
 @dataclasses.dataclass(frozen=True)
+class GrpcTls:
+    """PEM files for Triton's gRPC endpoint; ``root_cert`` set means clients must present one."""
+
+    cert: Path
+    key: Path
+    root_cert: Path | None = None
+
+    def __post_init__(self) -> None:
+        for field in ("cert", "key", "root_cert"):
+            path = getattr(self, field)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"TLS {field.replace('_', ' ')} file {path} does not exist")
+
+    def args(self) -> list[str]:
+        args = ["--grpc-use-ssl=true", f"--grpc-server-cert={self.cert}", f"--grpc-server-key={self.key}"]
+        if self.root_cert:
+            args += [f"--grpc-root-cert={self.root_cert}", "--grpc-use-ssl-mutual=true"]
+        return args
+
+
+@dataclasses.dataclass(frozen=True)
 class ServerConfig:
     """Everything needed to start one tritonserver.
 
@@ -41,7 +62,13 @@ class ServerConfig:
     restricted_apis: tuple[str, ...] = ()
     restricted_key: str = "triton-access-token"
     restricted_value: str | None = None
+    grpc_tls: GrpcTls | None = None
     extra_args: tuple[str, ...] = ()
+
+    @property
+    def grpc_restricted_header(self) -> str:
+        """The metadata key gRPC clients send the token in (Triton prefixes the HTTP one)."""
+        return f"triton-grpc-protocol-{self.restricted_key}"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_repository", Path(self.model_repository).resolve())
@@ -72,5 +99,7 @@ class ServerConfig:
             raise ConfigError(
                 "restricted APIs need a token: set TRITON_ACCESS_TOKEN (see .env.example)"
             )
+        if self.restricted_value and not self.restricted_apis:
+            raise ConfigError("an access token was given but no API group to restrict (--restrict GROUP)")
         if self.log_verbose < 0:
             raise ConfigError("--log-verbose must be 0 or more")

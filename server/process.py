@@ -118,6 +118,8 @@ class TritonServer:
             groups = ",".join(c.restricted_apis)
             rule = f"{groups}:{c.restricted_key}={c.restricted_value}"
             cmd += [f"--grpc-restricted-protocol={rule}", f"--http-restricted-api={rule}"]
+        if c.grpc_tls:
+            cmd += c.grpc_tls.args()
         cmd += list(c.extra_args)
         return cmd
 
