@@ -1,0 +1,141 @@
+"""Write model versions into a Triton model repository, atomically.
+
+Layout: ``REPO/NAME/config.pbtxt`` and ``REPO/NAME/VERSION/{model.onnx|model.plan, model.py,
+metadata.json}``. A version is assembled in a staging folder on the same filesystem and moved
+into place with one ``rename``: a failed export leaves no half-written version, and Triton never
+sees a partial one. Staging folders are named ``.staging-*``: inside an existing model folder
+Triton ignores them (not numeric); for a brand-new model the whole ``NAME`` folder appears at once.
+
+A new version never breaks the ones already there: its inputs/outputs must match the existing
+``config.pbtxt`` (otherwise export under another ``--name``), and existing versions are never
+touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from converters.errors import InvalidSpec, RepositoryNotWritable
+from converters.triton_config import ModelConfig
+
+__all__ = ["existing_versions", "next_version", "read_config", "write_version"]
+
+
+def existing_versions(model_dir: Path) -> list[int]:
+    """Numeric version folders of a model, sorted."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir()
+                  if p.is_dir() and p.name.isdigit() and not p.name.startswith("0"))
+
+
+def next_version(repo: Path, name: str) -> int:
+    """The next free version number (1 for a new model)."""
+    versions = existing_versions(Path(repo) / name)
+    return versions[-1] + 1 if versions else 1
+
+
+def read_config(model_dir: Path):
+    """The existing ``config.pbtxt`` as ``model_config_pb2.ModelConfig`` (None if absent)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    path = model_dir / "config.pbtxt"
+    if not path.exists():
+        return None
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def _io_signature(config) -> list[tuple[str, str, str, tuple[int, ...]]]:
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    sig = [("input", t.name, pb.DataType.Name(t.data_type), tuple(t.dims)) for t in config.input]
+    sig += [("output", t.name, pb.DataType.Name(t.data_type), tuple(t.dims)) for t in config.output]
+    return sorted(sig)
+
+
+def ensure_writable(repo: Path) -> Path:
+    """Create ``repo`` if needed and prove it is writable (RepositoryNotWritable otherwise)."""
+    repo = Path(repo)
+    try:
+        repo.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=repo, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise RepositoryNotWritable(
+            f"cannot write to model repository {repo} ({exc.strerror or exc}); "
+            "pass --repository DIR pointing at a writable folder"
+        ) from exc
+    return repo.resolve()
+
+
+def write_version(
+    repo: Path,
+    config: ModelConfig,
+    files: Mapping[str, Path | bytes | str],
+    metadata: Mapping[str, object],
+    version: int | None = None,
+) -> Path:
+    """Write one new version of ``config.name``; returns the version folder.
+
+    Args:
+        repo: Model repository root (created if missing).
+        config: The model's config; written to ``NAME/config.pbtxt``.
+        files: ``{file name in the version folder: source path or content}``.
+        metadata: Written as ``metadata.json`` in the version folder.
+        version: Version number; default the next free one. An existing one is refused.
+
+    Raises:
+        InvalidSpec: the version exists, or the IO differs from the existing config.
+        RepositoryNotWritable: the repository cannot be written.
+    """
+    repo = ensure_writable(repo)
+    model_dir = repo / config.name
+    versions = existing_versions(model_dir)
+    version = version if version is not None else (versions[-1] + 1 if versions else 1)
+    if version < 1:
+        raise InvalidSpec(f"--version must be >= 1, got {version}")
+    if version in versions:
+        raise InvalidSpec(f"{model_dir / str(version)} already exists; omit --version to take "
+                          f"the next free one ({versions[-1] + 1})")
+    proto = config.to_proto()
+    old = read_config(model_dir)
+    if old is not None and _io_signature(old) != _io_signature(proto):
+        raise InvalidSpec(
+            f"model {config.name!r} already has versions {versions} with other inputs/outputs; "
+            "a new version must keep them (export under another --name)"
+        )
+    pbtxt = config.to_pbtxt()
+    staging_parent = model_dir if model_dir.is_dir() else repo
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{config.name}-", dir=staging_parent))
+    except OSError as exc:
+        raise RepositoryNotWritable(f"cannot write to {staging_parent}: {exc}") from exc
+    try:
+        version_dir = staging / str(version)
+        version_dir.mkdir()
+        for name, src in files.items():
+            dest = version_dir / name
+            if isinstance(src, Path):
+                shutil.copyfile(src, dest)
+            elif isinstance(src, bytes):
+                dest.write_bytes(src)
+            else:
+                dest.write_text(src)
+        (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+        (staging / "config.pbtxt").write_text(pbtxt)
+        if staging_parent == repo:  # new model: the whole folder appears at once
+            os.rename(staging, model_dir)
+            return model_dir / str(version)
+        os.rename(version_dir, model_dir / str(version))
+        os.replace(staging / "config.pbtxt", model_dir / "config.pbtxt")
+        return model_dir / str(version)
+    except OSError as exc:
+        raise RepositoryNotWritable(f"writing {model_dir} failed: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,264 @@
+"""Triton Python-backend model that runs an ONNX file with ONNX Runtime (the ``python-ort`` target).
+
+This file is copied verbatim next to ``model.onnx`` as ``REPO/NAME/VERSION/model.py``; it needs
+only numpy, onnxruntime and ``triton_python_backend_utils`` (imported lazily so the pure
+functions below load and test without Triton).
+
+What ``execute`` does with one dynamic batch:
+
+1. checks each request alone (dtype, rank, fixed dims, equal lengths on axes the ONNX graph
+   names alike, e.g. ``input_ids`` and ``attention_mask`` both ``sequence_length``); a bad
+   request gets an error response and the rest of the batch still runs;
+2. pads variable-length axes to the longest request (value 0: padding ids are masked out by
+   ``attention_mask = 0``) and concatenates every good request into ONE ``session.run``;
+3. splits each output back per request, trimming padded axes that the graph names like an
+   input axis (e.g. ``token_embeddings [batch, sequence_length, 384]``).
+
+Config ``parameters`` (all optional, string values):
+
+* ``onnx_file``: model file inside the version folder (default ``model.onnx``);
+* ``intra_op_thread_count`` / ``inter_op_thread_count``: ORT thread pools (default 0 = ORT's);
+* ``execution_providers``: comma list in priority order, e.g.
+  ``TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider``; providers this
+  onnxruntime build lacks are dropped (logged). Default ``CPUExecutionProvider``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+try:  # only inside Triton
+    import triton_python_backend_utils as pb_utils
+except ImportError:  # pragma: no cover - exercised by the unit tests
+    pb_utils = None
+
+TRITON_TO_NUMPY = {
+    "TYPE_BOOL": np.bool_, "TYPE_UINT8": np.uint8, "TYPE_INT8": np.int8, "TYPE_INT16": np.int16,
+    "TYPE_INT32": np.int32, "TYPE_INT64": np.int64, "TYPE_FP16": np.float16,
+    "TYPE_FP32": np.float32, "TYPE_FP64": np.float64,
+}
+
+
+class BadRequest(ValueError):
+    """One request cannot run; its message is returned to that client only."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An input or output as the runner sees it.
+
+    ``axes`` excludes the batch axis: an ``int`` is fixed, a ``str`` names a variable axis
+    (the ONNX ``dim_param``; axes with the same name must agree within a request).
+    """
+
+    name: str
+    dtype: np.dtype
+    axes: tuple[int | str, ...]
+
+
+def onnx_axes(shape: Sequence[object], dims: Sequence[int]) -> tuple[int | str, ...]:
+    """Per-axis description (batch axis dropped) from an ORT shape and the Triton config dims.
+
+    ORT gives ``dim_param`` strings for named axes, ints for fixed ones and ``None`` (or odd
+    strings) for unnamed dynamic axes; config dims fill gaps (-1 = variable).
+    """
+    onnx = list(shape[1:])
+    axes: list[int | str] = []
+    for i, dim in enumerate(dims):
+        from_onnx = onnx[i] if i < len(onnx) else None
+        if isinstance(from_onnx, str) and from_onnx:
+            axes.append(from_onnx)
+        elif dim >= 0:
+            axes.append(int(dim))
+        elif isinstance(from_onnx, int) and from_onnx > 0:
+            axes.append(from_onnx)
+        else:
+            axes.append(f"axis{i + 1}")
+    return tuple(axes)
+
+
+def check_request(arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorInfo]) -> dict[str, int]:
+    """Validate one request's inputs; returns its length per named axis (and ``batch``).
+
+    Raises:
+        BadRequest: missing input, wrong dtype, wrong rank, wrong fixed dim, or two inputs
+            disagreeing on a shared axis (batch or a named axis such as the sequence).
+    """
+    sizes: dict[str, int] = {}
+    owners: dict[str, str] = {}
+    for info in inputs:
+        if info.name not in arrays:
+            raise BadRequest(f"input '{info.name}' is missing")
+        array = arrays[info.name]
+        if array.dtype != info.dtype:
+            raise BadRequest(f"input '{info.name}' has dtype {array.dtype}, expected {info.dtype}")
+        if array.ndim != len(info.axes) + 1:
+            raise BadRequest(
+                f"input '{info.name}' has shape {list(array.shape)}, expected rank {len(info.axes) + 1}"
+                f" [batch, {', '.join(map(str, info.axes))}]"
+            )
+        for axis_name, size in zip(("batch", *info.axes), array.shape, strict=True):
+            if isinstance(axis_name, int):
+                if size != axis_name:
+                    raise BadRequest(
+                        f"input '{info.name}' has shape {list(array.shape)}, fixed dims must be "
+                        f"{list(info.axes)}"
+                    )
+                continue
+            if axis_name in sizes and sizes[axis_name] != size:
+                raise BadRequest(
+                    f"inputs '{owners[axis_name]}' and '{info.name}' disagree on '{axis_name}': "
+                    f"{sizes[axis_name]} vs {size}"
+                )
+            sizes.setdefault(axis_name, size)
+            owners.setdefault(axis_name, info.name)
+    if sizes.get("batch", 0) < 1:
+        raise BadRequest("empty request: batch size must be at least 1")
+    if any(v < 1 for k, v in sizes.items() if k != "batch"):
+        raise BadRequest(f"empty variable-length axis in request: {sizes}")
+    return sizes
+
+
+def pad_to(array: np.ndarray, shape: Sequence[int], value: int | float = 0) -> np.ndarray:
+    """``array`` padded at the end of every axis up to ``shape`` (no copy when already there)."""
+    if tuple(array.shape) == tuple(shape):
+        return array
+    widths = [(0, target - have) for have, target in zip(array.shape, shape, strict=True)]
+    if any(w < 0 for _, w in widths):
+        raise ValueError(f"cannot pad {array.shape} down to {tuple(shape)}")
+    return np.pad(array, widths, mode="constant", constant_values=value)
+
+
+def concat_padded(batches: Sequence[Mapping[str, np.ndarray]], inputs: Sequence[TensorInfo],
+                  pad_value: int | float = 0) -> dict[str, np.ndarray]:
+    """Concatenate requests along the batch axis, padding variable axes to the longest."""
+    merged: dict[str, np.ndarray] = {}
+    for info in inputs:
+        arrays = [b[info.name] for b in batches]
+        tail = np.max([a.shape[1:] for a in arrays], axis=0) if arrays[0].ndim > 1 else ()
+        padded = [pad_to(a, (a.shape[0], *tail), pad_value) for a in arrays]
+        merged[info.name] = np.concatenate(padded, axis=0)
+    return merged
+
+
+def split_outputs(outputs: Mapping[str, np.ndarray], sizes: Sequence[Mapping[str, int]],
+                  output_infos: Sequence[TensorInfo]) -> list[dict[str, np.ndarray]]:
+    """Split batched outputs back per request, trimming axes named like a padded input axis."""
+    results: list[dict[str, np.ndarray]] = [{} for _ in sizes]
+    for info in output_infos:
+        batched = outputs[info.name]
+        start = 0
+        for i, request_sizes in enumerate(sizes):
+            n = request_sizes["batch"]
+            part = batched[start:start + n]
+            start += n
+            index = tuple(
+                slice(0, request_sizes[a]) if isinstance(a, str) and a in request_sizes else slice(None)
+                for a in info.axes
+            )
+            part = part[(slice(None), *index)]
+            results[i][info.name] = np.ascontiguousarray(part, dtype=info.dtype)
+        if start != len(batched):
+            raise ValueError(f"output '{info.name}' has {len(batched)} rows, requests sum to {start}")
+    return results
+
+
+def parse_parameters(config: Mapping[str, object]) -> dict[str, str]:
+    """Triton ``parameters`` as a plain ``{key: string_value}`` dict."""
+    params = config.get("parameters") or {}
+    return {k: str(v.get("string_value", "")) if isinstance(v, dict) else str(v)
+            for k, v in params.items()}  # type: ignore[union-attr]
+
+
+def choose_providers(requested: str, available: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(usable providers in requested order, dropped ones); CPU is always kept last."""
+    wanted = [p.strip() for p in requested.split(",") if p.strip()] or ["CPUExecutionProvider"]
+    usable = [p for p in wanted if p in available]
+    dropped = [p for p in wanted if p not in available]
+    if "CPUExecutionProvider" not in usable:
+        usable.append("CPUExecutionProvider")
+    return usable, dropped
+
+
+def make_session(model_path: str, params: Mapping[str, str], device_id: int = 0):
+    """An ORT InferenceSession configured from the config parameters."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(params.get("intra_op_thread_count", "0") or 0)
+    options.inter_op_num_threads = int(params.get("inter_op_thread_count", "0") or 0)
+    providers, dropped = choose_providers(params.get("execution_providers", ""),
+                                          ort.get_available_providers())
+    provider_options = [{"device_id": str(device_id)} if p in ("CUDAExecutionProvider",
+                                                                "TensorrtExecutionProvider") else {}
+                        for p in providers]
+    session = ort.InferenceSession(model_path, sess_options=options, providers=providers,
+                                   provider_options=provider_options)
+    return session, dropped
+
+
+class TritonPythonModel:
+    """Thin adapter: config parsed once in ``initialize``; one ``session.run`` per batch."""
+
+    def initialize(self, args: dict) -> None:
+        config = json.loads(args["model_config"])
+        params = parse_parameters(config)
+        folder = os.path.join(args["model_repository"], args["model_version"])
+        path = os.path.join(folder, params.get("onnx_file", "model.onnx"))
+        device_id = int(args.get("model_instance_device_id", 0) or 0)
+        self.session, dropped = make_session(path, params, device_id)
+        if dropped:
+            pb_utils.Logger.log_warn(f"execution providers not available here, dropped: {dropped}")
+        onnx_inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        onnx_outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        self.inputs = [
+            TensorInfo(c["name"], np.dtype(TRITON_TO_NUMPY[c["data_type"]]),
+                       onnx_axes(onnx_inputs[c["name"]], [int(d) for d in c["dims"]]))
+            for c in config["input"]
+        ]
+        self.outputs = [
+            TensorInfo(c["name"], np.dtype(TRITON_TO_NUMPY[c["data_type"]]),
+                       onnx_axes(onnx_outputs[c["name"]], [int(d) for d in c["dims"]]))
+            for c in config["output"]
+        ]
+        self.output_names = [o.name for o in self.outputs]
+
+    def execute(self, requests: list) -> list:
+        responses: list = [None] * len(requests)
+        good: list[int] = []
+        batches: list[dict[str, np.ndarray]] = []
+        sizes: list[dict[str, int]] = []
+        for i, request in enumerate(requests):
+            try:
+                arrays = {}
+                for info in self.inputs:
+                    tensor = pb_utils.get_input_tensor_by_name(request, info.name)
+                    if tensor is None:
+                        raise BadRequest(f"input '{info.name}' is missing")
+                    arrays[info.name] = tensor.as_numpy()
+                sizes.append(check_request(arrays, self.inputs))
+            except BadRequest as exc:
+                responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
+                continue
+            good.append(i)
+            batches.append(arrays)
+        if good:
+            feed = concat_padded(batches, self.inputs)
+            try:
+                values = self.session.run(self.output_names, feed)
+            except Exception as exc:  # an ORT failure on valid-looking input fails this batch
+                raise pb_utils.TritonModelException(f"onnxruntime failed: {exc}") from exc
+            per_request = split_outputs(dict(zip(self.output_names, values, strict=True)), sizes,
+                                        self.outputs)
+            for i, outputs in zip(good, per_request, strict=True):
+                tensors = [pb_utils.Tensor(name, outputs[name]) for name in self.output_names]
+                responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
+        return responses
+
+    def finalize(self) -> None:
+        self.session = None

