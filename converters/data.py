@@ -1,24 +1,27 @@
 """Real, offline, deterministic data for calibrating and evaluating the demo models.
 
-* :func:`text_corpus` - English sentences taken from the docstrings of a fixed list of Python
-  standard-library modules (no download, no model hub), split into a calibration set and a
-  disjoint evaluation set. Used for MiniLM INT8 calibration and the embedding-agreement gate.
+* :func:`text_corpus` - English sentences taken from the docstrings in the source files of a
+  fixed list of Python standard-library modules (no download, no model hub), split into a
+  calibration set and a disjoint evaluation set. Used for MiniLM INT8 calibration and the
+  embedding-agreement gate.
 * :func:`digits_split` - scikit-learn's bundled ``load_digits`` (1,797 labelled 8x8 images),
   stratified into train / calib / test with a fixed seed. Used to train the digits CNN,
   calibrate it, and gate its INT8 accuracy.
 
-Both are cached in-process and return read-only arrays/tuples, so callers can share them.
+Both are cached in-process. ``digits_split`` returns read-only arrays; ``text_corpus`` returns
+fresh lists on every call. Either way one caller cannot change what the next one gets.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
-import importlib
 import inspect
 import random
 import re
-import warnings
+import sysconfig
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -32,24 +35,22 @@ __all__ = [
     "text_corpus",
 ]
 
-#: Standard-library modules whose docstrings make the corpus. Only modules present in every
-#: CPython build, with the same docstrings on every OS (no os/socket/subprocess, whose members
-#: differ by platform; no decimal/zoneinfo/datetime, whose C and pure-Python twins differ).
+#: Standard-library modules and packages (all their submodules) whose docstrings make the
+#: corpus. Their *source files* are parsed, nothing is imported: the text cannot depend on the
+#: OS, on C accelerators, or on what other libraries imported or patched at run time.
 CORPUS_MODULES: tuple[str, ...] = (
-    "abc", "argparse", "ast", "asyncio", "base64", "bdb", "binascii", "bisect", "builtins",
-    "calendar", "cmd", "code", "codecs", "collections", "colorsys", "concurrent.futures",
-    "configparser", "contextlib", "copy", "csv", "dataclasses", "difflib", "dis", "email.message",
-    "email.utils", "enum", "filecmp", "fileinput", "fnmatch", "fractions", "ftplib", "functools",
-    "getopt", "gettext", "glob", "gzip", "heapq", "hmac", "html", "html.parser", "http.client",
-    "http.cookiejar", "http.server", "imaplib", "inspect", "io", "ipaddress", "itertools", "json",
-    "keyword", "linecache", "logging", "logging.handlers", "mailbox", "math", "mimetypes",
-    "multiprocessing", "numbers", "operator", "optparse", "pathlib", "pdb", "pickle", "pkgutil",
-    "plistlib", "poplib", "pprint", "profile", "pstats", "queue", "quopri", "random", "re",
-    "reprlib", "sched", "secrets", "shelve", "shlex", "shutil", "smtplib", "socketserver",
-    "statistics", "string", "struct", "sys", "tabnanny", "tarfile", "tempfile", "textwrap",
-    "threading", "timeit", "tokenize", "trace", "traceback", "types", "typing", "unittest",
-    "unittest.mock", "urllib.parse", "urllib.request", "uuid", "warnings", "wave", "weakref",
-    "xml.dom.minidom", "xml.etree.ElementTree", "xmlrpc.client", "zipfile", "zipimport",
+    "abc", "argparse", "ast", "asyncio", "base64", "bdb", "bisect", "calendar", "cmd", "code",
+    "codecs", "collections", "colorsys", "concurrent.futures", "configparser", "contextlib", "copy",
+    "csv", "dataclasses", "datetime", "decimal", "difflib", "dis", "email", "enum", "filecmp",
+    "fileinput", "fnmatch", "fractions", "ftplib", "functools", "getopt", "gettext", "glob", "gzip",
+    "heapq", "hmac", "html", "http", "imaplib", "inspect", "ipaddress", "json", "keyword",
+    "linecache", "logging", "mailbox", "mimetypes", "multiprocessing", "numbers", "operator",
+    "optparse", "pathlib", "pdb", "pickle", "pkgutil", "plistlib", "poplib", "pprint", "profile",
+    "pstats", "queue", "quopri", "random", "re", "reprlib", "sched", "secrets", "shelve", "shlex",
+    "shutil", "smtplib", "socketserver", "statistics", "string", "struct", "tabnanny", "tarfile",
+    "tempfile", "textwrap", "threading", "timeit", "tokenize", "trace", "traceback", "types",
+    "typing", "unittest", "urllib", "uuid", "warnings", "wave", "weakref", "xml.dom", "xml.etree",
+    "xmlrpc", "zipfile", "zipimport",
 )
 CORPUS_SEED = 0
 CALIBRATION_SIZE = 512
@@ -97,23 +98,30 @@ class DigitsSplit:
     x_test_raw: np.ndarray
 
 
-def _docstrings(module_name: str) -> list[str]:
-    """The module's docstring and those of its own classes, functions, methods and properties."""
-    module = importlib.import_module(module_name)
-    docs: list[object] = [module.__doc__]
-    for _, obj in sorted(vars(module).items()):
-        if not (inspect.isclass(obj) or inspect.isroutine(obj)):
-            continue
-        if getattr(obj, "__module__", None) != module.__name__:
-            continue  # re-exported from elsewhere: counted (once) where it is defined
-        docs.append(obj.__doc__)
-        if inspect.isclass(obj):
-            for _, member in sorted(vars(obj).items()):
-                if isinstance(member, staticmethod | classmethod):
-                    member = member.__func__
-                if inspect.isroutine(member) or isinstance(member, property):
-                    docs.append(member.__doc__)
-    return [d for d in docs if isinstance(d, str)]
+def _source_files(stdlib: Path) -> list[Path]:
+    """The .py files of :data:`CORPUS_MODULES` (packages: every submodule, tests excluded)."""
+    files: list[Path] = []
+    for name in CORPUS_MODULES:
+        base = stdlib.joinpath(*name.split("."))
+        if base.with_suffix(".py").is_file():
+            files.append(base.with_suffix(".py"))
+        elif base.is_dir():
+            files.extend(p for p in sorted(base.rglob("*.py"))
+                         if not {"test", "tests"} & set(p.relative_to(base).parts[:-1]))
+        else:
+            raise RuntimeError(
+                f"standard-library source for {name!r} not found under {stdlib}; the text corpus "
+                "needs the .py sources (some distributions ship them in a separate package)"
+            )
+    return files
+
+
+def _docstrings(path: Path) -> list[str]:
+    """Docstrings of the module and of every class and function defined in its source."""
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    docs = (ast.get_docstring(node, clean=True) for node in ast.walk(tree) if isinstance(node, kinds))
+    return [d for d in docs if d]
 
 
 def _split_sentences(doc: str) -> list[str]:
@@ -133,13 +141,19 @@ def _split_sentences(doc: str) -> list[str]:
     return out
 
 
+def _without_abbreviations(text: str) -> str:
+    for abbreviation in _ABBREVIATIONS:
+        text = text.replace(abbreviation, "")
+    return text
+
+
 def _is_prose(sentence: str) -> bool:
     words = sentence.split()
     if not MIN_WORDS <= len(words) <= MAX_WORDS:
         return False
     if not sentence[0].isupper() or not sentence.endswith((".", "?", "!")):
         return False
-    if _CODE.search(sentence):
+    if _CODE.search(_without_abbreviations(sentence)):
         return False
     if sum(c.isalpha() or c.isspace() for c in sentence) < 0.9 * len(sentence):
         return False
@@ -152,21 +166,18 @@ def sentences() -> tuple[str, ...]:
     """Every distinct prose sentence from :data:`CORPUS_MODULES`' docstrings, sorted.
 
     Raises:
-        RuntimeError: Fewer sentences than the corpus needs (Python run with ``-OO``, which
-            strips docstrings).
+        RuntimeError: The standard library's .py sources are missing, or hold fewer sentences
+            than the corpus needs.
     """
     found: set[str] = set()
-    with warnings.catch_warnings():
-        # Touching deprecated aliases (typing.io, ...) warns; we only read their docstrings.
-        warnings.simplefilter("ignore")
-        for module_name in CORPUS_MODULES:
-            for doc in _docstrings(module_name):
-                found.update(s for s in _split_sentences(doc) if _is_prose(s))
+    for path in _source_files(Path(sysconfig.get_path("stdlib"))):
+        for doc in _docstrings(path):
+            found.update(s for s in _split_sentences(doc) if _is_prose(s))
     needed = CALIBRATION_SIZE + EVALUATION_SIZE
     if len(found) < needed:
         raise RuntimeError(
-            f"found only {len(found)} docstring sentences, the corpus needs {needed}; "
-            "run Python without -OO (it strips docstrings)"
+            f"found only {len(found)} docstring sentences in the standard library's sources, "
+            f"the corpus needs {needed}"
         )
     return tuple(sorted(found))
 
