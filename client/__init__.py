@@ -1,0 +1,35 @@
+"""A production Triton client for backend services (gRPC, sync and asyncio).
+
+    from client import Client
+
+    with Client(urls=["127.0.0.1:8001"], timeout_s=2.0) as triton:
+        vectors = triton.embed(["a sentence", "another"])     # float32 [2, 384]
+        labels, probabilities = triton.classify_digits(images)  # images: [n, 8, 8], 0..16
+        outputs = triton.infer("add_one", {"INPUT": x})         # any model: dict in, dict out
+
+One long-lived channel per replica, round-robin with failover, one deadline per call in
+seconds (retries included), retries with backoff only on UNAVAILABLE (and, opted in, on shed
+requests), client-side shape/dtype checks, and one error type: ``ClientError`` with a ``Status``.
+"""
+
+from client._aio import AsyncClient
+from client._base import ReplicaHealth
+from client._config import ClientConfig, TlsConfig
+from client._errors import ClientError, Status
+from client._pipelines import DigitPredictions
+from client._sync import Client
+from client._tensors import ModelInfo, ModelState, TensorSpec
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ClientConfig",
+    "ClientError",
+    "DigitPredictions",
+    "ModelInfo",
+    "ModelState",
+    "ReplicaHealth",
+    "Status",
+    "TensorSpec",
+    "TlsConfig",
+]

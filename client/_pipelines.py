@@ -1,0 +1,75 @@
+"""The demo pipelines' contracts: inputs built and outputs checked for ``embed`` and
+``classify_digit`` (pure functions; the clients add the RPC)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from client._errors import ClientError, Status, invalid
+
+EMBED_MODEL = "embed"
+EMBED_DIM = 384
+CLASSIFY_MODEL = "classify_digit"
+DIGIT_SHAPE = (8, 8)
+DIGIT_MAX = 16.0
+
+
+class DigitPredictions(NamedTuple):
+    """``classify_digits`` result: ``labels`` int64 [n], ``probabilities`` float32 [n, 10]."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+
+
+def embed_inputs(texts: str | Sequence[str]) -> dict[str, np.ndarray]:
+    """The ``embed`` request: TEXT as BYTES [n, 1] (one str is one text)."""
+    items = [texts] if isinstance(texts, str | bytes) else list(texts)
+    for i, text in enumerate(items):
+        if not isinstance(text, str | bytes):
+            raise invalid(f"embed() takes strings; item {i} is {type(text).__name__}", EMBED_MODEL)
+    array = np.empty((len(items), 1), dtype=object)
+    array[:, 0] = [t.encode("utf-8") if isinstance(t, str) else t for t in items]
+    return {"TEXT": array}
+
+
+def embed_output(outputs: dict[str, np.ndarray], n: int, model: str) -> np.ndarray:
+    return _checked(outputs, "EMBEDDING", (n, EMBED_DIM), np.float32, model)
+
+
+def digit_inputs(images: np.ndarray | Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """The ``classify_digit`` request: IMAGE float32 [n, 8, 8], pixel values 0..16."""
+    array = np.asarray(images)
+    if array.dtype.kind not in "biuf":
+        raise invalid(f"digit images must be numeric, got dtype {array.dtype}", CLASSIFY_MODEL)
+    if array.shape == DIGIT_SHAPE:
+        array = array[None]
+    elif array.ndim == 2 and array.shape[1] == 64:
+        array = array.reshape(-1, *DIGIT_SHAPE)
+    if array.ndim != 3 or array.shape[1:] != DIGIT_SHAPE:
+        raise invalid(f"digit images must be [n, 8, 8] (or [8, 8], or [n, 64]), got shape "
+                      f"{array.shape}; downscale larger images to 8x8 first", CLASSIFY_MODEL)
+    array = array.astype(np.float32, copy=False)
+    if array.size and (array.min() < 0 or array.max() > DIGIT_MAX):
+        raise invalid(f"digit pixels must be in 0..16 (scikit-learn digits scale), got "
+                      f"{array.min():g}..{array.max():g}; for 0..255 images use x * 16 / 255",
+                      CLASSIFY_MODEL)
+    return {"IMAGE": array}
+
+
+def digit_outputs(outputs: dict[str, np.ndarray], n: int, model: str) -> DigitPredictions:
+    labels = _checked(outputs, "LABEL", (n, 1), np.int64, model).reshape(n)
+    probabilities = _checked(outputs, "PROBABILITIES", (n, 10), np.float32, model)
+    return DigitPredictions(labels, probabilities)
+
+
+def _checked(outputs: dict[str, np.ndarray], name: str, shape: tuple[int, ...],
+             dtype: type, model: str) -> np.ndarray:
+    array = outputs.get(name)
+    if array is None or array.shape != shape or array.dtype != dtype:
+        got = "nothing" if array is None else f"{array.dtype} {array.shape}"
+        raise ClientError(Status.INTERNAL, f"model '{model}' broke its contract: expected output "
+                          f"{name} {np.dtype(dtype)} {shape}, got {got}", model=model)
+    return array

@@ -1,0 +1,178 @@
+"""The blocking client: one long-lived gRPC channel per replica, safe to share between threads."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grpc
+import numpy as np
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from client._base import ClientBase, ReplicaHealth, model_states
+from client._config import ClientConfig
+from client._errors import ClientError, Status
+from client._pipelines import (
+    CLASSIFY_MODEL,
+    EMBED_DIM,
+    EMBED_MODEL,
+    DigitPredictions,
+    digit_inputs,
+    digit_outputs,
+    embed_inputs,
+    embed_output,
+)
+from client._retry import Attempts
+from client._tensors import ModelInfo, ModelState, merge, model_info, parse_response
+
+
+class Client(ClientBase):
+    """A Triton gRPC client for backend services.
+
+    Args:
+        config: a ClientConfig (default: ``ClientConfig()``, Triton on 127.0.0.1:8001).
+        urls: replica address(es) ``host:port``, overriding ``config.urls``.
+        **options: any other ClientConfig field, overriding ``config``.
+
+    Example::
+
+        with Client(urls=["10.0.0.5:8001", "10.0.0.6:8001"], timeout_s=2.0) as triton:
+            vectors = triton.embed(["hello", "world"])            # float32 [2, 384]
+            labels, probs = triton.classify_digits(images)         # int64 [n], float32 [n, 10]
+    """
+
+    def __init__(self, config: ClientConfig | None = None, *, urls: str | Sequence[str] | None = None,
+                 **options: Any) -> None:
+        super().__init__(config, urls, options)
+        credentials = self._credentials()
+        channel_options = self.config.channel_options()
+        self._channels = [
+            grpc.secure_channel(url, credentials, channel_options) if credentials
+            else grpc.insecure_channel(url, channel_options)
+            for url in self.config.urls
+        ]
+        self._stubs = [service_pb2_grpc.GRPCInferenceServiceStub(c) for c in self._channels]
+
+    # -- inference -------------------------------------------------------------------------
+    def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None,
+              *, version: str = "", timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """Run ``model`` on ``inputs`` (name -> array, batch axis first for batched models).
+
+        Batches larger than the model's max_batch_size are sent in chunks and reassembled in
+        order. ``outputs`` limits which outputs come back (default: all).
+
+        Returns:
+            output name -> numpy array.
+
+        Raises:
+            ClientError: with ``status`` INVALID_ARGUMENT (origin "client") for arrays of the
+                wrong name, rank, shape or dtype; otherwise as mapped from the server's answer.
+        """
+        timeout, deadline = self._deadline(timeout_s)
+        info = self._model_info(model, version, timeout, deadline)
+        requests = self._plan(info, version, inputs, outputs)
+        try:
+            parts = [parse_response(self._call("ModelInfer", request, f"infer '{model}'", model,
+                                               timeout, deadline))
+                     for request in requests]
+        except ClientError as exc:
+            if exc.status in (Status.INVALID_ARGUMENT, Status.NOT_FOUND):
+                self._forget(model, version)  # the model may have been reloaded differently
+            raise
+        return merge(parts)
+
+    def embed(self, texts: str | Sequence[str], *, model: str = EMBED_MODEL,
+              timeout_s: float | None = None) -> np.ndarray:
+        """Sentence embeddings: float32 [n, 384], L2-normalized (one str counts as one text)."""
+        inputs = embed_inputs(texts)
+        n = len(inputs["TEXT"])
+        if n == 0:
+            return np.empty((0, EMBED_DIM), dtype=np.float32)
+        return embed_output(self.infer(model, inputs, ["EMBEDDING"], timeout_s=timeout_s), n, model)
+
+    def classify_digits(self, images: np.ndarray | Sequence[np.ndarray], *,
+                        model: str = CLASSIFY_MODEL, timeout_s: float | None = None) -> DigitPredictions:
+        """Digit labels and class probabilities for [n, 8, 8] (or one [8, 8]) images, 0..16."""
+        inputs = digit_inputs(images)
+        n = len(inputs["IMAGE"])
+        outputs = self.infer(model, inputs, ["LABEL", "PROBABILITIES"], timeout_s=timeout_s)
+        return digit_outputs(outputs, n, model)
+
+    # -- metadata and health ---------------------------------------------------------------
+    def model_info(self, model: str, *, version: str = "", timeout_s: float | None = None) -> ModelInfo:
+        """The model's inputs, outputs and max_batch_size (fetched once, then cached)."""
+        timeout, deadline = self._deadline(timeout_s)
+        return self._model_info(model, version, timeout, deadline)
+
+    def model_ready(self, model: str, *, version: str = "", timeout_s: float | None = None) -> bool:
+        """Whether a replica reports ``model`` loaded and ready."""
+        timeout, deadline = self._deadline(timeout_s)
+        request = service_pb2.ModelReadyRequest(name=model, version=version)
+        return self._call("ModelReady", request, f"model_ready '{model}'", model, timeout,
+                          deadline).ready
+
+    def server_ready(self, *, timeout_s: float | None = None) -> bool:
+        """Whether a replica reports itself ready for inference."""
+        timeout, deadline = self._deadline(timeout_s)
+        return self._call("ServerReady", service_pb2.ServerReadyRequest(), "server_ready", None,
+                          timeout, deadline).ready
+
+    def list_models(self, *, timeout_s: float | None = None) -> list[ModelState]:
+        """Every model in the repository with its state (READY, UNAVAILABLE, ...)."""
+        timeout, deadline = self._deadline(timeout_s)
+        response = self._call("RepositoryIndex", service_pb2.RepositoryIndexRequest(),
+                              "list_models", None, timeout, deadline)
+        return model_states(response)
+
+    def health(self, *, timeout_s: float = 2.0) -> list[ReplicaHealth]:
+        """Liveness and readiness of every replica, each asked directly (no retries)."""
+        result = []
+        for url, stub in zip(self.config.urls, self._stubs, strict=True):
+            try:
+                live = stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=timeout_s,
+                                       metadata=self._metadata).live
+                ready = stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=timeout_s,
+                                         metadata=self._metadata).ready
+                result.append(ReplicaHealth(url, live, ready))
+            except grpc.RpcError as exc:
+                result.append(ReplicaHealth(url, False, False, exc.details() or str(exc.code())))
+        return result
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close every channel; in-flight calls are cancelled."""
+        self._closed = True
+        for channel in self._channels:
+            channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------
+    def _model_info(self, model: str, version: str, timeout: float, deadline: float) -> ModelInfo:
+        info = self._info.get((model, version))
+        if info is None:
+            request = service_pb2.ModelConfigRequest(name=model, version=version)
+            response = self._call("ModelConfig", request, f"model '{model}'", model, timeout, deadline)
+            info = self._info[(model, version)] = model_info(response.config, version)
+        return info
+
+    def _call(self, method: str, request: Any, what: str, model: str | None, timeout: float,
+              deadline: float) -> Any:
+        attempts = Attempts(self.config, self._endpoints, deadline, timeout, what, model)
+        while True:
+            index, remaining = attempts.next()
+            try:
+                response = getattr(self._stubs[index], method)(
+                    request, timeout=remaining, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                delay = attempts.failed(index, exc)
+                if delay:
+                    time.sleep(delay)
+                continue
+            attempts.succeeded(index)
+            return response
