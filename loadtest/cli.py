@@ -1,0 +1,193 @@
+"""``python -m loadtest``: run campaigns, find the maximum RPS, cross-check with perf_analyzer.
+
+Exit codes (decided here only): 0 every SLO held; 1 an SLO failed (each failure printed with
+its margin); 2 bad command line or campaign file; 3 the target, Locust or perf_analyzer failed;
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from pathlib import Path
+
+from loadtest import campaign as campaigns
+from loadtest.errors import CampaignError, LoadTestError
+
+EXIT_OK, EXIT_SLO_FAILED, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _target_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("campaign", help="campaign file (TOML/YAML) or bundled name (see `list`)")
+    parser.add_argument("--grpc", metavar="HOST:PORT", help="Triton gRPC endpoint (default: the campaign's)")
+    parser.add_argument("--metrics", metavar="URL", help="Triton metrics URL ('' to skip)")
+    parser.add_argument("--model-repository", type=Path, metavar="DIR",
+                        help="start a Triton of our own on DIR (free ports) for the run, then stop it")
+    parser.add_argument("--report-dir", type=Path, metavar="DIR",
+                        help="where reports go (default: reports/loadtest/CAMPAIGN-TIME)")
+    parser.add_argument("--processes", type=int, metavar="N",
+                        help="Locust processes on this machine (forked workers; default: the campaign's)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="start a Locust master and N local worker processes")
+    parser.add_argument("--master", action="store_true",
+                        help="be a Locust master for remote workers (`python -m loadtest worker`)")
+    parser.add_argument("--expect-workers", type=int, default=0, metavar="N",
+                        help="with --master: wait for N workers")
+    parser.add_argument("--master-bind-port", type=int, default=5557, metavar="PORT")
+    parser.add_argument("--server-pid", type=int, metavar="PID",
+                        help="pid of an already running server, for its CPU (default: found by port)")
+    parser.add_argument("--no-preflight", action="store_true",
+                        help="skip the readiness check and the test request per model")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loadtest",
+                                     description="Locust load campaigns against Triton, with SLO gates.")
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _target_args(sub.add_parser("run", help="run a campaign; exit 1 if an SLO fails"))
+    _target_args(sub.add_parser("find-max", help="run a [find_max] campaign; print the highest RPS "
+                                                 "meeting its SLOs"))
+    validate = sub.add_parser("validate", help="check campaign files without running them")
+    validate.add_argument("campaigns", nargs="+", metavar="CAMPAIGN")
+    sub.add_parser("list", help="list the bundled campaigns")
+    worker = sub.add_parser("worker", help="a Locust worker for `run --master` on another machine")
+    worker.add_argument("campaign")
+    worker.add_argument("--master-host", default="127.0.0.1")
+    worker.add_argument("--master-port", type=int, default=5557)
+    worker.add_argument("--grpc", metavar="HOST:PORT", help="Triton gRPC endpoint as seen from here")
+    worker.add_argument("--processes", type=int, default=1, metavar="N")
+    pa = sub.add_parser("perf-analyzer", help="measure a model with Triton's perf_analyzer (cross-check)")
+    pa.add_argument("target", help="model name, or a campaign whose first traffic entry is measured")
+    pa.add_argument("--grpc", metavar="HOST:PORT", default=None)
+    pa.add_argument("--model-repository", type=Path, metavar="DIR", help="start a Triton on DIR for it")
+    pa.add_argument("--rate", type=float, metavar="RPS", help="fixed request rate (default: concurrency)")
+    pa.add_argument("--concurrency", type=int, default=16, metavar="N")
+    pa.add_argument("--duration", type=float, default=10.0, metavar="S", help="measurement window")
+    pa.add_argument("--report-dir", type=Path, metavar="DIR",
+                    help="where to write perf_analyzer.csv and .json (default: reports/loadtest/...)")
+    sub.add_parser("cost", help="cost per million requests (see `python -m loadtest cost --help`)",
+                   add_help=False)
+    return parser
+
+
+def _run(args: argparse.Namespace, find_max: bool) -> int:
+    from loadtest.runner import RunOptions, run
+
+    campaign = campaigns.load(args.campaign)
+    if find_max and not campaign.find_max:
+        raise CampaignError(f"campaign {campaign.name!r} has no [find_max] section; use `run` for it or "
+                            "pick a find-max campaign (for example embed-find-max)")
+    options = RunOptions(report_dir=args.report_dir, grpc=args.grpc, metrics_url=args.metrics,
+                         model_repository=args.model_repository, processes=args.processes,
+                         workers=args.workers, master=args.master, expect_workers=args.expect_workers,
+                         master_bind_port=args.master_bind_port, server_pid=args.server_pid,
+                         preflight=not args.no_preflight)
+    print(f"campaign {campaign.name}: {campaign.duration_s:.0f} s"
+          f"{' at most' if campaign.find_max else ''}, {len(campaign.traffic)} traffic kind(s)", flush=True)
+    result = run(campaign, options)
+    summary = result.summary
+    total = summary["slo_window"]["stats"].get("Aggregated", {})
+    print(f"report: {result.report_dir}")
+    if total:
+        print(f"measured {summary['slo_window']['duration_s']:.1f} s: {total['requests']:.0f} requests, "
+              f"{total['rps']:.1f} rps, p50 {total['p50_ms']:.0f} ms, p95 {total['p95_ms']:.0f} ms, "
+              f"p99 {total['p99_ms']:.0f} ms, errors {total['errors']:.0f}")
+    gen = summary["generator"]
+    if gen["cpu_us_per_request"]:
+        print(f"generator: {gen['cpu_us_per_request']:.0f} µs CPU per request; "
+              f"server CPU {summary['server']['cpu_pct'] or 0:.0f} % of a core")
+    if campaign.find_max:
+        fm = summary["find_max"]
+        print(f"find-max: {fm['max_rps']:.0f} rps sustained with p99 {fm['p99_ms']:.0f} ms" if fm
+              else "find-max: no step met the SLOs")
+    for verdict in result.verdicts:
+        print(verdict.describe())
+    if not result.passed:
+        failed = [v for v in result.verdicts if not v.passed]
+        if not failed:
+            print("FAIL: no requests completed" if not total.get("requests") else "FAIL: requests failed")
+        print(f"SLO verdict: FAIL ({len(failed)} of {len(result.verdicts)} SLOs failed)")
+        return EXIT_SLO_FAILED
+    print(f"SLO verdict: PASS ({len(result.verdicts)} SLOs)")
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    for ref in args.campaigns:
+        c = campaigns.load(ref)
+        slos = ", ".join(str(s) for s in c.slos) or "none"
+        plan = "find-max" if c.find_max else f"{len(c.stages)} stage(s)"
+        print(f"{c.name}: OK ({plan}, {c.duration_s:.0f} s, SLOs: {slos})")
+    return EXIT_OK
+
+
+def _list() -> int:
+    for path in sorted(campaigns.CAMPAIGNS_DIR.glob("*.toml")):
+        c = campaigns.load(path)
+        print(f"{path.stem:18} {c.duration_s:6.0f} s  {c.description}")
+    return EXIT_OK
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    from loadtest.runner import LOCUSTFILE
+
+    campaign = campaigns.load(args.campaign)
+    folder = Path(tempfile.mkdtemp(prefix="loadtest-worker-"))
+    plan = folder / "plan.json"
+    plan.write_text(json.dumps({"campaign": campaign.to_dict(), "grpc": args.grpc or campaign.target.grpc,
+                                "metrics_url": None, "server_pid": None, "report_dir": str(folder)}))
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-host",
+           args.master_host, "--master-port", str(args.master_port)]
+    if args.processes > 1:
+        cmd += ["--processes", str(args.processes)]
+    return subprocess.call(cmd, env={**os.environ, "LOADTEST_PLAN": str(plan)})
+
+
+def _cost(argv: list[str]) -> int:
+    try:
+        cost = importlib.import_module("loadtest.cost")
+    except ModuleNotFoundError as exc:
+        if exc.name != "loadtest.cost":
+            raise
+        print("Error: the cost command is not installed (loadtest/cost.py is missing)", file=sys.stderr)
+        return EXIT_USAGE
+    return int(cost.main(argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, run one command, print ``Type: message`` on errors; return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest = [a for a in argv if a != "--verbose"]
+    if rest and rest[0] == "cost":
+        return _cost(rest[1:])
+    args = _parser().parse_args(argv)
+    try:
+        if args.command in ("run", "find-max"):
+            return _run(args, find_max=args.command == "find-max")
+        if args.command == "validate":
+            return _validate(args)
+        if args.command == "list":
+            return _list()
+        if args.command == "worker":
+            return _worker(args)
+        if args.command == "perf-analyzer":
+            from loadtest import crosscheck
+
+            return crosscheck.main(args)
+        raise AssertionError(args.command)
+    except KeyboardInterrupt:
+        print("Interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except LoadTestError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, CampaignError) else EXIT_FAILED

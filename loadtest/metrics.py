@@ -1,0 +1,136 @@
+"""What the server did during a window: Triton's Prometheus counters and CPU time.
+
+Triton's metrics endpoint exposes cumulative per-model counters; the difference of two scrapes
+gives, per model, requests, executions (so the average dynamic batch size), and the time spent
+queued versus computing. CPU time comes from ``psutil`` over a process and its children
+(tritonserver's Python-backend stubs are its children). Pure parsing and arithmetic, plus two
+small readers; safe in the parent and in the gevent-patched Locust processes.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from collections.abc import Mapping
+
+COUNTERS = (
+    "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
+    "nv_inference_exec_count", "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
+    "nv_inference_compute_input_duration_us", "nv_inference_compute_infer_duration_us",
+    "nv_inference_compute_output_duration_us",
+)
+_LINE = re.compile(r'^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\}\s+(?P<value>[-+0-9.eE]+|NaN)\s*$')
+_MODEL = re.compile(r'model="(?P<model>[^"]*)"')
+
+Counters = dict[str, dict[str, float]]  # model -> counter name -> value (summed over versions/reasons)
+
+
+def parse_prometheus(text: str) -> Counters:
+    """Triton's per-model inference counters from the metrics endpoint's text."""
+    out: Counters = {}
+    for line in text.splitlines():
+        if not line.startswith("nv_inference"):
+            continue
+        match = _LINE.match(line)
+        if not match or match["name"] not in COUNTERS:
+            continue
+        model = _MODEL.search(match["labels"])
+        if not model:
+            continue
+        row = out.setdefault(model["model"], {})
+        row[match["name"]] = row.get(match["name"], 0.0) + float(match["value"])
+    return out
+
+
+def scrape(url: str | None, timeout_s: float = 2.0) -> Counters | None:
+    """Read and parse the metrics endpoint; None when there is none or it does not answer."""
+    if not url:
+        return None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - local URL
+            return parse_prometheus(response.read().decode("utf-8", "replace"))
+    except OSError:
+        return None
+
+
+def model_deltas(after: Counters | None, before: Counters | None, duration_s: float) -> dict[str, dict]:
+    """Per model with traffic in the window: throughput, average batch, queue and compute times."""
+    if after is None or before is None:
+        return {}
+    rows = {}
+    for model, now in after.items():
+        then = before.get(model, {})
+        d = {k: now.get(k, 0.0) - then.get(k, 0.0) for k in COUNTERS}
+        success = d["nv_inference_request_success"]
+        execs = d["nv_inference_exec_count"]
+        if success <= 0 and d["nv_inference_request_failure"] <= 0:
+            continue
+        per_request = success or 1.0
+        rows[model] = {
+            "requests": success,
+            "failures": d["nv_inference_request_failure"],
+            "inferences": d["nv_inference_count"],
+            "executions": execs,
+            "rps": success / duration_s if duration_s > 0 else 0.0,
+            "avg_batch": d["nv_inference_count"] / execs if execs else 0.0,
+            "avg_request_us": d["nv_inference_request_duration_us"] / per_request,
+            "avg_queue_us": d["nv_inference_queue_duration_us"] / per_request,
+            "avg_compute_us": (d["nv_inference_compute_input_duration_us"]
+                               + d["nv_inference_compute_infer_duration_us"]
+                               + d["nv_inference_compute_output_duration_us"]) / per_request,
+            "avg_exec_infer_us": d["nv_inference_compute_infer_duration_us"] / execs if execs else 0.0,
+        }
+    return rows
+
+
+def tree_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process and its live descendants; None if it is gone."""
+    if not pid:
+        return None
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def server_pid_for_port(port: int) -> int | None:
+    """The pid listening on ``port`` on this machine (to measure an already running server)."""
+    import psutil
+
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return conn.pid
+    except (psutil.Error, OSError):
+        return None
+    return None
+
+
+def cpu_percent(after: float | None, before: float | None, duration_s: float) -> float | None:
+    """CPU used in a window, as percent of one core (200 = both cores of this machine)."""
+    if after is None or before is None or duration_s <= 0:
+        return None
+    return 100.0 * (after - before) / duration_s
+
+
+def summarize_models(rows: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Markdown table lines for :func:`model_deltas` rows."""
+    if not rows:
+        return ["(no Triton metrics: pass --metrics URL or start the server with --model-repository)"]
+    lines = ["| model | requests/s | avg batch | avg queue (ms) | avg compute (ms) | failures |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for model, r in sorted(rows.items()):
+        lines.append(f"| {model} | {r['rps']:.1f} | {r['avg_batch']:.2f} | {r['avg_queue_us'] / 1000:.2f} "
+                     f"| {r['avg_compute_us'] / 1000:.2f} | {r['failures']:.0f} |")
+    return lines

@@ -1,0 +1,111 @@
+"""The Locust gRPC user for Triton: one long-lived channel per user, pre-serialized requests.
+
+Imported only inside Locust processes, after ``grpc.experimental.gevent.init_gevent()`` (see
+``locustfile.py``). Each request sends bytes serialized once by ``loadtest.payloads`` through a
+gRPC method with identity serializers (the response is not parsed either: a failed inference is a
+gRPC status), and fires ``events.request`` with the real response time, size and error.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import ClassVar
+
+import grpc
+from locust import User, task
+
+from loadtest.payloads import INFER_METHOD
+
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+
+
+class InferError(Exception):
+    """A failed inference as Locust records it: the gRPC status code and Triton's message."""
+
+
+class Pacing:
+    """Requests per second each user should send (None: send as soon as the last one returns)."""
+
+    per_user: float | None = None
+
+
+class Counter:
+    """Requests issued by this process (for the generator's CPU cost per request)."""
+
+    requests = 0
+
+
+class TritonGrpcUser(User):
+    """Sends a weighted mix of pre-serialized ModelInfer requests to one Triton gRPC endpoint.
+
+    Configure by subclassing (the locustfile does): ``target``, ``timeout_s``, ``names`` (stats
+    name per traffic entry), ``pools`` (serialized requests per entry) and ``schedule`` (entry
+    indices in proportion to the campaign's weights).
+    """
+
+    abstract = True
+    target: ClassVar[str] = "127.0.0.1:8001"
+    timeout_s: ClassVar[float] = 10.0
+    names: ClassVar[list[str]] = []
+    pools: ClassVar[list[list[bytes]]] = []
+    schedule: ClassVar[list[int]] = []
+    channels: ClassVar[set[grpc.Channel]] = set()
+
+    def on_start(self) -> None:
+        self._channel = grpc.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+        self.channels.add(self._channel)
+        self._infer = self._channel.unary_unary(INFER_METHOD)  # bytes in, bytes out
+        self._turn = random.randrange(len(self.schedule))
+        self._due: float | None = None
+
+    def on_stop(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel (a gRPC channel left open can hang the process at exit)."""
+        channel = getattr(self, "_channel", None)
+        if channel is not None:
+            self.channels.discard(channel)
+            channel.close()
+            self._channel = None
+
+    def wait_time(self) -> float:
+        """Pace to ``Pacing.per_user`` requests/s, catching up after a slow response."""
+        rate = Pacing.per_user
+        now = time.perf_counter()
+        if not rate:
+            self._due = None
+            return 0.0
+        interval = 1.0 / rate
+        if self._due is None:
+            self._due = now + random.uniform(0.0, interval)  # spread users over the first interval
+        else:
+            self._due += interval
+            if self._due < now - interval:  # fell behind by more than one interval: don't burst
+                self._due = now
+        return max(0.0, self._due - now)
+
+    @task
+    def infer(self) -> None:
+        """One inference: pick the next entry of the mix and the next payload of its pool."""
+        self._turn += 1
+        entry = self.schedule[self._turn % len(self.schedule)]
+        pool = self.pools[entry]
+        payload = pool[self._turn % len(pool)]
+        Counter.requests += 1
+        error: Exception | None = None
+        start = time.perf_counter()
+        try:
+            response = self._infer(payload, timeout=self.timeout_s)
+            length = len(response)
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            details = exc.details() if hasattr(exc, "details") else str(exc)
+            error = InferError(f"{code.name if code else 'UNKNOWN'}: {details}")
+            length = 0
+        elapsed_ms = (time.perf_counter() - start) * 1000.0
+        self.environment.events.request.fire(
+            request_type="grpc", name=self.names[entry], response_time=elapsed_ms,
+            response_length=length, exception=error, context=None,
+        )
