@@ -106,7 +106,8 @@ def _py311_usages(path: Path) -> list[str]:
 
 def test_python_backend_code_runs_on_the_gpu_images_python() -> None:
     """Dockerfile.gpu puts ensembles/ on the NGC image's Python 3.10: no 3.11-only code there."""
-    files = sorted((ROOT / "ensembles").rglob("*.py"))
+    # Only what Triton's Python backend imports; build-time code (pipelines, writer) runs on the host.
+    files = sorted(p for d in ("models", "processing") for p in (ROOT / "ensembles" / d).rglob("*.py"))
     if not files:
         pytest.skip("ensembles/ has no Python files yet")
     problems = {}
