@@ -38,6 +38,8 @@ def _target_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--master-bind-port", type=int, default=5557, metavar="PORT")
     parser.add_argument("--server-pid", type=int, metavar="PID",
                         help="pid of an already running server, for its CPU (default: found by port)")
+    parser.add_argument("--crosscheck", action="store_true",
+                        help="then measure the first traffic entry with perf_analyzer at the same rate")
     parser.add_argument("--no-preflight", action="store_true",
                         help="skip the readiness check and the test request per model")
 
@@ -60,11 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--grpc", metavar="HOST:PORT", help="Triton gRPC endpoint as seen from here")
     worker.add_argument("--processes", type=int, default=1, metavar="N")
     pa = sub.add_parser("perf-analyzer", help="measure a model with Triton's perf_analyzer (cross-check)")
-    pa.add_argument("target", help="model name, or a campaign whose first traffic entry is measured")
+    pa.add_argument("target", help="a campaign (its first traffic entry, at its first measured rate) "
+                    "or a demo pipeline name")
     pa.add_argument("--grpc", metavar="HOST:PORT", default=None)
     pa.add_argument("--model-repository", type=Path, metavar="DIR", help="start a Triton on DIR for it")
     pa.add_argument("--rate", type=float, metavar="RPS", help="fixed request rate (default: concurrency)")
-    pa.add_argument("--concurrency", type=int, default=16, metavar="N")
+    pa.add_argument("--concurrency", type=int, metavar="N",
+                    help="fixed number of outstanding requests (default 16 when no rate applies)")
     pa.add_argument("--duration", type=float, default=10.0, metavar="S", help="measurement window")
     pa.add_argument("--report-dir", type=Path, metavar="DIR",
                     help="where to write perf_analyzer.csv and .json (default: reports/loadtest/...)")
@@ -84,7 +88,7 @@ def _run(args: argparse.Namespace, find_max: bool) -> int:
                          model_repository=args.model_repository, processes=args.processes,
                          workers=args.workers, master=args.master, expect_workers=args.expect_workers,
                          master_bind_port=args.master_bind_port, server_pid=args.server_pid,
-                         preflight=not args.no_preflight)
+                         preflight=not args.no_preflight, crosscheck=args.crosscheck)
     print(f"campaign {campaign.name}: {campaign.duration_s:.0f} s"
           f"{' at most' if campaign.find_max else ''}, {len(campaign.traffic)} traffic kind(s)", flush=True)
     result = run(campaign, options)
@@ -103,6 +107,10 @@ def _run(args: argparse.Namespace, find_max: bool) -> int:
         fm = summary["find_max"]
         print(f"find-max: {fm['max_rps']:.0f} rps sustained with p99 {fm['p99_ms']:.0f} ms" if fm
               else "find-max: no step met the SLOs")
+    if summary.get("crosscheck"):
+        pa = summary["crosscheck"]
+        print(f"perf_analyzer ({pa['mode']}): {pa['rps']:.1f} infer/s, p50 {pa['p50_ms']:.1f} ms, "
+              f"p99 {pa['p99_ms']:.1f} ms")
     for verdict in result.verdicts:
         print(verdict.describe())
     if not result.passed:
@@ -181,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "perf-analyzer":
             from loadtest import crosscheck
 
+            args.concurrency_given = args.concurrency is not None
+            args.concurrency = args.concurrency or 16
             return crosscheck.main(args)
         raise AssertionError(args.command)
     except KeyboardInterrupt:

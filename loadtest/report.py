@@ -53,6 +53,11 @@ def markdown(campaign: Campaign, summary: dict[str, Any]) -> str:
         lines.append(f"| {w['name']} | {_fmt(w['target_rps'], 0)} | {w['users']} | {r['rps']:.1f} | "
                      f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']:.0f} | "
                      f"{_fmt(w['generator_cpu_pct'], 0)} | {_fmt(w['server_cpu_pct'], 0)} | {result} |")
+    if summary.get("crosscheck"):
+        pa = summary["crosscheck"]
+        lines += ["", f"## Cross-check: perf_analyzer on {pa['model']} ({pa['mode']})", "",
+                  f"{pa['rps']:.1f} infer/s, p50 {pa['p50_ms']:.1f} ms, p95 {pa['p95_ms']:.1f} ms, "
+                  f"p99 {pa['p99_ms']:.1f} ms (perf_analyzer.csv / .json)"]
     lines += ["", "## Triton, per model (whole run)", ""]
     lines += metrics.summarize_models(summary["server"]["models"])
     gen = summary["generator"]

@@ -45,6 +45,7 @@ class RunOptions:
     master_bind_port: int = 5557
     server_pid: int | None = None
     preflight: bool = True
+    crosscheck: bool = False
 
     def __post_init__(self) -> None:
         if self.processes is not None and self.processes < 1:
@@ -167,10 +168,26 @@ def run(campaign: Campaign, options: RunOptions = RunOptions()) -> RunResult:
             server_pid = metrics.server_pid_for_port(int(grpc_url.rsplit(":", 1)[-1]))
         if options.preflight:
             preflight(grpc_url, campaign, campaign.target.timeout_s)
-        return _run_locust(campaign, options, out, grpc_url, metrics_url, server_pid)
+        result = _run_locust(campaign, options, out, grpc_url, metrics_url, server_pid)
+        if options.crosscheck:
+            _crosscheck(campaign, result, grpc_url)
+        return result
     finally:
         if server is not None:
             server.close()
+
+
+def _crosscheck(campaign: Campaign, result: RunResult, grpc_url: str) -> None:
+    """perf_analyzer on the same target, payloads and rate; its figures join the report."""
+    from loadtest import crosscheck
+
+    stage = next((s for s in campaign.stages if s.measure and s.rps), None)
+    users = stage.users if stage else (campaign.find_max.users if campaign.find_max else 16)
+    rate = stage.rps if stage else (result.summary["find_max"] or {}).get("target_rps")
+    pa = crosscheck.run(campaign.traffic[0], grpc_url, result.report_dir, rate=rate, concurrency=users,
+                        duration_s=5.0)
+    result.summary["crosscheck"] = {k: v for k, v in pa.items() if k != "command"}
+    report.write_all(campaign, result.summary, result.report_dir)
 
 
 def _run_locust(campaign: Campaign, options: RunOptions, out: Path, grpc_url: str,

@@ -156,3 +156,16 @@ def test_library_api_runs_a_campaign(tiny_server: TritonServer, tmp_path: Path) 
     assert result.passed and result.report_dir == tmp_path
     assert result.summary["slo_window"]["stats"]["add_one"]["requests"] > 0
     assert result.summary["server"]["models"] == {}  # metrics skipped: no table, no failure
+
+
+def test_crosscheck_with_perf_analyzer_writes_next_to_the_locust_report(
+        tiny_server: TritonServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    campaign = _write(tmp_path, "xc", 'slo = ["error_rate <= 0"]\n[[stages]]\nduration_s = 2\nusers = 2\n'
+                                      'rps = 20\n')
+    report = tmp_path / "r"
+    assert main([*_args(tiny_server, campaign, report), "--crosscheck"]) == 0
+    assert "perf_analyzer (request rate 20):" in capsys.readouterr().out
+    result = json.loads((report / "perf_analyzer.json").read_text())
+    assert result["model"] == "add_one" and result["rps"] > 0 and result["p99_ms"] > 0
+    assert (report / "perf_analyzer.csv").exists() and (report / "locust_stats.csv").exists()
+    assert "Cross-check: perf_analyzer on add_one" in (report / "report.md").read_text()
