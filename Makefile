@@ -20,15 +20,11 @@ help:
 
 venv: $(STAMP)
 
-# torch goes first so pip takes the CPU wheel found on disk instead of backtracking to the CUDA
-# build; nvidia-pytriton goes last with --no-deps (we use its tritonserver binary, not its
-# Python API, whose tritonclient[http] pin conflicts with Locust).
-$(STAMP): pyproject.toml
+# docker/install.sh is the one install procedure, shared with the CPU image (see its header:
+# torch's CPU wheel first, nvidia-pytriton last with --no-deps).
+$(STAMP): pyproject.toml docker/install.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -m pip install -q --no-deps "nvidia-pytriton==0.7.0"
+	docker/install.sh $(PY) -e ".[dev]"
 	touch $(STAMP)
 
 repository: $(STAMP)
