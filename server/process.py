@@ -40,6 +40,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _check_port_free(host: str, port: int, what: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As Triton binds: a port left in TIME_WAIT by a server that just died is free to reuse.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import server.process
 from client import AsyncClient, Client, ClientError, Status
 from server import ServerConfig, TritonServer, free_port
 from tests.conftest import start_server
@@ -27,16 +26,12 @@ def _requests_served(srv: TritonServer) -> float:
         r'^nv_inference_request_success\{[^}]*model="add_one"[^}]*\} (\S+)$', text, flags=re.M))
 
 
-def test_retry_succeeds_after_the_server_restarts(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retry_succeeds_after_the_server_restarts(tmp_path: Path) -> None:
     repos.write_add_one(tmp_path)
     ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
     first = TritonServer(ServerConfig(model_repository=tmp_path, **ports)).start()
     url = first.grpc_url
     x = np.ones((2, 4), np.float32)
-    # Triton rebinds with SO_REUSEADDR; the launcher's own pre-check would trip on the killed
-    # server's TIME_WAIT sockets, so skip it for the restart on the same ports.
-    monkeypatch.setattr(server.process, "_check_port_free", lambda *_: None)
     second = TritonServer(ServerConfig(model_repository=tmp_path, **ports))
     try:
         with Client(urls=url, retries=40, backoff_initial_s=0.05, backoff_max_s=0.5,
