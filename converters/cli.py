@@ -1,0 +1,235 @@
+"""``python -m converters export SOURCE --name NAME ...`` and ``python -m converters bench REPO/NAME``.
+
+Thin: parse, build an :class:`~converters.spec.ExportSpec`, call :func:`converters.api.export`,
+print ``Type: message`` on failure (traceback only with ``--verbose``).
+
+Exit codes (decided here only):
+
+* 0: exported (or benchmarked);
+* 1: a check failed (parity, INT8 accuracy gate) or a step crashed; nothing was written;
+* 2: usage or bad input (unknown source, missing weights, unsupported architecture/task, bad option);
+* 3: environment (TensorRT asked without a GPU, repository not writable);
+* 130: interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+EPILOG = """exit codes: 0 ok, 1 a check failed or a step crashed (nothing written), 2 usage/bad input,
+3 environment (no GPU for TensorRT, repository not writable), 130 interrupted.
+
+examples:
+  python -m converters export minilm --name minilm --precision int8 --precision fp32
+  python -m converters export converters.sources.digits:factory --name digits_cnn --precision int8
+  python -m converters export ./my-bert --name mybert --task feature-extraction --target onnxruntime
+  python -m converters bench model_repository/minilm --batch 1 --batch 32"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m converters",
+        description=(
+            "Export Hugging Face / PyTorch models to ONNX, INT8 and TensorRT, check them, and write "
+            "Triton model repository versions."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ex = sub.add_parser(
+        "export",
+        help="export, check and write one model",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ex.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="HF folder (config.json + weights), 'minilm', or package.module:factory",
+    )
+    ex.add_argument(
+        "--name", required=True, help="Triton model name (first precision; others get _<precision>)"
+    )
+    ex.add_argument(
+        "--task",
+        choices=["feature-extraction", "text-classification", "image-classification"],
+        help="what the model outputs (default: the source's; HF: feature-extraction)",
+    )
+    ex.add_argument(
+        "--precision",
+        action="append",
+        choices=["fp32", "fp16", "int8"],
+        dest="precisions",
+        help="repeatable; default fp32. The first one gets --name",
+    )
+    ex.add_argument(
+        "--int8-mode",
+        choices=["dynamic", "static"],
+        default="dynamic",
+        help="dynamic: fast CPU form; static: calibrated QDQ, the TensorRT form (default: dynamic)",
+    )
+    ex.add_argument(
+        "--calibration",
+        choices=["corpus", "source", "random"],
+        help="static INT8 calibration data (default: corpus for HF, source for factories)",
+    )
+    ex.add_argument("--calibration-size", type=int, metavar="N", help="calibration rows (default 256 / all)")
+    ex.add_argument(
+        "--evaluation-size", type=int, metavar="N", help="held-out rows for the INT8 gate (default all)"
+    )
+    ex.add_argument("--max-batch-size", type=int, default=32, help="Triton max_batch_size (default 32)")
+    ex.add_argument("--instances", type=int, default=1, help="Triton instance_group count (default 1)")
+    ex.add_argument(
+        "--intra-op-threads", type=int, default=0, help="ORT threads per instance (default 0 = ORT's)"
+    )
+    ex.add_argument(
+        "--repository",
+        type=Path,
+        default=Path("model_repository"),
+        metavar="DIR",
+        help="model repository (default: model_repository)",
+    )
+    ex.add_argument("--version", type=int, help="version to write (default: next free)")
+    ex.add_argument(
+        "--target",
+        choices=["python-ort", "onnxruntime", "tensorrt"],
+        default="python-ort",
+        help="python-ort (default; pip Triton), onnxruntime or tensorrt (NGC backends)",
+    )
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    ex.add_argument("--no-optimize", action="store_true", help="skip ORT transformer fusions")
+    ex.add_argument("--work-dir", type=Path, help="intermediate files + run state (default: a cache folder)")
+    ex.add_argument("--fresh", action="store_true", help="ignore the run state of a previous attempt")
+    ex.add_argument("--json", action="store_true", help="print the report as JSON")
+    ex.add_argument("--verbose", action="store_true", help="tracebacks on errors")
+    bar = ex.add_argument_group("thresholds (lowering one is explicit and recorded in metadata.json)")
+    bar.add_argument("--parity-atol", type=float, default=1e-4, help="ONNX vs source (default 1e-4)")
+    bar.add_argument("--parity-rtol", type=float, default=1e-3, help="ONNX vs source (default 1e-3)")
+    bar.add_argument("--min-mean-cosine", type=float, default=0.99, help="INT8 embeddings (default 0.99)")
+    bar.add_argument(
+        "--min-min-cosine", type=float, default=0.90, help="INT8 embeddings, worst row (default 0.90)"
+    )
+    bar.add_argument("--min-recall-at-10", type=float, default=0.95, help="INT8 embeddings (default 0.95)")
+    bar.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=0.5,
+        help="INT8 classification, percentage points (default 0.5)",
+    )
+
+    be = sub.add_parser("bench", help="in-process ONNX Runtime throughput of exported versions")
+    be.add_argument(
+        "models", nargs="+", type=Path, metavar="REPO/NAME", help="model folder(s) in a repository"
+    )
+    be.add_argument(
+        "--batch", type=int, action="append", dest="batches", help="repeatable (default 1 and 32)"
+    )
+    be.add_argument("--seq-len", type=int, default=16, help="length of variable axes (default 16)")
+    be.add_argument("--threads", type=int, default=2, help="ORT intra-op threads (default 2)")
+    be.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3)")
+    be.add_argument("--json", action="store_true", help="print JSON")
+    be.add_argument("--verbose", action="store_true", help="tracebacks on errors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from converters.errors import ConverterError
+
+    try:
+        return _export(args) if args.command == "export" else _bench(args)
+    except KeyboardInterrupt:
+        print("Interrupted: stopped; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ConverterError as exc:
+        return _fail(args, exc, exc.exit_code)
+    except FileNotFoundError as exc:
+        return _fail(args, exc, EXIT_USAGE)
+
+
+def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
+    if args.verbose:
+        import traceback
+
+        traceback.print_exception(exc)
+    print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    return code
+
+
+def _export(args: argparse.Namespace) -> int:
+    from converters.api import export
+    from converters.spec import ExportSpec, Thresholds
+
+    spec = ExportSpec(
+        source=args.source,
+        name=args.name,
+        task=args.task,
+        precisions=tuple(args.precisions or ("fp32",)),
+        int8_mode=args.int8_mode,
+        calibration=args.calibration,
+        max_batch_size=args.max_batch_size,
+        instances=args.instances,
+        repository=args.repository,
+        version=args.version,
+        target=args.target,
+        opset=args.opset,
+        optimize=not args.no_optimize,
+        intra_op_threads=args.intra_op_threads,
+        work_dir=args.work_dir,
+        fresh=args.fresh,
+        calibration_size=args.calibration_size,
+        evaluation_size=args.evaluation_size,
+        thresholds=Thresholds(
+            parity_atol=args.parity_atol,
+            parity_rtol=args.parity_rtol,
+            min_mean_cosine=args.min_mean_cosine,
+            min_min_cosine=args.min_min_cosine,
+            min_recall_at_10=args.min_recall_at_10,
+            max_accuracy_drop_points=args.max_accuracy_drop,
+        ),
+    )
+    report = export(spec, progress=None if args.json else _progress)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        for m in report.models:
+            print(f"wrote {m.name} version {m.version} ({m.precision}) -> {m.path}")
+        print(f"done in {report.seconds:.1f}s")
+    return EXIT_OK
+
+
+def _progress(line: str) -> None:
+    print(line, flush=True)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from converters.bench import bench_model
+
+    rows = []
+    for folder in args.models:
+        rows.extend(
+            bench_model(
+                folder,
+                batches=tuple(args.batches or (1, 32)),
+                seq_len=args.seq_len,
+                threads=args.threads,
+                seconds=args.seconds,
+            )
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    print(f"{'model':<22} {'ver':>3} {'size MB':>8} {'batch':>5} {'rows/s':>9} {'ms/batch':>9}")
+    for r in rows:
+        print(
+            f"{r['model']:<22} {r['version']:>3} {r['size_mb']:>8.1f} {r['batch']:>5} "
+            f"{r['rows_per_s']:>9.0f} {r['ms_per_batch']:>9.2f}"
+        )
+    return EXIT_OK

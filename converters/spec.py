@@ -1,0 +1,194 @@
+"""What to export: :class:`ExportSpec` (validated at the edge) and the gate :class:`Thresholds`."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+from pathlib import Path
+
+from converters.errors import InvalidSpec
+
+__all__ = ["ExportSpec", "Int8Mode", "Precision", "Target", "Thresholds", "TASKS"]
+
+#: Tasks the exporters understand (HF folders: the first two; torch factories: any).
+TASKS = ("feature-extraction", "text-classification", "image-classification")
+
+
+class Precision(enum.StrEnum):
+    """Numeric precision of one exported model."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+
+class Int8Mode(enum.StrEnum):
+    """``dynamic``: weights INT8, activations quantized at run time (fast CPU form).
+    ``static``: calibrated QDQ graph (the TensorRT form; slow on CPU ORT)."""
+
+    DYNAMIC = "dynamic"
+    STATIC = "static"
+
+
+class Target(enum.StrEnum):
+    """How Triton serves the model."""
+
+    PYTHON_ORT = "python-ort"  # Python backend + ONNX Runtime (the pip-installed Triton)
+    ONNXRUNTIME = "onnxruntime"  # native ONNX Runtime backend (NGC image)
+    TENSORRT = "tensorrt"  # native TensorRT backend, model.plan (GPU)
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Stated bounds every export is held to; loosening any is an explicit user choice.
+
+    Args:
+        parity_atol: ONNX FP32 vs source, absolute part of ``|a-b| <= atol + rtol*|b|``.
+        parity_rtol: ...and the relative part.
+        min_mean_cosine: INT8 vs FP32 embeddings, mean cosine similarity.
+        min_min_cosine: ...worst single sentence.
+        min_recall_at_10: ...overlap of the 10 nearest neighbours.
+        max_accuracy_drop_points: INT8 vs FP32 classification accuracy drop, percentage points.
+    """
+
+    parity_atol: float = 1e-4
+    parity_rtol: float = 1e-3
+    min_mean_cosine: float = 0.99
+    min_min_cosine: float = 0.90
+    min_recall_at_10: float = 0.95
+    max_accuracy_drop_points: float = 0.5
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int | float) or value < 0:
+                raise InvalidSpec(f"threshold {f.name} must be a number >= 0, got {value!r}")
+        for name in ("min_mean_cosine", "min_min_cosine", "min_recall_at_10"):
+            if getattr(self, name) > 1:
+                raise InvalidSpec(f"threshold {name} must be <= 1, got {getattr(self, name)}")
+
+    def lowered(self) -> list[str]:
+        """The thresholds looser than the defaults, as ``name: default -> value`` lines."""
+        default = Thresholds()
+        looser = []
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(default, f.name)
+            worse = mine < theirs if f.name.startswith("min_") else mine > theirs
+            if worse:
+                looser.append(f"{f.name}: {theirs} -> {mine}")
+        return looser
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSpec:
+    """One export request; everything the pipeline needs, checked before any work starts.
+
+    Args:
+        source: HF folder, ``minilm``, or ``package.module:factory``.
+        name: Triton model name. With several precisions the FIRST gets ``name``, the others
+            ``name_<precision>`` (e.g. ``("int8", "fp32")`` -> ``minilm``, ``minilm_fp32``).
+        task: ``feature-extraction`` (HF default: pooled, L2-normalized ``embedding``),
+            ``text-classification``, ``image-classification``; ``None`` = the source's own.
+        precisions: Precisions to write, in order (see ``name``).
+        int8_mode: ``dynamic`` or ``static`` (``tensorrt`` target: always static QDQ).
+        calibration: Calibration data: ``corpus`` (text sentences), ``source`` (the torch
+            factory's ``calibration_data``), ``random`` (random examples; weak, for tests).
+            ``None`` = ``corpus`` for HF sources, ``source`` for factories.
+        max_batch_size: Triton ``max_batch_size``.
+        instances: Triton ``instance_group`` count.
+        repository: Model repository root.
+        version: Version number to write; ``None`` = next free.
+        target: ``python-ort``, ``onnxruntime`` or ``tensorrt``.
+        opset: ONNX opset.
+        thresholds: Parity and accuracy bounds.
+        optimize: Apply ONNX Runtime transformer fusions (BERT-like HF models).
+        intra_op_threads: ORT intra-op threads in the served config (0 = ORT default).
+        work_dir: Where intermediate files and the run state live (resumable); ``None`` =
+            ``$XDG_CACHE_HOME/triton-serving-stack/converters/NAME-FINGERPRINT`` (outside the
+            repository: Triton treats every top-level folder there, hidden or not, as a model).
+        fresh: Ignore a previous run state in ``work_dir``.
+        calibration_size: Calibration rows (``None``: source default, text 256).
+        evaluation_size: Held-out rows for the gate (``None``: all).
+    """
+
+    source: str
+    name: str
+    task: str | None = None
+    precisions: tuple[Precision, ...] = (Precision.FP32,)
+    int8_mode: Int8Mode = Int8Mode.DYNAMIC
+    calibration: str | None = None
+    max_batch_size: int = 32
+    instances: int = 1
+    repository: Path = Path("model_repository")
+    version: int | None = None
+    target: Target = Target.PYTHON_ORT
+    opset: int = 17
+    thresholds: Thresholds = dataclasses.field(default_factory=Thresholds)
+    optimize: bool = True
+    intra_op_threads: int = 0
+    work_dir: Path | None = None
+    fresh: bool = False
+    calibration_size: int | None = None
+    evaluation_size: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            precisions = tuple(Precision(p) for p in (self.precisions or ()))
+            object.__setattr__(self, "int8_mode", Int8Mode(self.int8_mode))
+            object.__setattr__(self, "target", Target(self.target))
+        except ValueError as exc:
+            raise InvalidSpec(f"{exc}; see --help for the choices") from exc
+        if not precisions:
+            raise InvalidSpec("give at least one --precision (fp32, fp16, int8)")
+        if len(set(precisions)) != len(precisions):
+            raise InvalidSpec(f"--precision repeated: {[str(p) for p in precisions]}")
+        object.__setattr__(self, "precisions", precisions)
+        object.__setattr__(self, "repository", Path(self.repository))
+        if self.work_dir is not None:
+            object.__setattr__(self, "work_dir", Path(self.work_dir))
+        if not self.name or not all(c.isalnum() or c in "_-" for c in self.name) or self.name[0] in "-_":
+            raise InvalidSpec(f"--name {self.name!r}: use letters, digits, '_' or '-' (e.g. minilm)")
+        if self.task is not None and self.task not in TASKS:
+            raise InvalidSpec(f"--task {self.task!r} is not supported; choose one of {', '.join(TASKS)}")
+        if self.calibration not in (None, "corpus", "source", "random"):
+            raise InvalidSpec(f"--calibration {self.calibration!r}: choose corpus, source or random")
+        if not 1 <= self.max_batch_size <= 4096:
+            raise InvalidSpec(f"--max-batch-size must be 1..4096, got {self.max_batch_size}")
+        if not 1 <= self.instances <= 64:
+            raise InvalidSpec(f"--instances must be 1..64, got {self.instances}")
+        if self.version is not None and self.version < 1:
+            raise InvalidSpec(f"--version must be >= 1, got {self.version}")
+        if not 11 <= self.opset <= 21:
+            raise InvalidSpec(f"--opset must be 11..21, got {self.opset}")
+        if self.intra_op_threads < 0:
+            raise InvalidSpec("--intra-op-threads must be >= 0")
+        for size_name in ("calibration_size", "evaluation_size"):
+            size = getattr(self, size_name)
+            if size is not None and size < 10:
+                raise InvalidSpec(f"{size_name} must be >= 10 rows, got {size}")
+        if self.target is Target.TENSORRT and Precision.FP32 in precisions and len(precisions) == 1:
+            pass  # an FP32 plan is legitimate, just rarely what one wants
+
+    def model_name(self, precision: Precision) -> str:
+        """The Triton model name for one precision (first precision = ``name``)."""
+        return self.name if precision == self.precisions[0] else f"{self.name}_{precision}"
+
+    @property
+    def effective_int8_mode(self) -> Int8Mode:
+        """TensorRT consumes calibrated QDQ graphs only."""
+        return Int8Mode.STATIC if self.target is Target.TENSORRT else self.int8_mode
+
+    def to_dict(self) -> dict[str, object]:
+        out = dataclasses.asdict(self)
+        out["precisions"] = [str(p) for p in self.precisions]
+        for key in ("int8_mode", "target", "repository", "work_dir"):
+            out[key] = None if out[key] is None else str(out[key])
+        return out
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the exported files (not where they are written)."""
+        relevant = {k: v for k, v in self.to_dict().items()
+                    if k not in ("repository", "version", "work_dir", "fresh", "instances", "max_batch_size")}
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,69 @@
+"""``accuracy``: the INT8 gate. INT8 vs FP32 ONNX on held-out data, against stated thresholds.
+
+* embeddings (``feature-extraction``): mean cosine >= ``min_mean_cosine`` (0.99), worst cosine
+  >= ``min_min_cosine`` (0.90), recall@10 >= ``min_recall_at_10`` (0.95); Spearman reported;
+* classification: accuracy drop <= ``max_accuracy_drop_points`` (0.5 points); agreement reported.
+
+Crossing a threshold raises :class:`~converters.errors.AccuracyBelowThreshold`: the export fails
+unless the user lowered that threshold explicitly (recorded in metadata.json).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from converters.errors import AccuracyBelowThreshold
+from converters.spec import Thresholds
+from converters.steps.base import OnnxModel, ort_session, run_batches
+
+Feed = Mapping[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracyInput:
+    reference: OnnxModel  # FP32
+    candidate: OnnxModel  # INT8
+    kind: str  # "embedding" | "classification"
+    data: Callable[[], tuple[Sequence[Feed], np.ndarray | None]]  # batches, labels (or None)
+    thresholds: Thresholds
+
+
+def run(inp: AccuracyInput) -> dict[str, object]:
+    from converters.metrics import classification_agreement, embedding_agreement
+
+    feeds, labels = inp.data()
+    output = inp.reference.output_names[0]
+    ref = run_batches(ort_session(inp.reference.path), feeds, output)
+    cand = run_batches(ort_session(inp.candidate.path), feeds, output)
+    t = inp.thresholds
+    failures: list[str] = []
+    if inp.kind == "embedding":
+        m = embedding_agreement(ref, cand)
+        metrics = m.to_dict()
+        checks = [("mean_cosine", m.mean_cosine, ">=", t.min_mean_cosine),
+                  ("min_cosine", m.min_cosine, ">=", t.min_min_cosine),
+                  ("recall_at_10", m.recall_at_10, ">=", t.min_recall_at_10)]
+    else:
+        if labels is None:  # no ground truth: FP32's own predictions are the labels
+            labels = ref.argmax(axis=1)
+        m = classification_agreement(ref, cand, labels)
+        metrics = m.to_dict()
+        checks = [("accuracy_drop_points", -m.delta_points, "<=", t.max_accuracy_drop_points)]
+        metrics["accuracy_drop_points"] = -m.delta_points
+    for name, value, op, bound in checks:
+        ok = value >= bound if op == ">=" else value <= bound
+        if not ok:
+            failures.append(f"{name} {value:.4f} (needs {op} {bound})")
+    result = {"kind": inp.kind, "n": int(len(ref)), "metrics": metrics,
+              "thresholds": {name: f"{op} {bound}" for name, _, op, bound in checks},
+              "passed": not failures}
+    if failures:
+        raise AccuracyBelowThreshold(
+            f"INT8 model {inp.candidate.path.name} fails the accuracy gate vs FP32 on {len(ref)} held-out "
+            f"rows: {'; '.join(failures)}. Try --int8-mode static / more calibration data, or lower the "
+            "bar explicitly (--min-mean-cosine, --min-recall-at-10, --max-accuracy-drop ...)",
+            metrics, failures)
+    return result

@@ -1,0 +1,102 @@
+"""``hf2onnx``: a Hugging Face folder -> ONNX through optimum's exporter.
+
+For ``feature-extraction`` the sentence embedding is computed INSIDE the graph: after optimum
+exported the plain encoder (``last_hidden_state``), we append mean pooling weighted by
+``attention_mask`` and L2 normalisation as ONNX nodes, and the graph's only output becomes
+``embedding [batch, hidden]``. Appending (rather than exporting a wrapper module) keeps optimum
+doing the export it knows (its input/axis naming, opset handling) and keeps the encoder's
+subgraphs in the exact shape ONNX Runtime's BERT fusions pattern-match (verified: Attention,
+SkipLayerNormalization and BiasGelu fuse; see docs/converters.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+from converters.steps.base import OnnxModel
+
+EMBEDDING = "embedding"
+
+
+@dataclasses.dataclass(frozen=True)
+class Hf2OnnxInput:
+    folder: Path
+    task: str
+    opset: int
+    output: Path
+
+
+def run(inp: Hf2OnnxInput) -> OnnxModel:
+    from optimum.exporters.onnx import main_export
+
+    raw_dir = inp.output.parent / "optimum"
+    shutil.rmtree(raw_dir, ignore_errors=True)
+    quiet = [logging.getLogger(n) for n in ("optimum", "transformers", "torch.onnx")]
+    levels = [lg.level for lg in quiet]
+    try:
+        for lg in quiet:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            main_export(str(inp.folder), output=str(raw_dir), task=inp.task, opset=inp.opset,
+                        library_name="transformers", do_validation=False, device="cpu")
+    finally:
+        for lg, level in zip(quiet, levels, strict=True):
+            lg.setLevel(level)
+    exported = raw_dir / "model.onnx"
+    if inp.task == "feature-extraction":
+        append_mean_pooling(exported, inp.output)
+    else:
+        shutil.copyfile(exported, inp.output)
+    return OnnxModel.load(inp.output)
+
+
+def append_mean_pooling(src: Path, dest: Path, hidden_output: str = "last_hidden_state") -> None:
+    """Replace the encoder output by ``embedding = l2norm(sum(h * m) / max(sum(m), 1e-9))``.
+
+    Same arithmetic as sentence-transformers' mean pooling + Normalize (eps 1e-12 on the norm).
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    hidden = next((o for o in graph.output if o.name == hidden_output), None)
+    if hidden is None:
+        names = [o.name for o in graph.output]
+        raise ValueError(f"exported graph has no {hidden_output!r} output; got {names}")
+    dims = hidden.type.tensor_type.shape.dim
+    width = dims[2].dim_value if len(dims) == 3 else 0
+    batch_axis = dims[0].dim_param or "batch_size"
+    consts = {
+        "pool_axis_last": np.array([-1], np.int64),
+        "pool_axis_seq": np.array([1], np.int64),
+        "pool_min_count": np.array(1e-9, np.float32),
+        "pool_min_norm": np.array(1e-12, np.float32),
+    }
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    n = helper.make_node
+    graph.node.extend([
+        n("Cast", ["attention_mask"], ["pool_mask_f"], to=TensorProto.FLOAT),
+        n("Unsqueeze", ["pool_mask_f", "pool_axis_last"], ["pool_mask"]),
+        n("Mul", [hidden_output, "pool_mask"], ["pool_masked"]),
+        n("ReduceSum", ["pool_masked", "pool_axis_seq"], ["pool_sum"], keepdims=0),
+        n("ReduceSum", ["pool_mask", "pool_axis_seq"], ["pool_count_raw"], keepdims=0),
+        n("Max", ["pool_count_raw", "pool_min_count"], ["pool_count"]),
+        n("Div", ["pool_sum", "pool_count"], ["pool_mean"]),
+        n("Mul", ["pool_mean", "pool_mean"], ["pool_sq"]),
+        n("ReduceSum", ["pool_sq", "pool_axis_last"], ["pool_sumsq"], keepdims=1),
+        n("Sqrt", ["pool_sumsq"], ["pool_norm_raw"]),
+        n("Max", ["pool_norm_raw", "pool_min_norm"], ["pool_norm"]),
+        n("Div", ["pool_mean", "pool_norm"], [EMBEDDING]),
+    ])
+    del graph.output[:]
+    shape = [batch_axis, width or None]
+    graph.output.append(helper.make_tensor_value_info(EMBEDDING, TensorProto.FLOAT, shape))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dest))

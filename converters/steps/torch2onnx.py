@@ -1,0 +1,48 @@
+"""``torch2onnx``: a torch module + TorchInputSpec -> ONNX with named dynamic axes.
+
+Uses the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``). torch 2.13
+defaults to the dynamo exporter, which needs ``onnxscript`` (not installed) and expresses
+dynamic axes as ``torch.export.Dim`` constraints; the TorchScript path takes ``dynamic_axes``
+names directly, writes them as ``dim_param`` (which the Triton config and the runner read), is
+what optimum uses for the HF models too, and handles the small CNN/MLP modules served here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from converters.sources.torch_module import TorchInputSpec
+from converters.steps.base import OnnxModel
+
+
+@dataclasses.dataclass(frozen=True)
+class Torch2OnnxInput:
+    module: nn.Module
+    spec: TorchInputSpec
+    opset: int
+    output: Path
+
+
+def run(inp: Torch2OnnxInput) -> OnnxModel:
+    """Export ``inp.module``; the example batch is 2 so that batch-1 special-casing cannot leak."""
+    examples = inp.spec.example_inputs(batch=2)
+    args = tuple(torch.from_numpy(examples[name]) for name in inp.spec.input_names)
+    inp.output.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter, chosen on purpose
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            inp.module.eval(), args, str(inp.output),
+            input_names=list(inp.spec.input_names),
+            output_names=list(inp.spec.output_names),
+            dynamic_axes=inp.spec.dynamic_axes(),
+            opset_version=inp.spec.opset or inp.opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+    return OnnxModel.load(inp.output)
