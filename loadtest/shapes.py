@@ -94,12 +94,16 @@ class CampaignShape(LoadTestShape):
             self._window = None
 
     def _level(self, stage: Stage, elapsed: float) -> tuple[int, float | None]:
-        if not stage.ramp or self._index == 0:
+        if not stage.ramp:
             return stage.users, stage.rps
-        prev = self.campaign.stages[self._index - 1]
+        if self._index == 0:  # a first ramp starts from one user at a tenth of the rate
+            prev_users, prev_rps = 1, (stage.rps or 0.0) / 10
+        else:
+            prev = self.campaign.stages[self._index - 1]
+            prev_users, prev_rps = prev.users, prev.rps or 0.0
         f = min(1.0, elapsed / stage.duration_s)
-        users = round(prev.users + (stage.users - prev.users) * f)
-        rps = None if stage.rps is None else (prev.rps or 0.0) + (stage.rps - (prev.rps or 0.0)) * f
+        users = round(prev_users + (stage.users - prev_users) * f)
+        rps = None if stage.rps is None else prev_rps + (stage.rps - prev_rps) * f
         return max(1, users), rps
 
     def tick(self) -> tuple[int, float] | None:

@@ -74,9 +74,11 @@ class TritonGrpcUser(User):
         """Pace to ``Pacing.per_user`` requests/s, catching up after a slow response."""
         rate = Pacing.per_user
         now = time.perf_counter()
-        if not rate:
+        if rate is None:
             self._due = None
             return 0.0
+        if rate <= 0:
+            return 1.0
         interval = 1.0 / rate
         if self._due is None:
             self._due = now + random.uniform(0.0, interval)  # spread users over the first interval
