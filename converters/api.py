@@ -36,6 +36,8 @@ from converters.triton_config import config_for_target, io_from_onnx
 
 __all__ = ["ExportReport", "ExportSpec", "Thresholds", "WrittenModel", "export"]
 
+# Bump when a step changes what it writes: a run state of another version is not reused.
+PIPELINE_VERSION = 2
 RUNNER_FILE = Path(__file__).parent / "runtime" / "ort_runner.py"
 TOOLS = (
     "torch",
@@ -154,7 +156,8 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
     repo = ensure_writable(spec.repository)
     fingerprint = source_fingerprint(source)
     work = spec.work_dir or _default_work_dir(spec, fingerprint["sha256"])
-    state = RunState(work, f"{spec.fingerprint()}-{fingerprint['sha256']}", fresh=spec.fresh)
+    run_id = f"{PIPELINE_VERSION}-{spec.fingerprint()}-{fingerprint['sha256']}"
+    state = RunState(work, run_id, fresh=spec.fresh)
     runner = Runner(state, progress)
     say(
         f"export {spec.source} -> {repo}/{spec.name} ({', '.join(spec.precisions)}, target {spec.target}); "

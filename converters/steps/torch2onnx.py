@@ -45,4 +45,24 @@ def run(inp: Torch2OnnxInput) -> OnnxModel:
             dynamo=False,
             do_constant_folding=True,
         )
+        outputs = inp.module(*args)
+    _fix_output_dims(inp.output, outputs if isinstance(outputs, tuple | list) else (outputs,))
     return OnnxModel.load(inp.output)
+
+
+def _fix_output_dims(path: Path, outputs) -> None:
+    """The TorchScript exporter can leave fixed output axes unnamed; take them from torch."""
+    import onnx
+
+    model = onnx.load(str(path))
+    changed = False
+    for value, tensor in zip(model.graph.output, outputs, strict=False):
+        dims = value.type.tensor_type.shape.dim
+        for axis in range(1, min(len(dims), tensor.dim())):
+            # Outputs are dynamic on the batch axis only (TorchInputSpec.dynamic_axes); the
+            # exporter may still write generated names like "Divembedding_dim_1" here.
+            if not dims[axis].HasField("dim_value"):
+                dims[axis].dim_value = int(tensor.shape[axis])
+                changed = True
+    if changed:
+        onnx.save(model, str(path))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -77,17 +76,11 @@ def embedder_factory() -> tuple[nn.Module, TorchInputSpec]:
 
 
 def export_embedder_onnx(path: Path) -> Path:
-    """The MaskedMeanEmbedder as ONNX with dynamic batch/sequence axes."""
-    model = MaskedMeanEmbedder().eval()
-    ids = torch.ones(2, 5, dtype=torch.int64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # legacy exporter, chosen on purpose
-        torch.onnx.export(model, (ids, ids), str(path), input_names=["input_ids", "attention_mask"],
-                          output_names=["embedding"], dynamo=False, opset_version=17,
-                          dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                                        "attention_mask": {0: "batch", 1: "sequence"},
-                                        "embedding": {0: "batch"}})
-    return path
+    """The MaskedMeanEmbedder as ONNX with dynamic batch/sequence axes (the torch2onnx step)."""
+    from converters.steps import torch2onnx
+
+    model, spec = embedder_factory()
+    return torch2onnx.run(torch2onnx.Torch2OnnxInput(model, spec, 17, path)).path
 
 
 def write_tiny_bert(folder: Path, *, hidden: int = 32, layers: int = 2, heads: int = 2) -> Path:

@@ -1,0 +1,71 @@
+"""config.pbtxt generation: validation, schema round trip, golden files for every target."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from converters.errors import InvalidSpec
+from converters.triton_config import (
+    DynamicBatching,
+    InstanceGroup,
+    ModelConfig,
+    TensorConfig,
+    config_for_target,
+    io_from_onnx,
+)
+from tests.converters import tiny
+
+GOLDEN = Path(__file__).parents[1] / "golden"
+TEXT_IN = tuple(TensorConfig(name, "TYPE_INT64", (-1,))
+                for name in ("input_ids", "attention_mask", "token_type_ids"))
+TEXT_OUT = (TensorConfig("embedding", "TYPE_FP32", (384,)),)
+
+
+@pytest.mark.parametrize("target", ["python-ort", "onnxruntime", "tensorrt"])
+def test_config_matches_golden_file(target):
+    config = config_for_target(target, "minilm", TEXT_IN, TEXT_OUT, max_batch_size=64, instances=2,
+                               intra_op_threads=2)
+    golden = GOLDEN / f"{target}.pbtxt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(config.to_pbtxt())
+    assert config.to_pbtxt() == golden.read_text()
+    parsed = text_format.Parse(golden.read_text(), model_config_pb2.ModelConfig())
+    assert [i.name for i in parsed.input] == ["input_ids", "attention_mask", "token_type_ids"]
+
+
+def test_python_ort_marks_only_variable_inputs_ragged():
+    image = (TensorConfig("image", "TYPE_FP32", (1, 8, 8)),)
+    config = config_for_target("python-ort", "digits", image, (TensorConfig("logits", "TYPE_FP32", (10,)),))
+    assert "allow_ragged_batch" not in config.to_pbtxt()
+    text = config_for_target("python-ort", "m", TEXT_IN, TEXT_OUT)
+    assert text.to_pbtxt().count("allow_ragged_batch: true") == 3
+    native = config_for_target("onnxruntime", "m", TEXT_IN, TEXT_OUT)
+    assert "allow_ragged_batch" not in native.to_pbtxt()
+
+
+def test_io_read_from_onnx_graph(tmp_path):
+    inputs, outputs = io_from_onnx(tiny.export_embedder_onnx(tmp_path / "m.onnx"))
+    assert inputs == (TensorConfig("input_ids", "TYPE_INT64", (-1,)),
+                      TensorConfig("attention_mask", "TYPE_INT64", (-1,)))
+    assert outputs == (TensorConfig("embedding", "TYPE_FP32", (8,)),)
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: TensorConfig("x", "TYPE_FLOAT", (1,)), "data_type"),
+    (lambda: TensorConfig("x", "TYPE_FP32", (0,)), "dims"),
+    (lambda: InstanceGroup(count=0), "instance count"),
+    (lambda: DynamicBatching((0,)), "preferred"),
+    (lambda: ModelConfig("m", TEXT_IN, TEXT_OUT, max_batch_size=8,
+                         dynamic_batching=DynamicBatching((16,))), "<= max_batch_size"),
+    (lambda: ModelConfig("bad/name", TEXT_IN, TEXT_OUT), "model name"),
+    (lambda: ModelConfig("m", TEXT_IN, (TensorConfig("input_ids", "TYPE_FP32", (1,)),)), "unique"),
+    (lambda: config_for_target("tensorflow", "m", TEXT_IN, TEXT_OUT), "unknown target"),
+])
+def test_invalid_configs_are_refused_with_a_reason(build, message):
+    with pytest.raises(InvalidSpec, match=message):
+        build()
