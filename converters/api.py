@@ -168,7 +168,7 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
         from_dict=OnnxModel.from_dict,
         describe=lambda m: f"{m.path.name}: {', '.join(m.input_names)} -> {', '.join(m.output_names)}",
     )
-    plain = dict(to_dict=lambda d: d, from_dict=lambda d: d)
+    plain = dict(to_dict=lambda d: d, from_dict=lambda d: d, check=True)
 
     # 1. source -> FP32 ONNX
     if isinstance(source, HFSource):

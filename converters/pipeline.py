@@ -81,9 +81,10 @@ class Runner:
         self._emit(key, StepResult(key, Status.SKIPPED, 0.0, reason))
 
     def run(self, key: str, fn: Callable[[], T], *, to_dict: Callable[[T], dict],
-            from_dict: Callable[[dict], T], describe: Callable[[T], str] = lambda v: "") -> T:
-        """Run ``fn`` as step ``key`` (or reuse its recorded result)."""
-        reused = self.state.reusable(key)
+            from_dict: Callable[[dict], T], describe: Callable[[T], str] = lambda v: "",
+            check: bool = False) -> T:
+        """Run ``fn`` as step ``key`` (or reuse its recorded result; checks always run)."""
+        reused = None if check else self.state.reusable(key)
         if reused is not None:
             value = from_dict(reused)
             self._emit(key, StepResult(key, Status.SKIPPED, 0.0, "done in a previous run", reused))

@@ -129,13 +129,14 @@ def write_version(
                 dest.write_text(src)
         (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
         (staging / "config.pbtxt").write_text(pbtxt)
-        if staging_parent == repo:  # new model: the whole folder appears at once
-            os.rename(staging, model_dir)
-            return model_dir / str(version)
-        os.rename(version_dir, model_dir / str(version))
-        os.replace(staging / "config.pbtxt", model_dir / "config.pbtxt")
+        try:
+            if staging_parent == repo:  # new model: the whole folder appears at once
+                os.rename(staging, model_dir)
+                return model_dir / str(version)
+            os.rename(version_dir, model_dir / str(version))
+            os.replace(staging / "config.pbtxt", model_dir / "config.pbtxt")
+        except OSError as exc:
+            raise RepositoryNotWritable(f"moving the new version into {model_dir} failed: {exc}") from exc
         return model_dir / str(version)
-    except OSError as exc:
-        raise RepositoryNotWritable(f"writing {model_dir} failed: {exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)

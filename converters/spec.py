@@ -188,7 +188,9 @@ class ExportSpec:
         return out
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes the exported files (not where they are written)."""
+        """Hash of everything that changes the exported files (not where they go, nor the bars
+        they are checked against: checks always rerun)."""
         relevant = {k: v for k, v in self.to_dict().items()
-                    if k not in ("repository", "version", "work_dir", "fresh", "instances", "max_batch_size")}
+                    if k not in ("repository", "version", "work_dir", "fresh", "instances", "max_batch_size",
+                                 "thresholds", "evaluation_size", "intra_op_threads")}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -96,3 +96,24 @@ def write_tiny_bert(folder: Path, *, hidden: int = 32, layers: int = 2, heads: i
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copyfile(Path(str(minilm / name)), folder / name)
     return folder
+
+
+class TraceDependent(nn.Module):
+    """Python control flow on the batch size: tracing freezes the batch-2 branch (broken ONNX)."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        flat = image.flatten(1)[:, :10]
+        return flat * 2 if image.shape[0] == 2 else flat
+
+
+def broken_factory() -> tuple[nn.Module, TorchInputSpec]:
+    spec = TorchInputSpec(inputs=(TensorSpec("image", ("batch", 1, 8, 8), "float32"),),
+                          output_names=("logits",), task="image-classification")
+    return TraceDependent(), spec
+
+
+def classifier_onnx(folder: Path) -> Path:
+    from converters.steps import torch2onnx
+
+    model, spec = classifier_factory()
+    return torch2onnx.run(torch2onnx.Torch2OnnxInput(model, spec, 17, folder / "cls.onnx")).path
