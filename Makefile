@@ -31,7 +31,7 @@ repository: $(STAMP)
 	$(PY) -m ensembles build --repository $(REPO)
 
 demo: $(STAMP)
-	$(PY) -m demo --repository $(REPO)
+	$(PY) scripts/demo.py --repository $(REPO)
 
 serve: $(STAMP)
 	$(PY) -m server serve --model-repository $(REPO)

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+from ensembles.exports import CLASSIFIER, ENCODER
 from ensembles.pipelines import digit_steps, text_steps
 from ensembles.writer import write_ensemble, write_python_step
 
-ENCODER = "minilm"
-CLASSIFIER = "digits_cnn"
 MAX_LENGTH = 256  # MiniLM's sentence-transformers max_seq_length
 
 
@@ -46,7 +45,7 @@ def assemble(repository: Path, *, encoder: str = ENCODER, classifier: str = CLAS
 def build(repository: Path, *, force: bool = False,
           progress: Callable[[str], None] = print) -> BuildReport:
     """Export both demo models (INT8, gated) into ``repository`` and assemble the pipelines."""
-    from ensembles.exports import export_demo_models
+    from ensembles.exports import export_demo_models  # heavy imports (torch) only when exporting
 
     start = time.monotonic()
     report = BuildReport(repository=repository.resolve())

@@ -1,0 +1,67 @@
+"""The two demo exports, through ``converters.api`` (the same path as ``python -m converters``).
+
+Each writes an INT8 model (the one the ensembles serve) and its FP32 twin (``<name>_fp32``, for
+comparison and fall-back), both gated: parity of FP32 against the source, INT8 against FP32.
+An export is skipped when the repository's latest version of it came from the same settings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from converters.api import export
+from converters.repository import existing_versions
+from converters.spec import ExportSpec, Precision
+
+ENCODER = "minilm"
+CLASSIFIER = "digits_cnn"
+
+
+def demo_specs(repository: Path) -> list[ExportSpec]:
+    both = (Precision.INT8, Precision.FP32)
+    return [
+        # MiniLM: dynamic INT8 is the fast CPU form; 2 ORT threads (the machine's cores).
+        ExportSpec(source="minilm", name=ENCODER, task="feature-extraction", precisions=both,
+                   int8_mode="dynamic", max_batch_size=64, instances=1, intra_op_threads=2,
+                   repository=repository),
+        # Digits CNN: tiny compute, so one ORT thread; static INT8 calibrated on the calib split.
+        ExportSpec(source="converters.sources.digits:factory", name=CLASSIFIER,
+                   task="image-classification", precisions=both, int8_mode="static",
+                   max_batch_size=256, instances=1, intra_op_threads=1, repository=repository),
+    ]
+
+
+def _up_to_date(spec: ExportSpec) -> bool:
+    for precision in spec.precisions:
+        folder = spec.repository / spec.model_name(precision)
+        versions = existing_versions(folder)
+        if not versions:
+            return False
+        meta_file = folder / str(versions[-1]) / "metadata.json"
+        if not meta_file.is_file():
+            return False
+        meta = json.loads(meta_file.read_text())
+        recorded = meta.get("spec", {})
+        if (meta.get("spec_fingerprint") != spec.fingerprint()
+                or recorded.get("max_batch_size") != spec.max_batch_size
+                or recorded.get("instances") != spec.instances):
+            return False
+    return True
+
+
+def export_demo_models(repository: Path, *, force: bool = False,
+                       progress: Callable[[str], None] = print) -> dict[str, str]:
+    """Export what is missing or stale; returns ``{model name: what happened}``."""
+    done: dict[str, str] = {}
+    for spec in demo_specs(repository):
+        names = [spec.model_name(p) for p in spec.precisions]
+        if not force and _up_to_date(spec):
+            for name in names:
+                done[name] = "up to date (kept)"
+            continue
+        report = export(spec, progress=progress)
+        for model in report.models:
+            done[model.name] = f"exported {model.precision} as version {model.version}"
+    return done
