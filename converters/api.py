@@ -137,8 +137,6 @@ def _validate(spec: ExportSpec, source: HFSource | TorchSource) -> None:
             )
     elif wants_int8 and not source.has_tokenizer:
         raise UnsupportedModel(f"{source.folder} has no tokenizer; the INT8 gate tokenizes held-out text")
-    if Precision.FP16 in spec.precisions and spec.target is not Target.TENSORRT and spec.task not in (None,):
-        pass
 
 
 def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
@@ -207,7 +205,7 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
     if spec.target is Target.TENSORRT:
         runner.skip("optimize", "TensorRT fuses itself and does not know ORT contrib ops")
     elif not spec.optimize:
-        runner.skip("optimize", "--no-optimize")
+        runner.skip("optimize", "not asked (--optimize); ORT fuses at load")
     elif not fusable:
         runner.skip("optimize", "no ORT transformer fusions for this architecture")
     else:

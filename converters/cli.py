@@ -104,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
         help="python-ort (default; pip Triton), onnxruntime or tensorrt (NGC backends)",
     )
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    ex.add_argument("--no-optimize", action="store_true", help="skip ORT transformer fusions")
+    ex.add_argument("--optimize", action="store_true",
+                    help="serve the offline ORT-fused graph (BERT-like; off: measured slower at b32)")
     ex.add_argument("--work-dir", type=Path, help="intermediate files + run state (default: a cache folder)")
     ex.add_argument("--fresh", action="store_true", help="ignore the run state of a previous attempt")
     ex.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -180,7 +181,7 @@ def _export(args: argparse.Namespace) -> int:
         version=args.version,
         target=args.target,
         opset=args.opset,
-        optimize=not args.no_optimize,
+        optimize=args.optimize,
         intra_op_threads=args.intra_op_threads,
         work_dir=args.work_dir,
         fresh=args.fresh,

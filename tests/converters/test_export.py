@@ -33,7 +33,7 @@ def spec(tmp_path: Path, **kw) -> ExportSpec:
 
 def test_tiny_bert_exports_pooled_embedding_fp32_and_int8(tiny_bert, tmp_path):
     report = export(spec(tmp_path, source=str(tiny_bert), name="bert", precisions=("fp32", "int8"),
-                         evaluation_size=200, thresholds=Thresholds(min_recall_at_10=0.5,
+                         optimize=True, evaluation_size=200, thresholds=Thresholds(min_recall_at_10=0.5,
                                                                     min_mean_cosine=0.9)), progress=None)
     names = [m.name for m in report.models]
     assert names == ["bert", "bert_int8"]
