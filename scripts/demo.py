@@ -28,6 +28,10 @@ def _say(step: str) -> None:
     print(f"\n== {step}", flush=True)
 
 
+def _fmt(values: np.ndarray, digits: int = 4) -> str:
+    return "[" + ", ".join(f"{v:.{digits}f}" for v in values) + "]"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
@@ -61,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                      "The weather is lovely today."]
             vectors = triton.embed(texts)
             print(f"   embed: {vectors.shape[0]} texts -> {vectors.dtype} {list(vectors.shape)}, "
-                  f"norms {np.round(np.linalg.norm(vectors, axis=1), 4).tolist()}")
-            print(f"   first values of '{texts[0]}': {np.round(vectors[0, :6], 4).tolist()}")
+                  f"norms {_fmt(np.linalg.norm(vectors, axis=1))}")
+            print(f"   first values of '{texts[0]}': {_fmt(vectors[0, :6])}")
             sims = vectors @ vectors.T
             print(f"   cosine(q0, q1) = {sims[0, 1]:.3f}   cosine(q0, q2) = {sims[0, 2]:.3f}")
             split = digits_split()
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             labels, probabilities = triton.classify_digits(images)
             print(f"   classify_digit: predicted {labels.tolist()}")
             print(f"                   true      {truth.tolist()}")
-            print(f"                   confidence {np.round(probabilities.max(axis=1), 3).tolist()}")
+            print(f"                   confidence {_fmt(probabilities.max(axis=1), 3)}")
 
         _say(f"4/4 short Locust campaign '{args.campaign}' over gRPC")
         started = time.monotonic()
