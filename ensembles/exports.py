@@ -23,12 +23,14 @@ DEMO_MIN_RECALL_AT_10 = 0.85
 def demo_specs(repository: Path) -> list[ExportSpec]:
     both = (Precision.INT8, Precision.FP32)
     return [
-        # MiniLM: dynamic INT8 is the fast CPU form (2.5x FP32 at batch 32); 2 ORT threads.
+        # MiniLM: dynamic INT8 is the fast CPU form (2.5x FP32 at batch 32). Two instances of one
+        # ORT thread each serve 32% more than one instance of two threads (512 vs 388 rps, embed
+        # ensemble, perf_analyzer concurrency 32): batches overlap instead of syncing threads.
         # Its recall@10 against FP32 measures 0.90 on the held-out corpus (mean cosine 0.993), under
         # the 0.95 default after ten quantization variants were tried (docs/converters.md), so the
         # demo lowers that one bar explicitly; it is recorded in metadata.json and the README.
         ExportSpec(source="minilm", name=ENCODER, task="feature-extraction", precisions=both,
-                   int8_mode="dynamic", max_batch_size=64, instances=1, intra_op_threads=2,
+                   int8_mode="dynamic", max_batch_size=64, instances=2, intra_op_threads=1,
                    thresholds=Thresholds(min_recall_at_10=DEMO_MIN_RECALL_AT_10),
                    repository=repository),
         # Digits CNN: tiny compute, so one ORT thread; static INT8 calibrated on the calib split.

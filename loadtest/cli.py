@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="where to write perf_analyzer.csv and .json (default: reports/loadtest/...)")
     sub.add_parser("cost", help="cost per million requests (see `python -m loadtest cost --help`)",
                    add_help=False)
+    sub.add_parser("bench-pipelines", add_help=False,
+                   help="served pipelines vs in-process ONNX Runtime (see `... bench-pipelines --help`)")
     return parser
 
 
@@ -176,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     rest = [a for a in argv if a != "--verbose"]
     if rest and rest[0] == "cost":
         return _cost(rest[1:])
+    if rest and rest[0] == "bench-pipelines":
+        from loadtest import pipeline_bench
+        return pipeline_bench.main(rest[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command in ("run", "find-max"):

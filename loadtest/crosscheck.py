@@ -101,11 +101,14 @@ def parse_csv(path: Path) -> dict[str, float]:
 
 
 def run(traffic: campaigns.Traffic, grpc_url: str, out: Path, *, rate: float | None, concurrency: int,
-        duration_s: float) -> dict[str, Any]:
-    """Run perf_analyzer once (one rate or concurrency level) and return its parsed result."""
+        duration_s: float, data_json: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run perf_analyzer once (one rate or concurrency level) and return its parsed result.
+
+    ``data_json`` replaces the traffic's own payload pool (``--input-data`` format).
+    """
     out.mkdir(parents=True, exist_ok=True)
     data = out / "perf_analyzer_input.json"
-    data.write_text(json.dumps(input_data(traffic)))
+    data.write_text(json.dumps(data_json or input_data(traffic)))
     cmd = [str(find_perf_analyzer()), "-m", traffic.model, "-u", grpc_url, "-i", "grpc",
            "--input-data", str(data), "-b", str(traffic.batch), "--measurement-mode", "time_windows",
            "-p", str(int(duration_s * 1000)), "--max-trials", "6", "--stability-percentage", "25",

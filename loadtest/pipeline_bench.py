@@ -1,0 +1,220 @@
+"""Served throughput of each pipeline next to its model's in-process ONNX Runtime limit.
+
+    python -m loadtest bench-pipelines [--model-repository model_repository]
+
+For ``embed`` and ``classify_digit``:
+* served: Triton's ``perf_analyzer`` (C++, ~0.7 core at 6,000 RPS, so the client eats little of
+  the server's two cores) over a sweep of concurrency levels; the best level is reported;
+* in process: the same ONNX file in ONNX Runtime with the served layout (one session per
+  instance, each with the config's intra-op threads, side by side), on the same inputs, at the
+  batch size Triton formed (from its metrics);
+* ratio = served / in-process, and for ``embed`` the ensemble's overhead over calling ``minilm``
+  directly with pre-tokenized input at the same concurrency.
+
+A benchmark, not a test: run it alone (two cores), it takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loadtest import campaign as campaigns
+from loadtest import crosscheck
+
+
+def _metrics(url: str) -> dict[tuple[str, str], float]:
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    out: dict[tuple[str, str], float] = {}
+    for name, model, value in re.findall(r'^(nv_inference_\w+)\{model="([^"]+)"[^}]*\} (\S+)$', text, re.M):
+        out[(name, model)] = out.get((name, model), 0.0) + float(value)
+    return out
+
+
+def _avg_batch(before: dict, after: dict, model: str) -> float:
+    def delta(name: str) -> float:
+        return after.get((name, model), 0) - before.get((name, model), 0)
+    execs = delta("nv_inference_exec_count")
+    return delta("nv_inference_count") / execs if execs else 0.0
+
+
+STEPS = {"embed": ("embed", "minilm_tokenizer", "minilm"),
+         "classify_digit": ("classify_digit", "digits_preprocess", "digits_cnn", "digits_postprocess")}
+_TIMES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def _breakdown(before: dict, after: dict, models: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Per model: average µs per request spent queued and in each compute phase (Triton metrics)."""
+    out = {}
+    for model in models:
+        count = after.get(("nv_inference_count", model), 0) - before.get(("nv_inference_count", model), 0)
+        if not count:
+            continue
+        out[model] = {phase: round((after.get((f"nv_inference_{phase}_duration_us", model), 0)
+                                    - before.get((f"nv_inference_{phase}_duration_us", model), 0)) / count)
+                      for phase in _TIMES}
+    return out
+
+
+def _layout(repository: Path, model: str) -> tuple[int, int]:
+    """(instances, ORT intra-op threads per instance) of the served config."""
+    from converters.repository import read_config
+    config = read_config(repository / model)
+    value = config.parameters.get("intra_op_thread_count")
+    threads = int(value.string_value) if value and value.string_value else 0
+    return sum(g.count or 1 for g in config.instance_group) or 1, threads
+
+
+def _session(repository: Path, model: str, threads: int):
+    import onnxruntime as ort
+
+    from converters.repository import existing_versions
+    folder = repository / model
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    path = folder / str(existing_versions(folder)[-1]) / "model.onnx"
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _rows_per_s(sessions: list, feeds: list[dict[str, np.ndarray]], seconds: float = 5.0) -> float:
+    """Rows/s of ``sessions`` running side by side (one Python thread each; ORT releases the GIL),
+    as Triton runs one session per model instance."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(session, offset: int) -> int:
+        for feed in feeds[:3]:
+            session.run(None, feed)
+        rows, i, end = 0, offset, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            feed = feeds[i % len(feeds)]
+            session.run(None, feed)
+            rows += len(next(iter(feed.values())))
+            i += 1
+        return rows
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(len(sessions)) as pool:
+        total = sum(pool.map(one, sessions, range(0, 7 * len(sessions), 7)))
+    return total / (time.perf_counter() - start)
+
+
+def _text_feeds(batch: int) -> tuple[list[dict[str, np.ndarray]], list[dict[str, Any]]]:
+    """Batches of evaluation texts for ORT, and the same texts pre-tokenized for perf_analyzer."""
+    from converters.data import text_corpus
+    from ensembles.build import MAX_LENGTH, minilm_tokenizer_file
+    from ensembles.processing.text import encode, load_tokenizer
+
+    texts = text_corpus().evaluation
+    tokenizer = load_tokenizer(minilm_tokenizer_file(), MAX_LENGTH)
+    feeds = []
+    for i in range(0, len(texts) - batch + 1, batch):
+        enc = encode(tokenizer, texts[i:i + batch])
+        feeds.append({"input_ids": enc.input_ids, "attention_mask": enc.attention_mask,
+                      "token_type_ids": enc.token_type_ids})
+    single = []
+    for text in texts[:64]:
+        enc = encode(tokenizer, [text])
+        single.append({name: {"content": getattr(enc, name)[0].tolist(), "shape": [enc.input_ids.shape[1]]}
+                       for name in ("input_ids", "attention_mask", "token_type_ids")})
+    return feeds, single
+
+
+def _digit_feeds(batch: int) -> list[dict[str, np.ndarray]]:
+    from converters.data import digits_split
+    x = np.asarray(digits_split().x_test, dtype=np.float32)
+    return [{"image": x[i:i + batch]} for i in range(0, len(x) - batch + 1, batch)]
+
+
+def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
+          concurrencies: tuple[int, ...], duration_s: float,
+          pipelines: tuple[str, ...] = ("embed", "classify_digit")) -> list[dict[str, Any]]:
+    results = []
+    models = {"embed": "minilm", "classify_digit": "digits_cnn"}
+    for pipeline, model in ((p, models[p]) for p in pipelines):
+        traffic = campaigns.Traffic(model=pipeline, pipeline=pipeline, pool=64)
+        sweep = []
+        for c in concurrencies:
+            before = _metrics(metrics_url)
+            r = crosscheck.run(traffic, grpc_url, out / f"{pipeline}-c{c}", rate=None, concurrency=c,
+                               duration_s=duration_s)
+            after = _metrics(metrics_url)
+            r["avg_batch"] = round(_avg_batch(before, after, model), 1)
+            r["us_per_request"] = _breakdown(before, after, STEPS[pipeline])
+            r["concurrency"] = c
+            sweep.append(r)
+            print(f"  {pipeline:<15} concurrency {c:>3}: {r['rps']:8.1f} rps  p99 {r['p99_ms']:6.1f} ms  "
+                  f"batch {r['avg_batch']}", flush=True)
+        best = max(sweep, key=lambda r: r["rps"])
+        instances, threads = _layout(repository, model)
+        batch = max(1, round(best["avg_batch"]))
+        sessions = [_session(repository, model, threads) for _ in range(instances)]
+        if pipeline == "embed":
+            feeds, single = _text_feeds(batch)
+            direct = crosscheck.run(campaigns.Traffic(model=model), grpc_url, out / "minilm-direct",
+                                    rate=None, concurrency=best["concurrency"], duration_s=duration_s,
+                                    data_json={"data": single})
+        else:
+            feeds, direct = _digit_feeds(batch), None
+        in_process = _rows_per_s(sessions, feeds)
+        row = {"pipeline": pipeline, "model": model, "instances": instances, "threads": threads,
+               "best": best, "sweep": sweep,
+               "in_process_batch": batch, "in_process_rows_per_s": round(in_process, 1),
+               "ratio": round(best["rps"] / in_process, 3)}
+        if direct:
+            row["direct_model_rps"] = direct["rps"]
+            row["direct_model_p50_ms"] = direct["p50_ms"]
+            row["ensemble_overhead_ms_p50"] = round(best["p50_ms"] - direct["p50_ms"], 2)
+        results.append(row)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    from server import ServerConfig, TritonServer
+
+    parser = argparse.ArgumentParser(prog="python -m loadtest bench-pipelines", description=__doc__)
+    parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--concurrency", default="1,4,8,16,32,64",
+                        help="comma-separated perf_analyzer concurrency levels (default: %(default)s)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement window")
+    parser.add_argument("--pipelines", default="embed,classify_digit", help="default: %(default)s")
+    parser.add_argument("--report-dir", type=Path, default=Path("reports/pipeline-bench"))
+    args = parser.parse_args(argv)
+    levels = tuple(int(c) for c in args.concurrency.split(","))
+    config = ServerConfig(model_repository=args.model_repository, http_port=0, grpc_port=0, metrics_port=0)
+    with TritonServer(config) as server:
+        results = bench(server.grpc_url, server.metrics_url, args.model_repository, args.report_dir,
+                        levels, args.duration, tuple(args.pipelines.split(",")))
+    args.report_dir.mkdir(parents=True, exist_ok=True)
+    (args.report_dir / "pipeline-bench.json").write_text(json.dumps(results, indent=2, default=str))
+    print("\n| pipeline | served rps (concurrency, p99) | in-process rows/s (batch, sessions x threads) "
+          "| ratio |")
+    print("|---|---|---|---|")
+    for r in results:
+        b = r["best"]
+        print(f"| {r['pipeline']} | {b['rps']:.0f} (c={b['concurrency']}, p99 {b['p99_ms']:.0f} ms) | "
+              f"{r['in_process_rows_per_s']:.0f} (b={r['in_process_batch']}, "
+              f"{r['instances']} x {r['threads']}) | "
+              f"{r['ratio']:.0%} |")
+    for r in results:
+        print(f"\n{r['pipeline']} at concurrency {r['best']['concurrency']}: "
+              "µs per request, from Triton's metrics")
+        print("| model | " + " | ".join(_TIMES) + " |")
+        print("|---|" + "---|" * len(_TIMES))
+        for model, phases in r["best"]["us_per_request"].items():
+            print(f"| {model} | " + " | ".join(str(phases[p]) for p in _TIMES) + " |")
+    for r in results:
+        if "direct_model_rps" in r:
+            print(f"\nembed ensemble vs minilm direct (pre-tokenized), "
+                  f"concurrency {r['best']['concurrency']}: "
+                  f"{r['best']['rps']:.0f} vs {r['direct_model_rps']:.0f} rps; p50 overhead "
+                  f"{r['ensemble_overhead_ms_p50']:+.1f} ms")
+    print(f"\nreport: {args.report_dir / 'pipeline-bench.json'}")
+    return 0
