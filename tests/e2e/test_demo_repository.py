@@ -1,0 +1,103 @@
+"""The demo repository, built by the project's own command, served by the real Triton.
+
+Tolerances (stated, not tuned to pass):
+* served embed vs the same INT8 ONNX in process: |diff| <= 1e-3 (the runner pads to the
+  longest request of its batch, the in-process reference to the longest of its own);
+* served embed vs FP32 MiniLM in process: cosine >= 0.97 per text (the INT8 gate's bound);
+* served classify_digit vs the same INT8 ONNX in process: |diff| <= 1e-5, same labels.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from client import Client
+from converters.data import digits_split, text_corpus
+from converters.repository import existing_versions
+from ensembles.build import MAX_LENGTH, build, minilm_tokenizer_file
+from ensembles.processing.text import encode, load_tokenizer
+from tests.conftest import start_server
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("demo") / "model_repository"
+    build(repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def server(repository: Path):
+    srv = start_server(repository)
+    yield srv
+    srv.close()
+
+
+def _session(repository: Path, model: str) -> ort.InferenceSession:
+    version = existing_versions(repository / model)[-1]
+    return ort.InferenceSession(str(repository / model / str(version) / "model.onnx"),
+                                providers=["CPUExecutionProvider"])
+
+
+def test_embed_matches_in_process_onnx_runtime(repository: Path, server) -> None:
+    texts = text_corpus().evaluation[:24]
+    with Client(urls=server.grpc_url, timeout_s=60) as triton:
+        served = triton.embed(texts)
+    enc = encode(load_tokenizer(minilm_tokenizer_file(), MAX_LENGTH), texts)
+    feed = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask,
+            "token_type_ids": enc.token_type_ids}
+    int8 = _session(repository, "minilm").run(None, feed)[0]
+    fp32 = _session(repository, "minilm_fp32").run(None, feed)[0]
+    assert served.shape == (24, 384)
+    np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(served, int8, atol=1e-3)
+    assert (np.sum(served * fp32, axis=1) >= 0.97).all()
+
+
+def test_classify_digit_matches_in_process_onnx_runtime(repository: Path, server) -> None:
+    split = digits_split()
+    with Client(urls=server.grpc_url, timeout_s=60) as triton:
+        labels, probabilities = triton.classify_digits(split.x_test_raw)
+    logits = _session(repository, "digits_cnn").run(None, {"image": np.asarray(split.x_test)})[0]
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    assert (labels.ravel() == logits.argmax(axis=1)).all()
+    assert (labels.ravel() == split.y_test).mean() >= 0.97
+
+
+def test_dynamic_batching_from_tritons_metrics(server) -> None:
+    def counts() -> tuple[float, float]:
+        text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
+        def metric(name: str) -> float:
+            return sum(float(v) for v in re.findall(rf'^{name}{{model="minilm"[^}}]*}} (\S+)$', text, re.M))
+        return metric("nv_inference_count"), metric("nv_inference_exec_count")
+
+    before = counts()
+    texts = text_corpus().evaluation[:96]
+    with Client(urls=server.grpc_url, timeout_s=60) as triton, ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda t: triton.embed([t]), texts))
+    after = counts()
+    inferences, executions = after[0] - before[0], after[1] - before[1]
+    assert inferences == 96 and executions < inferences / 2, (inferences, executions)
+
+
+def test_the_readme_demo_command_end_to_end(repository: Path) -> None:
+    proc = subprocess.run([sys.executable, "scripts/demo.py", "--repository", str(repository)],
+                          capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "embed: 3 texts -> float32 [3, 384]" in out
+    assert "SLO verdict: PASS" in out
+    assert "Triton stopped (exit code 0)" in out
