@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from server.config import GrpcTls, ModelControl, ServerConfig
-from server.errors import BinaryNotFound, ConfigError, ServerError, StartupError
+from server.errors import BinaryNotFound, ConfigError, ServerError
 from server.locate import find_tritonserver
 from server.process import TritonServer
 
@@ -135,9 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc, EXIT_NO_BINARY)
     except ConfigError as exc:
         return _fail(args, exc, EXIT_USAGE)
-    except StartupError as exc:
-        return _fail(args, exc, EXIT_FAILED)
-    except ServerError as exc:
+    except ServerError as exc:  # start-up failures (model load, early exit, timeout) included
         return _fail(args, exc, EXIT_FAILED)
 
 
