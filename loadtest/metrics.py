@@ -78,6 +78,8 @@ def model_deltas(after: Counters | None, before: Counters | None, duration_s: fl
             "avg_compute_us": (d["nv_inference_compute_input_duration_us"]
                                + d["nv_inference_compute_infer_duration_us"]
                                + d["nv_inference_compute_output_duration_us"]) / per_request,
+            **{f"avg_{phase}_us": d[f"nv_inference_{phase}_duration_us"] / per_request
+               for phase in ("compute_input", "compute_infer", "compute_output")},
             "avg_exec_infer_us": d["nv_inference_compute_infer_duration_us"] / execs if execs else 0.0,
         }
     return rows

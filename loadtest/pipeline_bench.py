@@ -18,49 +18,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from loadtest import campaign as campaigns
-from loadtest import crosscheck
-
-
-def _metrics(url: str) -> dict[tuple[str, str], float]:
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    out: dict[tuple[str, str], float] = {}
-    for name, model, value in re.findall(r'^(nv_inference_\w+)\{model="([^"]+)"[^}]*\} (\S+)$', text, re.M):
-        out[(name, model)] = out.get((name, model), 0.0) + float(value)
-    return out
-
-
-def _avg_batch(before: dict, after: dict, model: str) -> float:
-    def delta(name: str) -> float:
-        return after.get((name, model), 0) - before.get((name, model), 0)
-    execs = delta("nv_inference_exec_count")
-    return delta("nv_inference_count") / execs if execs else 0.0
-
+from loadtest import crosscheck, metrics
 
 STEPS = {"embed": ("embed", "minilm_tokenizer", "minilm"),
          "classify_digit": ("classify_digit", "digits_preprocess", "digits_cnn", "digits_postprocess")}
 _TIMES = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
-def _breakdown(before: dict, after: dict, models: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """Per model: average µs per request spent queued and in each compute phase (Triton metrics)."""
-    out = {}
-    for model in models:
-        count = after.get(("nv_inference_count", model), 0) - before.get(("nv_inference_count", model), 0)
-        if not count:
-            continue
-        out[model] = {phase: round((after.get((f"nv_inference_{phase}_duration_us", model), 0)
-                                    - before.get((f"nv_inference_{phase}_duration_us", model), 0)) / count)
-                      for phase in _TIMES}
-    return out
+def _breakdown(rows: dict[str, dict], models: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Per model: average µs per request queued and in each compute phase (from model_deltas rows)."""
+    return {model: {phase: round(rows[model][f"avg_{phase}_us"]) for phase in _TIMES}
+            for model in models if model in rows}
 
 
 def _layout(repository: Path, model: str) -> tuple[int, int]:
@@ -142,12 +117,12 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
         traffic = campaigns.Traffic(model=pipeline, pipeline=pipeline, pool=64)
         sweep = []
         for c in concurrencies:
-            before = _metrics(metrics_url)
+            before = metrics.scrape(metrics_url)
             r = crosscheck.run(traffic, grpc_url, out / f"{pipeline}-c{c}", rate=None, concurrency=c,
                                duration_s=duration_s)
-            after = _metrics(metrics_url)
-            r["avg_batch"] = round(_avg_batch(before, after, model), 1)
-            r["us_per_request"] = _breakdown(before, after, STEPS[pipeline])
+            rows = metrics.model_deltas(metrics.scrape(metrics_url), before, duration_s)
+            r["avg_batch"] = round(rows.get(model, {}).get("avg_batch", 0.0), 1)
+            r["us_per_request"] = _breakdown(rows, STEPS[pipeline])
             r["concurrency"] = c
             sweep.append(r)
             print(f"  {pipeline:<15} concurrency {c:>3}: {r['rps']:8.1f} rps  p99 {r['p99_ms']:6.1f} ms  "

@@ -63,6 +63,7 @@ def test_triton_metrics_deltas_per_model() -> None:
     assert set(rows) == {"m"}
     assert rows["m"]["rps"] == 50 and rows["m"]["avg_batch"] == 10.0
     assert rows["m"]["avg_queue_us"] == 55.0 and rows["m"]["failures"] == 3
+    assert rows["m"]["avg_compute_infer_us"] == 110.0 and rows["m"]["avg_compute_input_us"] == 0.0
     assert metrics.model_deltas(None, before, 1.0) == {}
 
 
