@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from client import AsyncClient, Client, ClientError, Status
+from loadtest.metrics import scrape
 from server import ServerConfig, TritonServer, free_port
 from tests.conftest import start_server
 from tests.helpers import repos
@@ -20,10 +19,9 @@ pytestmark = pytest.mark.triton
 
 
 def _requests_served(srv: TritonServer) -> float:
-    with urllib.request.urlopen(srv.metrics_url, timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(float(v) for v in re.findall(
-        r'^nv_inference_request_success\{[^}]*model="add_one"[^}]*\} (\S+)$', text, flags=re.M))
+    counters = scrape(srv.metrics_url, timeout_s=5)
+    assert counters is not None, f"no metrics from {srv.metrics_url}"
+    return counters.get("add_one", {}).get("nv_inference_request_success", 0.0)
 
 
 def test_retry_succeeds_after_the_server_restarts(tmp_path: Path) -> None:

@@ -9,10 +9,8 @@ Tolerances (stated, not tuned to pass):
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from converters.data import digits_split, text_corpus
 from converters.repository import existing_versions
 from ensembles.build import MAX_LENGTH, build, minilm_tokenizer_file
 from ensembles.processing.text import encode, load_tokenizer
+from loadtest.metrics import scrape
 from tests.conftest import start_server
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -79,10 +78,9 @@ def test_classify_digit_matches_in_process_onnx_runtime(repository: Path, server
 
 def test_dynamic_batching_from_tritons_metrics(server) -> None:
     def counts() -> tuple[float, float]:
-        text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
-        def metric(name: str) -> float:
-            return sum(float(v) for v in re.findall(rf'^{name}{{model="minilm"[^}}]*}} (\S+)$', text, re.M))
-        return metric("nv_inference_count"), metric("nv_inference_exec_count")
+        counters = scrape(server.metrics_url, timeout_s=5)
+        assert counters is not None
+        return counters["minilm"]["nv_inference_count"], counters["minilm"]["nv_inference_exec_count"]
 
     before = counts()
     texts = text_corpus().evaluation[:96]

@@ -4,7 +4,6 @@ stand-in encoder/classifier models (the real exports are tested in tests/e2e).""
 from __future__ import annotations
 
 import re
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -15,6 +14,7 @@ from tritonclient.utils import InferenceServerException
 from ensembles.build import assemble, minilm_tokenizer_file
 from ensembles.processing.digits import postprocess
 from ensembles.processing.text import encode, load_tokenizer
+from loadtest.metrics import scrape
 from server import TritonServer
 from tests.conftest import start_server
 from tests.ensembles.standins import reference_embedding, write_standins
@@ -111,9 +111,9 @@ def test_one_bad_request_fails_alone_in_a_batch(server: TritonServer) -> None:
 
 def test_dynamic_batching_batched_the_tokenizer(server: TritonServer) -> None:
     def metric(name: str, model: str) -> float:
-        text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
-        return sum(float(v) for v in re.findall(rf'^{name}{{[^}}]*model="{model}"[^}}]*}} (\S+)$',
-                                                text, flags=re.M))
+        counters = scrape(server.metrics_url, timeout_s=5)
+        assert counters is not None
+        return counters.get(model, {}).get(name, 0.0)
 
     before = metric("nv_inference_count", "minilm_tokenizer"), metric("nv_inference_exec_count",
                                                                         "minilm_tokenizer")

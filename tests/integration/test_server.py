@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import socket
 import subprocess
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
+from loadtest.metrics import scrape
 from server import (
     BinaryNotFound,
     ModelLoadFailed,
@@ -39,11 +39,6 @@ def _infer(url: str, model: str, x: np.ndarray) -> np.ndarray:
         return client.infer(model, [inp]).as_numpy("OUTPUT")
 
 
-def _metric(text: str, name: str, model: str) -> float:
-    pattern = rf'^{name}{{[^}}]*model="{model}"[^}}]*}} (\S+)$'
-    return sum(float(v) for v in re.findall(pattern, text, flags=re.M))
-
-
 def test_grpc_inference_on_model_and_ensemble(tiny_server: TritonServer) -> None:
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     np.testing.assert_array_equal(_infer(tiny_server.grpc_url, "add_one", x), x + 1)
@@ -61,9 +56,8 @@ def test_http_inference_health_and_metrics(tiny_server: TritonServer) -> None:
     with urllib.request.urlopen(req, timeout=10) as resp:
         out = json.load(resp)["outputs"][0]
     assert out["name"] == "OUTPUT" and out["data"] == [2, 3, 4, 5]
-    with urllib.request.urlopen(tiny_server.metrics_url, timeout=5) as resp:
-        metrics = resp.read().decode()
-    assert _metric(metrics, "nv_inference_request_success", "add_one") >= 1
+    counters = scrape(tiny_server.metrics_url, timeout_s=5)
+    assert counters is not None and counters["add_one"]["nv_inference_request_success"] >= 1
 
 
 def test_dynamic_batching_batches_concurrent_requests(tiny_server: TritonServer) -> None:
