@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import hashlib
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -69,16 +68,8 @@ class TritonPythonModel:
 '''
 
 
-def _write(repo: Path, name: str, model_py: str, config: str) -> Path:
-    folder = repo / name
-    (folder / "1").mkdir(parents=True, exist_ok=True)
-    (folder / "1" / "model.py").write_text(model_py)
-    (folder / "config.pbtxt").write_text(textwrap.dedent(config))
-    return folder
-
-
 def write_embed(repo: Path) -> Path:
-    return _write(repo, "embed", EMBED_MODEL, """\
+    return repos.write_python_model(repo, "embed", EMBED_MODEL, """\
         name: "embed"
         backend: "python"
         max_batch_size: 64
@@ -89,7 +80,7 @@ def write_embed(repo: Path) -> Path:
 
 
 def write_classify_digit(repo: Path) -> Path:
-    return _write(repo, "classify_digit", CLASSIFY_MODEL, """\
+    return repos.write_python_model(repo, "classify_digit", CLASSIFY_MODEL, """\
         name: "classify_digit"
         backend: "python"
         max_batch_size: 256

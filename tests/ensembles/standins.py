@@ -3,8 +3,9 @@ through Triton in seconds. Same names, IO and batching behaviour as the real exp
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
+
+from tests.helpers.repos import write_python_model
 
 ENCODER = '''
 import numpy as np
@@ -54,15 +55,9 @@ def reference_embedding(ids_rows: list[list[int]]) -> list[list[float]]:
     return (emb / np.linalg.norm(emb, axis=1, keepdims=True)).tolist()
 
 
-def _write(repo: Path, name: str, code: str, config: str) -> None:
-    (repo / name / "1").mkdir(parents=True, exist_ok=True)
-    (repo / name / "1" / "model.py").write_text(code)
-    (repo / name / "config.pbtxt").write_text(textwrap.dedent(config))
-
-
 def write_standins(repo: Path, encoder: str = "minilm", classifier: str = "digits_cnn") -> None:
     ids = "{{ name: \"{}\", data_type: TYPE_INT64, dims: [-1], allow_ragged_batch: true }}"
-    _write(repo, encoder, ENCODER, f"""\
+    write_python_model(repo, encoder, ENCODER, f"""\
         name: "{encoder}"
         backend: "python"
         max_batch_size: 64
@@ -70,7 +65,7 @@ def write_standins(repo: Path, encoder: str = "minilm", classifier: str = "digit
         output [{{ name: "embedding", data_type: TYPE_FP32, dims: [384] }}]
         dynamic_batching {{ max_queue_delay_microseconds: 500 }}
         """)
-    _write(repo, classifier, CLASSIFIER, f"""\
+    write_python_model(repo, classifier, CLASSIFIER, f"""\
         name: "{classifier}"
         backend: "python"
         max_batch_size: 256

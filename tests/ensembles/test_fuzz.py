@@ -14,10 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
-from ensembles.build import assemble
-from tests.conftest import start_server
-from tests.ensembles.standins import write_standins
-
 pytestmark = pytest.mark.triton
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -26,14 +22,9 @@ DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "UINT8": np
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory):
-    repo = tmp_path_factory.mktemp("fuzz_repo")
-    write_standins(repo)
-    assemble(repo)
-    server = start_server(repo)
+def client(server):
     with grpcclient.InferenceServerClient(server.grpc_url) as c:
         yield c
-    server.close()
 
 
 def _still_serving(client: grpcclient.InferenceServerClient) -> None:

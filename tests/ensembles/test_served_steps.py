@@ -11,25 +11,14 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from ensembles.build import assemble, minilm_tokenizer_file
+from ensembles.build import minilm_tokenizer_file
 from ensembles.processing.digits import postprocess
 from ensembles.processing.text import encode, load_tokenizer
 from loadtest.metrics import scrape
 from server import TritonServer
-from tests.conftest import start_server
-from tests.ensembles.standins import reference_embedding, write_standins
+from tests.ensembles.standins import reference_embedding
 
 pytestmark = pytest.mark.triton
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    repo = tmp_path_factory.mktemp("ensembles_repo")
-    write_standins(repo)
-    assemble(repo)
-    srv = start_server(repo)
-    yield srv
-    srv.close()
 
 
 def _text(texts: list[bytes]) -> grpcclient.InferInput:

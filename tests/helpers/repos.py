@@ -43,15 +43,21 @@ def add_one_config(name: str, *, max_batch_size: int = 8, queue_delay_us: int = 
         """) + extra
 
 
+def write_python_model(repo: Path, name: str, model_py: str, config: str, version: int = 1) -> Path:
+    """``REPO/name/config.pbtxt`` (dedented) and ``REPO/name/<version>/model.py``."""
+    folder = repo / name
+    (folder / str(version)).mkdir(parents=True, exist_ok=True)
+    (folder / str(version) / "model.py").write_text(model_py)
+    (folder / "config.pbtxt").write_text(textwrap.dedent(config))
+    return folder
+
+
 def write_add_one(repo: Path, name: str = "add_one", *, version: int = 1, delay_s: float = 0.0,
                   **config: object) -> Path:
     """An FP32 [4] -> [4] model that adds one; ``delay_s`` makes each execute sleep."""
-    folder = repo / name
-    (folder / str(version)).mkdir(parents=True, exist_ok=True)
     delay = f"import time; time.sleep({delay_s})" if delay_s else "pass"
-    (folder / str(version) / "model.py").write_text(ADD_ONE_MODEL.replace("{delay}", delay))
-    (folder / "config.pbtxt").write_text(add_one_config(name, **config))  # type: ignore[arg-type]
-    return folder
+    return write_python_model(repo, name, ADD_ONE_MODEL.replace("{delay}", delay),
+                              add_one_config(name, **config), version)  # type: ignore[arg-type]
 
 
 def write_add_two_ensemble(repo: Path, name: str = "add_two", step: str = "add_one") -> Path:
