@@ -29,6 +29,10 @@ _LOAD_FAILED = re.compile(r"failed to load '([^']+)' version \d+: (.*?)(?:\\n|\"
 _POLL_FAILED = re.compile(r"Poll failed for model directory '([^']+)': (.*?)(?:\\n|\"\s*$)")
 _ERROR_LINE = re.compile(r"^error:|unrecognized option|invalid|Unexpected argument", re.I)
 _PORT_TAKEN = re.compile(r"Socket '([^']+)' already in use")
+# Repository-wide errors, e.g. an ensemble whose step cannot take its batch size.
+_REPOSITORY_ERROR = re.compile(r'^E\d+ [\d:.]+ +\d+ model_repository_manager\.cc:\d+\] "(.*)"\s*$', re.M)
+# Always printed on machines without a GPU: never the reason a start failed.
+_NOISE = re.compile(r"NVML|DCGM|CudaDriverHelper")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -179,7 +183,8 @@ class TritonServer:
             raise PortInUse(f"port {port.group(1)} is already in use; choose another port")
         code = self._proc.returncode if self._proc else None
         # Triton follows an option error with its whole usage text: lead with the error line.
-        errors = [line.strip() for line in text.splitlines() if _ERROR_LINE.search(line)]
+        errors = _REPOSITORY_ERROR.findall(text) or [
+            line.strip() for line in text.splitlines() if _ERROR_LINE.search(line) and not _NOISE.search(line)]
         last = " | ".join(errors[-2:]) or " | ".join(ln for ln in tail.splitlines()[-3:] if ln.strip())
         raise ServerExited(f"tritonserver exited with code {code} before it was ready: {last}", tail)
 

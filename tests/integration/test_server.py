@@ -108,6 +108,15 @@ def test_model_load_failure_reports_tritons_reason(tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
 
 
+def test_an_inconsistent_ensemble_is_named_with_tritons_reason(tmp_path: Path) -> None:
+    repos.write_add_one(tmp_path, "add_one", max_batch_size=1)
+    repos.write_add_two_ensemble(tmp_path)  # batches up to 8 through a step that takes 1
+    with pytest.raises(ServerExited) as err:
+        start_server(tmp_path)
+    message = str(err.value)
+    assert "ensemble add_two allows maximum batch size 8" in message and "NVML" not in message
+
+
 def test_server_exiting_early_shows_its_last_log_lines(tiny_repo: Path) -> None:
     config = ServerConfig(model_repository=tiny_repo, http_port=0, grpc_port=0, metrics_port=0,
                           extra_args=("--no-such-option",))
