@@ -15,7 +15,7 @@ requests), client-side shape/dtype checks, and one error type: ``ClientError`` w
 from client._aio import AsyncClient
 from client._base import ReplicaHealth
 from client._config import ClientConfig, TlsConfig
-from client._errors import ClientError, Status
+from client._errors import ClientError, Status, is_shed
 from client._pipelines import DigitPredictions
 from client._sync import Client
 from client._tensors import ModelInfo, ModelState, TensorSpec
@@ -32,4 +32,5 @@ __all__ = [
     "Status",
     "TensorSpec",
     "TlsConfig",
+    "is_shed",
 ]

@@ -8,8 +8,9 @@
                               "client"``, nothing was sent) or by Triton
     NOT_FOUND                 unknown model or version                       never
     UNAVAILABLE               no replica reachable / connection lost         yes
-    OVERLOADED                Triton shed the request (queue full:           with retry_overloaded
-                              UNAVAILABLE "Exceeds maximum queue size")
+    OVERLOADED                Triton shed the request (UNAVAILABLE "Exceeds  with retry_overloaded
+                              maximum queue size" or, queued past the
+                              model's queue timeout, "Request timeout expired")
     RESOURCE_EXHAUSTED        server out of a resource                       with retry_overloaded
     MESSAGE_TOO_LARGE         request or response over max_message_bytes     never
     DEADLINE_EXCEEDED         the call's timeout_s ran out (retries included) never
@@ -112,18 +113,28 @@ _BY_CODE = {
 
 _HINTS = {
     Status.UNAVAILABLE: "is Triton running there? (python -m server serve)",
-    Status.OVERLOADED: "the server's queue is full: slow down, add replicas, or set retry_overloaded",
+    Status.OVERLOADED: ("the server shed the request (queue full or queued past its timeout): "
+                        "slow down, add replicas, or set retry_overloaded"),
     Status.MESSAGE_TOO_LARGE: "raise max_message_bytes (client and server) or send smaller batches",
     Status.PERMISSION_DENIED: "set the access token (TRITON_ACCESS_TOKEN / ClientConfig.access_token)",
     Status.NOT_FOUND: "list the served models with `python -m client models`",
 }
 
 
+# Triton's messages for a request its queue policy rejected (``default_queue_policy``).
+SHED_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
+
+
+def is_shed(details: str) -> bool:
+    """Whether Triton's error text says the request was shed by a model's queue policy."""
+    return any(marker in details for marker in SHED_MESSAGES)
+
+
 def classify(code: grpc.StatusCode | None, details: str) -> Status:
     """Our Status for a gRPC code and Triton's message (pure; the mapping table above)."""
     status = _BY_CODE.get(code, Status.UNKNOWN) if code is not None else Status.UNKNOWN
     if status is Status.UNAVAILABLE:
-        if "Exceeds maximum queue size" in details or "queue is full" in details.lower():
+        if is_shed(details):
             return Status.OVERLOADED
         if "protocol is restricted" in details:
             return Status.PERMISSION_DENIED

@@ -331,6 +331,8 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
             max_batch_size=spec.max_batch_size,
             instances=spec.instances,
             intra_op_threads=spec.intra_op_threads,
+            max_queue_size=spec.max_queue_size,
+            queue_timeout_us=round(spec.queue_timeout_ms * 1000),
         )
         if spec.target is Target.TENSORRT:
             plan = plans[precision]

@@ -87,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--max-batch-size", type=int, default=32, help="Triton max_batch_size (default 32)")
     ex.add_argument("--instances", type=int, default=1, help="Triton instance_group count (default 1)")
     ex.add_argument(
+        "--max-queue-size", type=int, default=0, metavar="N",
+        help="shed requests (UNAVAILABLE) beyond N queued (default 0 = unbounded)",
+    )
+    ex.add_argument(
+        "--queue-timeout-ms", type=float, default=0.0, metavar="MS",
+        help="shed requests queued longer than MS (default 0 = no limit)",
+    )
+    ex.add_argument(
         "--intra-op-threads", type=int, default=0, help="ORT threads per instance (default 0 = ORT's)"
     )
     ex.add_argument(
@@ -177,6 +185,8 @@ def _export(args: argparse.Namespace) -> int:
         calibration=args.calibration,
         max_batch_size=args.max_batch_size,
         instances=args.instances,
+        max_queue_size=args.max_queue_size,
+        queue_timeout_ms=args.queue_timeout_ms,
         repository=args.repository,
         version=args.version,
         target=args.target,

@@ -98,6 +98,9 @@ class ExportSpec:
             ``None`` = ``corpus`` for HF sources, ``source`` for factories.
         max_batch_size: Triton ``max_batch_size``.
         instances: Triton ``instance_group`` count.
+        max_queue_size: Triton sheds requests beyond this many queued (0 = unbounded).
+        queue_timeout_ms: Triton sheds requests queued longer than this (0 = no limit); set it
+            to the latency budget left after compute so that accepted requests meet the SLO.
         repository: Model repository root.
         version: Version number to write; ``None`` = next free.
         target: ``python-ort``, ``onnxruntime`` or ``tensorrt``.
@@ -123,6 +126,8 @@ class ExportSpec:
     calibration: str | None = None
     max_batch_size: int = 32
     instances: int = 1
+    max_queue_size: int = 0
+    queue_timeout_ms: float = 0.0
     repository: Path = Path("model_repository")
     version: int | None = None
     target: Target = Target.PYTHON_ORT
@@ -160,6 +165,10 @@ class ExportSpec:
             raise InvalidSpec(f"--max-batch-size must be 1..4096, got {self.max_batch_size}")
         if not 1 <= self.instances <= 64:
             raise InvalidSpec(f"--instances must be 1..64, got {self.instances}")
+        if not 0 <= self.max_queue_size <= 1_000_000:
+            raise InvalidSpec(f"--max-queue-size must be 0..1000000 (0 = unbounded), got {self.max_queue_size}")
+        if not 0 <= self.queue_timeout_ms <= 3_600_000:
+            raise InvalidSpec(f"--queue-timeout-ms must be 0..3600000 (0 = no limit), got {self.queue_timeout_ms}")
         if self.version is not None and self.version < 1:
             raise InvalidSpec(f"--version must be >= 1, got {self.version}")
         if not 11 <= self.opset <= 21:
@@ -194,5 +203,5 @@ class ExportSpec:
         they are checked against: checks always rerun)."""
         relevant = {k: v for k, v in self.to_dict().items()
                     if k not in ("repository", "version", "work_dir", "fresh", "instances", "max_batch_size",
-                                 "thresholds", "evaluation_size", "intra_op_threads")}
+                                 "max_queue_size", "queue_timeout_ms", "thresholds", "evaluation_size", "intra_op_threads")}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]

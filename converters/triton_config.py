@@ -70,6 +70,11 @@ class DynamicBatching:
 
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_delay_us: int = 1000
+    # Overload policy (Triton's default_queue_policy): past ``max_queue_size`` queued requests, or
+    # after ``queue_timeout_us`` in the queue, a request is rejected at once (UNAVAILABLE) instead
+    # of waiting: callers get a fast, clear error and accepted requests keep their latency. 0 = off.
+    max_queue_size: int = 0
+    queue_timeout_us: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "preferred_batch_sizes", tuple(sorted(set(self.preferred_batch_sizes))))
@@ -77,6 +82,25 @@ class DynamicBatching:
             raise InvalidSpec("preferred batch sizes must be >= 1")
         if self.max_queue_delay_us < 0:
             raise InvalidSpec("max_queue_delay_us must be >= 0")
+        if self.max_queue_size < 0 or self.queue_timeout_us < 0:
+            raise InvalidSpec("max_queue_size and queue_timeout_us must be >= 0 (0 = unbounded)")
+
+    def queue_policy(self) -> dict[str, object]:
+        return queue_policy(self.max_queue_size, self.queue_timeout_us)
+
+
+def queue_policy(max_queue_size: int, timeout_us: int) -> dict[str, object]:
+    """Triton's ``default_queue_policy`` message as a dict ({} = unbounded, Triton's default).
+
+    Expired requests are rejected (not delayed) and a client may ask for a shorter timeout.
+    """
+    policy: dict[str, object] = {}
+    if max_queue_size:
+        policy["max_queue_size"] = max_queue_size
+    if timeout_us:
+        policy.update(timeout_action="REJECT", default_timeout_microseconds=timeout_us,
+                      allow_timeout_override=True)
+    return policy
 
 
 @dataclass(frozen=True)
@@ -169,6 +193,8 @@ class ModelConfig:
             db: dict[str, object] = {"max_queue_delay_microseconds": self.dynamic_batching.max_queue_delay_us}
             if self.dynamic_batching.preferred_batch_sizes:
                 db["preferred_batch_size"] = list(self.dynamic_batching.preferred_batch_sizes)
+            if policy := self.dynamic_batching.queue_policy():
+                db["default_queue_policy"] = policy
             out["dynamic_batching"] = db
         if self.parameters:
             out["parameters"] = {k: {"string_value": str(v)} for k, v in sorted(self.parameters.items())}
@@ -242,6 +268,8 @@ def config_for_target(
     gpu: bool = False,
     intra_op_threads: int = 0,
     max_queue_delay_us: int = 1000,
+    max_queue_size: int = 0,
+    queue_timeout_us: int = 0,
     warmup_dims: Mapping[str, int] | None = None,
 ) -> ModelConfig:
     """The config of one export target.
@@ -291,7 +319,7 @@ def config_for_target(
         inputs=ins,
         outputs=outs,
         max_batch_size=max_batch_size,
-        dynamic_batching=DynamicBatching(preferred, max_queue_delay_us),
+        dynamic_batching=DynamicBatching(preferred, max_queue_delay_us, max_queue_size, queue_timeout_us),
         instance_groups=(InstanceGroup(instances, kind),),
         parameters=params,
         warmup=(warm,),

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
+from converters.triton_config import queue_policy
 from ensembles.processing.digits import LABELS
 
 
@@ -56,9 +57,10 @@ class PythonStep:
     max_batch_size: int
     instances: int = 1
     queue_delay_us: int = 500
-    # Overload: past this many queued requests Triton rejects at once (UNAVAILABLE) instead of
-    # letting latency grow without bound; 0 = unbounded.
+    # Overload: past this many queued requests, or after this long queued, Triton rejects at once
+    # (UNAVAILABLE) instead of letting latency grow without bound; 0 = unbounded.
     max_queue_size: int = 0
+    queue_timeout_us: int = 0
     parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Files written into the model folder beside config.pbtxt (Triton reads label files there).
     files: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -66,6 +68,8 @@ class PythonStep:
     def __post_init__(self) -> None:
         if self.max_batch_size < 1 or self.instances < 1 or self.queue_delay_us < 0:
             raise ValueError(f"{self.name}: max_batch_size and instances must be >= 1, delay >= 0")
+        if self.max_queue_size < 0 or self.queue_timeout_us < 0:
+            raise ValueError(f"{self.name}: max_queue_size and queue_timeout_us must be >= 0")
 
     def config(self) -> model_config_pb2.ModelConfig:
         return _parse({
@@ -74,8 +78,7 @@ class PythonStep:
             "output": [t.as_output() for t in self.outputs],
             "dynamic_batching": {
                 "max_queue_delay_microseconds": self.queue_delay_us,
-                **({"default_queue_policy": {"max_queue_size": self.max_queue_size}}
-                   if self.max_queue_size else {}),
+                **({"default_queue_policy": policy} if (policy := queue_policy(self.max_queue_size, self.queue_timeout_us)) else {}),
             },
             "instance_group": [{"kind": "KIND_CPU", "count": self.instances}],
             "parameters": {k: {"string_value": v} for k, v in self.parameters.items()},
@@ -132,10 +135,12 @@ def to_pbtxt(config: model_config_pb2.ModelConfig) -> str:
 # -- the demo pipelines ----------------------------------------------------------------------
 EMBED_MAX_BATCH = 64
 DIGITS_MAX_BATCH = 256
-# Entry steps bound their queues so that overload is shed promptly rather than queued: about
-# 100 ms of work at the measured service rates (see README, Reliability).
+# Every step bounds its queue so that overload is shed promptly rather than queued (the exported
+# models get the same policy from ensembles.exports): at most this many requests, and none older
+# than QUEUE_TIMEOUT_US, so accepted requests keep p99 under the 100 ms SLO (README, Reliability).
 EMBED_QUEUE = 128
 DIGITS_QUEUE = 512
+QUEUE_TIMEOUT_US = 40_000
 TOKEN_OUTPUTS = tuple(TensorSpec(n, "TYPE_INT64", (-1,)) for n in
                       ("input_ids", "attention_mask", "token_type_ids"))
 LABELS_FILE = "labels.txt"
@@ -147,6 +152,7 @@ def text_steps(encoder: str, max_length: int) -> tuple[PythonStep, Ensemble]:
         name=f"{encoder}_tokenizer", adapter="tokenizer",
         inputs=(TensorSpec("TEXT", "TYPE_STRING", (1,)),), outputs=TOKEN_OUTPUTS,
         max_batch_size=EMBED_MAX_BATCH, queue_delay_us=500, max_queue_size=EMBED_QUEUE,
+        queue_timeout_us=QUEUE_TIMEOUT_US,
         parameters={"max_length": str(max_length), "max_chars": "20000"},
     )
     embed = Ensemble(
@@ -169,12 +175,13 @@ def digit_steps(classifier: str) -> tuple[PythonStep, PythonStep, Ensemble]:
         inputs=(TensorSpec("IMAGE", "TYPE_FP32", (8, 8)),),
         outputs=(TensorSpec("image", "TYPE_FP32", (1, 8, 8)),),
         max_batch_size=DIGITS_MAX_BATCH, queue_delay_us=200, max_queue_size=DIGITS_QUEUE,
+        queue_timeout_us=QUEUE_TIMEOUT_US,
     )
     postprocess = PythonStep(
         name="digits_postprocess", adapter="digits_postprocess",
         inputs=(TensorSpec("logits", "TYPE_FP32", (10,)),), outputs=(label, probabilities),
-        max_batch_size=DIGITS_MAX_BATCH, queue_delay_us=200,
-        files={LABELS_FILE: LABELS_TEXT},
+        max_batch_size=DIGITS_MAX_BATCH, queue_delay_us=200, max_queue_size=DIGITS_QUEUE,
+        queue_timeout_us=QUEUE_TIMEOUT_US, files={LABELS_FILE: LABELS_TEXT},
     )
     ensemble = Ensemble(
         name="classify_digit", max_batch_size=DIGITS_MAX_BATCH,

@@ -85,6 +85,7 @@ def test_tls_needs_cert_and_key_together_and_existing_files(tmp_path: Path) -> N
     (grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses", Status.UNAVAILABLE),
     (grpc.StatusCode.UNAVAILABLE, "[request id: <id_unknown>] Exceeds maximum queue size",
      Status.OVERLOADED),
+    (grpc.StatusCode.UNAVAILABLE, "in ensemble 'embed', Request timeout expired", Status.OVERLOADED),
     (grpc.StatusCode.UNAVAILABLE, "This protocol is restricted, expecting header 'x'",
      Status.PERMISSION_DENIED),
     (grpc.StatusCode.RESOURCE_EXHAUSTED, "out of memory", Status.RESOURCE_EXHAUSTED),

@@ -66,6 +66,9 @@ def test_bad_option_values_exit_2(capsys, tmp_path):
     code, _, err = run_cli(capsys, "export", "minilm", "--name", "m", "--max-batch-size", "0",
                            "--repository", str(tmp_path))
     assert code == 2 and err.startswith("InvalidSpec: --max-batch-size")
+    code, _, err = run_cli(capsys, "export", "minilm", "--name", "m", "--queue-timeout-ms", "-5",
+                           "--repository", str(tmp_path))
+    assert code == 2 and err.startswith("InvalidSpec: --queue-timeout-ms")
     with pytest.raises(SystemExit) as exc:
         main(["export", "minilm", "--name", "m", "--precision", "int4"])
     assert exc.value.code == 2

@@ -29,13 +29,21 @@ TEXT_OUT = (TensorConfig("embedding", "TYPE_FP32", (384,)),)
 @pytest.mark.parametrize("target", ["python-ort", "onnxruntime", "tensorrt"])
 def test_config_matches_golden_file(target):
     config = config_for_target(target, "minilm", TEXT_IN, TEXT_OUT, max_batch_size=64, instances=2,
-                               intra_op_threads=2)
+                               intra_op_threads=2, max_queue_size=256, queue_timeout_us=40_000)
     golden = GOLDEN / f"{target}.pbtxt"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(config.to_pbtxt())
     assert config.to_pbtxt() == golden.read_text()
     parsed = text_format.Parse(golden.read_text(), model_config_pb2.ModelConfig())
     assert [i.name for i in parsed.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    policy = parsed.dynamic_batching.default_queue_policy
+    assert (policy.max_queue_size, policy.default_timeout_microseconds) == (256, 40_000)
+    assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
+
+
+def test_unbounded_queue_is_tritons_default():
+    config = config_for_target("python-ort", "m", TEXT_IN, TEXT_OUT)
+    assert "default_queue_policy" not in config.to_pbtxt()
 
 
 def test_python_ort_marks_only_variable_inputs_ragged():
@@ -60,6 +68,7 @@ def test_io_read_from_onnx_graph(tmp_path):
     (lambda: TensorConfig("x", "TYPE_FP32", (0,)), "dims"),
     (lambda: InstanceGroup(count=0), "instance count"),
     (lambda: DynamicBatching((0,)), "preferred"),
+    (lambda: DynamicBatching(max_queue_size=-1), "max_queue_size"),
     (lambda: ModelConfig("m", TEXT_IN, TEXT_OUT, max_batch_size=8,
                          dynamic_batching=DynamicBatching((16,))), "<= max_batch_size"),
     (lambda: ModelConfig("bad/name", TEXT_IN, TEXT_OUT), "model name"),
