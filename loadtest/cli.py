@@ -100,7 +100,9 @@ def _run(args: argparse.Namespace, find_max: bool) -> int:
     if total:
         print(f"measured {summary['slo_window']['duration_s']:.1f} s: {total['requests']:.0f} requests, "
               f"{total['rps']:.1f} rps, p50 {total['p50_ms']:.0f} ms, p95 {total['p95_ms']:.0f} ms, "
-              f"p99 {total['p99_ms']:.0f} ms, errors {total['errors']:.0f}")
+              f"p99 {total['p99_ms']:.0f} ms, errors {total['errors']:.0f}"
+              + (f" (shed {total['shed']:.0f}, answered in p99 {total['shed_p99_ms']:.0f} ms)"
+                 if total.get("shed") else ""))
     gen = summary["generator"]
     if gen["cpu_us_per_request"]:
         print(f"generator: {gen['cpu_us_per_request']:.0f} µs CPU per request; "

@@ -41,10 +41,9 @@ class Recorder:
     def snapshot(self) -> dict[str, Any]:
         """Copy every counter the window report needs, with the time it was taken."""
         s = self.runner.stats
-        counters = {e.name: stats.snapshot_entry(e.num_requests, e.num_failures, e.total_response_time,
-                                                 e.response_times) for e in s.entries.values()}
-        counters[TOTAL] = stats.snapshot_entry(s.total.num_requests, s.total.num_failures,
-                                               s.total.total_response_time, s.total.response_times)
+        counters = stats.with_total({
+            e.name: stats.snapshot_entry(e.num_requests, e.num_failures, e.total_response_time, e.response_times)
+            for e in s.entries.values()})
         return {"t": time.monotonic(), "stats": counters, "generator_cpu_s": time.process_time(),
                 "server_cpu_s": metrics.tree_cpu_s(self.server_pid),
                 "triton": metrics.scrape(self.metrics_url)}

@@ -16,17 +16,22 @@ from collections.abc import Callable, Mapping
 from loadtest.errors import CampaignError
 
 METRICS = {
-    "rps": "requests per second (successful and failed)",
+    "rps": "requests per second (successful, failed and shed)",
+    "accepted_rps": "requests per second the server accepted (not shed)",
     "requests": "number of requests",
-    "errors": "number of failed requests",
-    "error_rate": "failed / all requests (0..1)",
-    "avg_ms": "mean response time",
-    "p50_ms": "median response time",
-    "p90_ms": "90th percentile response time",
-    "p95_ms": "95th percentile response time",
-    "p99_ms": "99th percentile response time",
-    "p999_ms": "99.9th percentile response time",
-    "max_ms": "slowest response",
+    "errors": "number of failed requests (shed ones included)",
+    "error_rate": "failed / all requests (0..1), shed ones included",
+    "hard_error_rate": "failed for a reason other than shedding / all requests (0..1)",
+    "shed": "requests the server shed (queue full or queue timeout: UNAVAILABLE)",
+    "shed_rate": "shed / all requests (0..1)",
+    "shed_p99_ms": "99th percentile time to the shed answer (how promptly overload is refused)",
+    "avg_ms": "mean response time of accepted requests",
+    "p50_ms": "median response time of accepted requests",
+    "p90_ms": "90th percentile response time of accepted requests",
+    "p95_ms": "95th percentile response time of accepted requests",
+    "p99_ms": "99th percentile response time of accepted requests",
+    "p999_ms": "99.9th percentile response time of accepted requests",
+    "max_ms": "slowest accepted response",
 }
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq,

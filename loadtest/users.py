@@ -15,7 +15,9 @@ from typing import ClassVar
 import grpc
 from locust import User, task
 
+from client import is_shed
 from loadtest.payloads import INFER_METHOD
+from loadtest.stats import shed_name
 
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
@@ -97,6 +99,7 @@ class TritonGrpcUser(User):
         payload = pool[self._turn % len(pool)]
         Counter.requests += 1
         error: Exception | None = None
+        name = self.names[entry]
         start = time.perf_counter()
         try:
             response = self._infer(payload, timeout=self.timeout_s)
@@ -106,8 +109,10 @@ class TritonGrpcUser(User):
             details = exc.details() if hasattr(exc, "details") else str(exc)
             error = InferError(f"{code.name if code else 'UNKNOWN'}: {details}")
             length = 0
+            if code == grpc.StatusCode.UNAVAILABLE and is_shed(details or ""):
+                name = shed_name(name)  # overload refused by the server: timed apart
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         self.environment.events.request.fire(
-            request_type="grpc", name=self.names[entry], response_time=elapsed_ms,
+            request_type="grpc", name=name, response_time=elapsed_ms,
             response_length=length, exception=error, context=None,
         )

@@ -31,14 +31,16 @@ class TritonPythonModel:
 
 
 def add_one_config(name: str, *, max_batch_size: int = 8, queue_delay_us: int = 2000,
-                   instances: int = 1, extra: str = "") -> str:
+                   instances: int = 1, queue_policy: str = "", extra: str = "") -> str:
+    """``queue_policy``: the body of ``default_queue_policy``, e.g. ``"max_queue_size: 2"``."""
+    policy = f" default_queue_policy {{ {queue_policy} }}" if queue_policy else ""
     return textwrap.dedent(f"""\
         name: "{name}"
         backend: "python"
         max_batch_size: {max_batch_size}
         input [{{ name: "INPUT", data_type: TYPE_FP32, dims: [4] }}]
         output [{{ name: "OUTPUT", data_type: TYPE_FP32, dims: [4] }}]
-        dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}
+        dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us}{policy} }}
         instance_group [{{ kind: KIND_CPU, count: {instances} }}]
         """) + extra
 

@@ -41,6 +41,25 @@ def test_window_diff_merge_and_percentiles() -> None:
     assert stats.percentile({}, 0.99) == 0.0
 
 
+def test_shed_requests_count_as_errors_but_are_timed_apart() -> None:
+    counters = stats.with_total({
+        "embed": stats.snapshot_entry(90, 1, 90 * 40.0, {40: 89, 95: 1}),
+        stats.shed_name("embed"): stats.snapshot_entry(10, 10, 10 * 2.0, {2: 9, 60: 1}),
+    })
+    assert counters[TOTAL]["requests"] == 90 and counters[stats.shed_name(TOTAL)]["requests"] == 10
+    rows = stats.summarize(counters, duration_s=1.0)
+    assert stats.shed_name("embed") not in rows and stats.shed_name(TOTAL) not in rows
+    for name in ("embed", TOTAL):
+        row = rows[name]
+        assert (row["requests"], row["errors"], row["shed"]) == (100, 11, 10)
+        assert (row["rps"], row["accepted_rps"]) == (100.0, 90.0)
+        assert row["error_rate"] == pytest.approx(0.11) and row["hard_error_rate"] == pytest.approx(0.01)
+        assert row["shed_rate"] == pytest.approx(0.10) and row["shed_p99_ms"] == 60
+        assert row["p99_ms"] == 95 and row["p50_ms"] == 40  # accepted requests only
+    verdicts = evaluate([Slo.parse("p99_ms < 100"), Slo.parse("shed_rate <= 0.05")], rows)
+    assert [v.passed for v in verdicts] == [True, False]
+
+
 PROM = """# HELP x
 nv_inference_request_success{model="m",version="1"} 110
 nv_inference_request_failure{model="m",reason="BACKEND",version="1"} 2
