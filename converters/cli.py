@@ -76,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
         help="dynamic: fast CPU form; static: calibrated QDQ, the TensorRT form (default: dynamic)",
     )
     ex.add_argument(
+        "--int8-activations",
+        choices=["per-token", "per-tensor"],
+        default="per-token",
+        help="dynamic INT8 of HF transformers: per-token (smoothing + per-token FFN scales, default) "
+        "or per-tensor (plain ORT quantize_dynamic: faster, less accurate)",
+    )
+    ex.add_argument(
         "--calibration",
         choices=["corpus", "source", "random"],
         help="static INT8 calibration data (default: corpus for HF, source for factories)",
@@ -182,6 +189,7 @@ def _export(args: argparse.Namespace) -> int:
         task=args.task,
         precisions=tuple(args.precisions or ("fp32",)),
         int8_mode=args.int8_mode,
+        int8_activations=args.int8_activations,
         calibration=args.calibration,
         max_batch_size=args.max_batch_size,
         instances=args.instances,

@@ -14,6 +14,8 @@ __all__ = ["ExportSpec", "Int8Mode", "Precision", "Target", "Thresholds", "TASKS
 
 #: Tasks the exporters understand (HF folders: the first two; torch factories: any).
 TASKS = ("feature-extraction", "text-classification", "image-classification")
+#: Activation scales of dynamic INT8 for HF transformer encoders (see ExportSpec).
+INT8_ACTIVATIONS = ("per-token", "per-tensor")
 
 
 class Precision(enum.StrEnum):
@@ -93,6 +95,10 @@ class ExportSpec:
             ``text-classification``, ``image-classification``; ``None`` = the source's own.
         precisions: Precisions to write, in order (see ``name``).
         int8_mode: ``dynamic`` or ``static`` (``tensorrt`` target: always static QDQ).
+        int8_activations: Dynamic INT8 of HF transformer encoders: ``per-token`` (default)
+            smooths the LayerNorm-fed MatMuls on the calibration sentences and gives the
+            feed-forward MatMuls one activation scale per token; ``per-tensor`` is plain ORT
+            ``quantize_dynamic`` (faster, less accurate: MiniLM recall@10 0.90 vs 0.96).
         calibration: Calibration data: ``corpus`` (text sentences), ``source`` (the torch
             factory's ``calibration_data``), ``random`` (random examples; weak, for tests).
             ``None`` = ``corpus`` for HF sources, ``source`` for factories.
@@ -123,6 +129,7 @@ class ExportSpec:
     task: str | None = None
     precisions: tuple[Precision, ...] = (Precision.FP32,)
     int8_mode: Int8Mode = Int8Mode.DYNAMIC
+    int8_activations: str = "per-token"
     calibration: str | None = None
     max_batch_size: int = 32
     instances: int = 1
@@ -159,6 +166,9 @@ class ExportSpec:
             raise InvalidSpec(f"--name {self.name!r}: use letters, digits, '_' or '-' (e.g. minilm)")
         if self.task is not None and self.task not in TASKS:
             raise InvalidSpec(f"--task {self.task!r} is not supported; choose one of {', '.join(TASKS)}")
+        if self.int8_activations not in INT8_ACTIVATIONS:
+            raise InvalidSpec(f"--int8-activations {self.int8_activations!r}: "
+                              f"choose {' or '.join(INT8_ACTIVATIONS)}")
         if self.calibration not in (None, "corpus", "source", "random"):
             raise InvalidSpec(f"--calibration {self.calibration!r}: choose corpus, source or random")
         if not 1 <= self.max_batch_size <= 4096:

@@ -2,6 +2,9 @@
 
 * ``dynamic``: weights INT8 (per channel), activations quantized at run time (MatMul ->
   MatMulInteger). Starts from the unfused graph; ORT fuses at load: the fast CPU form.
+  ``per_token=True`` (transformer encoders) first rewrites the feed-forward MatMuls to
+  per-token activation scales (:mod:`converters.steps.per_token`); ``quantize_dynamic`` then
+  quantizes the remaining float MatMuls per tensor.
 * ``static``: calibrated QDQ graph (symmetric INT8, per-channel weights, MinMax calibration on
   real data in fixed-length batches), from the UNFUSED graph after ``quant_pre_process``:
   the form TensorRT builds strongly-typed INT8 engines from. Only MatMul/Gemm/Conv are
@@ -29,6 +32,7 @@ class Int8Input:
     mode: str  # "dynamic" | "static"
     output: Path
     calibration: Callable[[], Sequence[Feed]] | None = None  # static only; fixed-shape batches
+    per_token: bool = False  # dynamic only: per-token activation scales in the FFN MatMuls
 
 
 def run(inp: Int8Input) -> OnnxModel:
@@ -49,11 +53,21 @@ def _quantize(inp: Int8Input) -> OnnxModel:
     if inp.mode == "dynamic":
         import onnx
 
+        source = inp.model.path
+        if inp.per_token:
+            from converters.steps import per_token
+
+            model = onnx.load(str(source))
+            if per_token.rewrite(model):
+                source = inp.output.with_name(inp.output.stem + ".per-token.onnx")
+                onnx.save(model, str(source))
         # ONNX shape inference cannot see through the fused contrib ops: tell the quantizer
         # that untyped tensors are FP32.
-        quantize_dynamic(str(inp.model.path), str(inp.output), weight_type=QuantType.QInt8,
+        quantize_dynamic(str(source), str(inp.output), weight_type=QuantType.QInt8,
                          per_channel=True, op_types_to_quantize=["MatMul", "Gemm", "Conv"],
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        if source != inp.model.path:
+            source.unlink(missing_ok=True)
         return OnnxModel.load(inp.output)
     if inp.calibration is None:
         raise ValueError("static INT8 needs calibration data")
