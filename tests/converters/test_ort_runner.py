@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from converters.runtime import ort_runner as packaged
 from converters.triton_config import DynamicBatching, config_for_target, io_from_onnx
@@ -72,6 +74,30 @@ def test_concat_pads_to_longest_with_zeros():
     merged = runner.concat_padded(batches, INPUTS)
     assert merged["input_ids"].tolist() == [[7, 7, 0, 0], [9, 9, 9, 9], [9, 9, 9, 9]]
     assert merged["attention_mask"][0].tolist() == [1, 1, 0, 0]
+
+
+def _seq(rows, length):
+    return {"batch": rows, "sequence": length}
+
+
+def test_plan_runs_keeps_long_requests_from_padding_short_ones():
+    sizes = [_seq(1, 10), _seq(1, 12), _seq(1, 100), _seq(1, 11), _seq(2, 90)]
+    assert packaged.plan_runs(sizes) == [[0, 3, 1], [4, 2]]
+    assert packaged.plan_runs(sizes, max_padding_fraction=1.0) == [[0, 3, 1, 4, 2]]
+    assert packaged.plan_runs([{"batch": 3}, {"batch": 2}]) == [[0, 1]]  # fixed shapes: one run
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 4), st.integers(1, 128)), min_size=1, max_size=64),
+       st.sampled_from([0.0, 0.1, 0.25, 0.5]))
+def test_plan_runs_covers_every_request_once_within_the_padding_bound(pairs, fraction):
+    sizes = [_seq(rows, length) for rows, length in pairs]
+    runs = packaged.plan_runs(sizes, fraction)
+    assert sorted(i for run in runs for i in run) == list(range(len(sizes)))
+    for run in runs:
+        padded = sum(sizes[i]["batch"] for i in run) * max(sizes[i]["sequence"] for i in run)
+        real = sum(sizes[i]["batch"] * sizes[i]["sequence"] for i in run)
+        assert len(run) == 1 or padded - real <= fraction * padded + 1e-9
 
 
 def test_split_outputs_returns_rows_and_trims_padded_axes():
