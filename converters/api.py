@@ -376,6 +376,7 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
             intra_op_threads=spec.intra_op_threads,
             max_queue_size=spec.max_queue_size,
             queue_timeout_us=round(spec.queue_timeout_ms * 1000),
+            preferred_batch_sizes=spec.preferred_batch_sizes,
         )
         if spec.target is Target.TENSORRT:
             plan = plans[precision]

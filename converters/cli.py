@@ -94,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--max-batch-size", type=int, default=32, help="Triton max_batch_size (default 32)")
     ex.add_argument("--instances", type=int, default=1, help="Triton instance_group count (default 1)")
     ex.add_argument(
+        "--preferred-batch-size", type=int, action="append", dest="preferred_batch_sizes", metavar="N",
+        help="batch size Triton's batcher aims for; repeat for several (default: max/2 and max)",
+    )
+    ex.add_argument(
         "--max-queue-size", type=int, default=0, metavar="N",
         help="shed requests (UNAVAILABLE) beyond N queued (default 0 = unbounded)",
     )
@@ -193,6 +197,7 @@ def _export(args: argparse.Namespace) -> int:
         calibration=args.calibration,
         max_batch_size=args.max_batch_size,
         instances=args.instances,
+        preferred_batch_sizes=tuple(args.preferred_batch_sizes or ()),
         max_queue_size=args.max_queue_size,
         queue_timeout_ms=args.queue_timeout_ms,
         repository=args.repository,

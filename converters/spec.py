@@ -104,6 +104,9 @@ class ExportSpec:
             ``None`` = ``corpus`` for HF sources, ``source`` for factories.
         max_batch_size: Triton ``max_batch_size``.
         instances: Triton ``instance_group`` count.
+        preferred_batch_sizes: Batch sizes Triton's dynamic batcher aims for (largest first when
+            requests queue up); empty = ``max_batch_size // 2`` and ``max_batch_size``. Under
+            overload batches grow to the largest, so it bounds the time of one execution.
         max_queue_size: Triton sheds requests beyond this many queued (0 = unbounded).
         queue_timeout_ms: Triton sheds requests queued longer than this (0 = no limit); set it
             to the latency budget left after compute so that accepted requests meet the SLO.
@@ -133,6 +136,7 @@ class ExportSpec:
     calibration: str | None = None
     max_batch_size: int = 32
     instances: int = 1
+    preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_size: int = 0
     queue_timeout_ms: float = 0.0
     repository: Path = Path("model_repository")
@@ -175,6 +179,10 @@ class ExportSpec:
             raise InvalidSpec(f"--max-batch-size must be 1..4096, got {self.max_batch_size}")
         if not 1 <= self.instances <= 64:
             raise InvalidSpec(f"--instances must be 1..64, got {self.instances}")
+        object.__setattr__(self, "preferred_batch_sizes", tuple(int(b) for b in self.preferred_batch_sizes))
+        if any(not 1 <= b <= self.max_batch_size for b in self.preferred_batch_sizes):
+            raise InvalidSpec(f"--preferred-batch-size must be 1..--max-batch-size ({self.max_batch_size}), "
+                              f"got {list(self.preferred_batch_sizes)}")
         if not 0 <= self.max_queue_size <= 1_000_000:
             raise InvalidSpec(f"--max-queue-size must be 0..1000000 (0 = unbounded), got {self.max_queue_size}")
         if not 0 <= self.queue_timeout_ms <= 3_600_000:
@@ -213,5 +221,6 @@ class ExportSpec:
         they are checked against: checks always rerun)."""
         relevant = {k: v for k, v in self.to_dict().items()
                     if k not in ("repository", "version", "work_dir", "fresh", "instances", "max_batch_size",
-                                 "max_queue_size", "queue_timeout_ms", "thresholds", "evaluation_size", "intra_op_threads")}
+                                 "max_queue_size", "queue_timeout_ms", "preferred_batch_sizes",
+                                 "thresholds", "evaluation_size", "intra_op_threads")}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]

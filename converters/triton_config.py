@@ -270,6 +270,7 @@ def config_for_target(
     max_queue_delay_us: int = 1000,
     max_queue_size: int = 0,
     queue_timeout_us: int = 0,
+    preferred_batch_sizes: Sequence[int] = (),
     warmup_dims: Mapping[str, int] | None = None,
 ) -> ModelConfig:
     """The config of one export target.
@@ -290,7 +291,7 @@ def config_for_target(
                 for t in inputs)
     outs = tuple(TensorConfig(t.name, t.data_type, t.dims) for t in outputs)
     kind = "KIND_GPU" if gpu or target == "tensorrt" else "KIND_CPU"
-    preferred = tuple(b for b in {max_batch_size // 2, max_batch_size} if b >= 1)
+    preferred = tuple(preferred_batch_sizes) or tuple(b for b in {max_batch_size // 2, max_batch_size} if b >= 1)
     warm = Warmup(
         name="zeros_batch1",
         batch_size=1,

@@ -138,7 +138,7 @@ DIGITS_MAX_BATCH = 256
 # Every step bounds its queue so that overload is shed promptly rather than queued (the exported
 # models get the same policy from ensembles.exports): at most this many requests, and none older
 # than QUEUE_TIMEOUT_US, so accepted requests keep p99 under the 100 ms SLO (README, Reliability).
-EMBED_QUEUE = 128
+EMBED_QUEUE = 64
 DIGITS_QUEUE = 512
 QUEUE_TIMEOUT_US = 40_000
 TOKEN_OUTPUTS = tuple(TensorSpec(n, "TYPE_INT64", (-1,)) for n in
