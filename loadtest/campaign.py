@@ -129,7 +129,8 @@ class Stage:
     """``users`` users sending ``rps`` requests/s in total (None: as fast as responses come back).
 
     ``ramp`` moves users and rps linearly from the previous stage's values over the stage;
-    ``measure`` counts the stage (after ``warmup_s``) in the SLO window and the report's table.
+    ``measure`` counts the stage (after ``warmup_s``) in the SLO window and the report's table;
+    ``window_s`` records it as consecutive windows of that length (a time series, for soaks).
     """
 
     name: str
@@ -140,11 +141,12 @@ class Stage:
     ramp: bool = False
     measure: bool = True
     warmup_s: float = 0.0
+    window_s: float | None = None
 
     @classmethod
     def from_dict(cls, where: str, data: Mapping[str, Any], index: int) -> Stage:
         _check_keys(where, data, ("name", "duration_s", "users", "rps", "spawn_rate", "ramp", "measure",
-                                  "warmup_s"))
+                                  "warmup_s", "window_s"))
         for key in ("duration_s", "users"):
             if key not in data:
                 raise CampaignError(f"{where} needs `{key}`")
@@ -155,12 +157,16 @@ class Stage:
                                 f"({duration:g})")
         rps = data.get("rps")
         spawn = data.get("spawn_rate")
+        window = data.get("window_s")
+        if window is not None and not 1 <= _number(f"{where}.window_s", window) <= duration:
+            raise CampaignError(f"{where}.window_s ({window:g}) must be between 1 and duration_s ({duration:g})")
         return cls(
             name=str(data.get("name", f"stage{index + 1}")), duration_s=duration,
             users=_number(f"{where}.users", data["users"], minimum=1, strict=False, integer=True),
             rps=None if rps is None else _number(f"{where}.rps", rps),
             spawn_rate=None if spawn is None else _number(f"{where}.spawn_rate", spawn),
             ramp=bool(data.get("ramp", False)), measure=bool(data.get("measure", True)), warmup_s=warmup,
+            window_s=None if window is None else float(window),
         )
 
 

@@ -106,6 +106,38 @@ def tree_cpu_s(pid: int | None) -> float | None:
     return total
 
 
+def tree_rss_bytes(pid: int | None) -> int | None:
+    """Resident memory of a process and its live descendants (Triton and its backend stubs)."""
+    if not pid:
+        return None
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def memory_trend(points: list[tuple[float, float]]) -> dict[str, float] | None:
+    """First, last, max and least-squares slope (MB per minute) of (seconds, MB) samples."""
+    if len(points) < 2:
+        return None
+    ts, mb = [t for t, _ in points], [m for _, m in points]
+    t_mean, m_mean = sum(ts) / len(ts), sum(mb) / len(mb)
+    var = sum((t - t_mean) ** 2 for t in ts)
+    slope = sum((t - t_mean) * (m - m_mean) for t, m in points) / var if var else 0.0
+    return {"first_mb": mb[0], "last_mb": mb[-1], "max_mb": max(mb), "slope_mb_per_min": slope * 60.0,
+            "samples": float(len(points)), "span_s": ts[-1] - ts[0]}
+
+
 def server_pid_for_port(port: int) -> int | None:
     """The pid listening on ``port`` on this machine (to measure an already running server)."""
     import psutil

@@ -48,19 +48,25 @@ def markdown(campaign: Campaign, summary: dict[str, Any]) -> str:
                      f"{r['error_rate']:.4f} | {r.get('shed', 0):.0f} | {r.get('shed_p99_ms', 0):.0f} |")
     lines += ["", "## Windows", "",
               "| window | target RPS | users | RPS | p50 ms | p95 ms | p99 ms | errors | shed | generator CPU % "
-              "| server CPU % | result |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| server CPU % | server RSS MB | result |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for w in summary["windows"]:
         r = w["stats"][TOTAL]
         result = "" if "passed" not in w else ("pass" if w["passed"] else f"fail: {w['reason']}")
         lines.append(f"| {w['name']} | {_fmt(w['target_rps'], 0)} | {w['users']} | {r['rps']:.1f} | "
                      f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']:.0f} | "
-                     f"{r.get('shed', 0):.0f} | {_fmt(w['generator_cpu_pct'], 0)} | {_fmt(w['server_cpu_pct'], 0)} | {result} |")
+                     f"{r.get('shed', 0):.0f} | {_fmt(w['generator_cpu_pct'], 0)} | {_fmt(w['server_cpu_pct'], 0)} | "
+                     f"{_fmt(w.get('server_rss_mb'), 0)} | {result} |")
     if summary.get("crosscheck"):
         pa = summary["crosscheck"]
         lines += ["", f"## Cross-check: perf_analyzer on {pa['model']} ({pa['mode']})", "",
                   f"{pa['rps']:.1f} infer/s, p50 {pa['p50_ms']:.1f} ms, p95 {pa['p95_ms']:.1f} ms, "
                   f"p99 {pa['p99_ms']:.1f} ms (perf_analyzer.csv / .json)"]
+    if mem := summary["server"].get("memory"):
+        lines += ["", "## Server memory (tritonserver and its backend stubs, RSS at each window's end)", "",
+                  f"{mem['first_mb']:.0f} MB -> {mem['last_mb']:.0f} MB (max {mem['max_mb']:.0f} MB) over "
+                  f"{mem['span_s'] / 60:.1f} min, {mem['samples']:.0f} samples; least-squares trend "
+                  f"{mem['slope_mb_per_min']:+.2f} MB/min"]
     lines += ["", "## Triton, per model (whole run)", ""]
     lines += metrics.summarize_models(summary["server"]["models"])
     gen = summary["generator"]
@@ -110,10 +116,41 @@ def plot(campaign: Campaign, summary: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def plot_over_time(campaign: Campaign, summary: dict[str, Any], path: Path) -> bool:
+    """p99 and server memory per window against time (long stages recorded with ``window_s``)."""
+    windows = [w for w in summary["windows"] if w.get("server_rss_mb") is not None]
+    if len(windows) < 3:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = [(w["start_s"] + w["duration_s"]) / 60 for w in windows]
+    fig, (lat, mem) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    lat.plot(minutes, [w["stats"][TOTAL]["p99_ms"] for w in windows], "^-", label="p99")
+    lat.plot(minutes, [w["stats"][TOTAL]["p50_ms"] for w in windows], "o-", label="p50")
+    lat.set_ylabel("response time (ms)")
+    lat.set_ylim(bottom=0)
+    lat.legend()
+    mem.plot(minutes, [w["server_rss_mb"] for w in windows], "s-", color="purple")
+    mem.set_ylabel("server RSS (MB)")
+    mem.set_xlabel("minutes into the run")
+    for ax in (lat, mem):
+        ax.grid(True, alpha=0.3)
+    lat.set_title(f"{campaign.name}: latency and server memory over time")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def write_all(campaign: Campaign, summary: dict[str, Any], out: Path) -> list[str]:
-    """Write summary.json, report.md and the plot; return the report folder's files."""
-    if campaign.is_step and plot(campaign, summary, out / "latency-vs-throughput.png"):
-        pass
+    """Write summary.json, report.md and the plots; return the report folder's files."""
+    if campaign.is_step:
+        plot(campaign, summary, out / "latency-vs-throughput.png")
+    elif any(s.window_s for s in campaign.stages):
+        plot_over_time(campaign, summary, out / "over-time.png")
     files = sorted(p.name for p in out.iterdir() if p.is_file()) + ["summary.json", "report.md"]
     summary["files"] = sorted(set(files))
     (out / "report.md").write_text(markdown(campaign, summary) + "\n", encoding="utf-8")

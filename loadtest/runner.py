@@ -268,7 +268,9 @@ def build_summary(campaign: Campaign, recorded: dict[str, Any], generators: list
         "slo_window": {"duration_s": duration, "stats": rows},
         "windows": windows, "find_max": find_max,
         "server": {"cpu_pct": metrics.cpu_percent(after["server"], before["server"], wall),
-                   "models": metrics.model_deltas(after["triton"], before["triton"], wall)},
+                   "models": metrics.model_deltas(after["triton"], before["triton"], wall),
+                   "memory": metrics.memory_trend([(w["start_s"] + w["duration_s"], w["server_rss_mb"])
+                                                   for w in windows if w.get("server_rss_mb") is not None])},
         "generator": {
             "processes": generators, "requests": requests, "cpu_s_during_load": gen_cpu,
             "cpu_us_per_request": 1e6 * gen_cpu / requests if requests else None,

@@ -46,6 +46,7 @@ class Recorder:
             for e in s.entries.values()})
         return {"t": time.monotonic(), "stats": counters, "generator_cpu_s": time.process_time(),
                 "server_cpu_s": metrics.tree_cpu_s(self.server_pid),
+                "server_rss_bytes": metrics.tree_rss_bytes(self.server_pid),
                 "triton": metrics.scrape(self.metrics_url)}
 
     def close(self, start: dict[str, Any], name: str, target_rps: float | None, users: int,
@@ -60,6 +61,7 @@ class Recorder:
             "generator_cpu_pct": metrics.cpu_percent(end["generator_cpu_s"], start["generator_cpu_s"],
                                                      duration),
             "server_cpu_pct": metrics.cpu_percent(end["server_cpu_s"], start["server_cpu_s"], duration),
+            "server_rss_mb": None if end["server_rss_bytes"] is None else end["server_rss_bytes"] / 2**20,
             "triton": metrics.model_deltas(end["triton"], start["triton"], duration),
         }
         self.windows.append(window)
@@ -89,7 +91,10 @@ class CampaignShape(LoadTestShape):
     def _end_window(self, now: float) -> None:
         if self._window is not None:
             stage = self.campaign.stages[self._index]
-            self.recorder.close(self._window, stage.name, stage.rps, stage.users, self._window_start)
+            name = stage.name
+            if stage.window_s:  # one of several windows of a long stage: say which part
+                name += f" [{self._window_start - self._stage_start:.0f}-{now - self._stage_start:.0f} s]"
+            self.recorder.close(self._window, name, stage.rps, stage.users, self._window_start)
             self._window = None
 
     def _level(self, stage: Stage, elapsed: float) -> tuple[int, float | None]:
@@ -122,6 +127,8 @@ class CampaignShape(LoadTestShape):
             self._begin(index, now)
         stage = self.campaign.stages[index]
         elapsed = now - self._stage_start
+        if self._window is not None and stage.window_s and now - self._window_start >= stage.window_s:
+            self._end_window(now)  # a long stage as a time series (soak: latency, memory)
         if (stage.measure or self._measure_all) and self._window is None and elapsed >= stage.warmup_s:
             self._window, self._window_start = self.recorder.snapshot(), now
         users, rps = self._level(stage, elapsed)

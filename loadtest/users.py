@@ -86,8 +86,12 @@ class TritonGrpcUser(User):
             self._due = now + random.uniform(0.0, interval)  # spread users over the first interval
         else:
             self._due += interval
-            if self._due < now - interval:  # fell behind by more than one interval: don't burst
-                self._due = now
+            if self._due < now - interval:
+                # Fell behind (slow or shed answers during a spike). Restarting at `now` would
+                # line every late user up on the same instant: after a spike the whole
+                # population then fires in one burst per interval and the server, idle on
+                # average, sheds at every burst. Spread them again instead.
+                self._due = now + random.uniform(0.0, interval)
         return max(0.0, self._due - now)
 
     @task

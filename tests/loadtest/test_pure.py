@@ -60,6 +60,15 @@ def test_shed_requests_count_as_errors_but_are_timed_apart() -> None:
     assert [v.passed for v in verdicts] == [True, False]
 
 
+def test_memory_trend_is_a_least_squares_slope_per_minute() -> None:
+    flat = metrics.memory_trend([(60.0 * i, 900.0 + (i % 2)) for i in range(10)])
+    assert flat is not None and abs(flat["slope_mb_per_min"]) < 0.2 and flat["max_mb"] == 901
+    leak = metrics.memory_trend([(60.0 * i, 900.0 + 5 * i) for i in range(10)])
+    assert leak is not None and leak["slope_mb_per_min"] == pytest.approx(5.0)
+    assert (leak["first_mb"], leak["last_mb"], leak["span_s"]) == (900.0, 945.0, 540.0)
+    assert metrics.memory_trend([(0.0, 900.0)]) is None
+
+
 PROM = """# HELP x
 nv_inference_request_success{model="m",version="1"} 110
 nv_inference_request_failure{model="m",reason="BACKEND",version="1"} 2

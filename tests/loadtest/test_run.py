@@ -74,6 +74,26 @@ warmup_s = 0.5
     assert "| add_one |" in text and "µs CPU per request" in text and "avg batch" in text
 
 
+def test_a_long_stage_is_recorded_as_windows_with_server_memory(
+        tiny_server: TritonServer, tmp_path: Path) -> None:
+    campaign = _write(tmp_path, "soakish", """slo = ["error_rate <= 0"]
+[[stages]]
+duration_s = 3.6
+users = 2
+rps = 20
+window_s = 1
+""")
+    report = tmp_path / "r"
+    assert main(_args(tiny_server, campaign, report)) == 0
+    summary = json.loads((report / "summary.json").read_text())
+    windows = summary["windows"]
+    assert len(windows) >= 3 and windows[0]["name"].startswith("stage1 [0-1 s]")
+    assert all(w["server_rss_mb"] > 10 for w in windows)  # tritonserver and its stubs
+    assert summary["server"]["memory"]["samples"] == len(windows)
+    assert (report / "over-time.png").stat().st_size > 0
+    assert "## Server memory" in (report / "report.md").read_text()
+
+
 def test_failing_slo_exits_1_and_says_by_how_much(
         tiny_server: TritonServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     campaign = _write(tmp_path, "too-fast", """slo = ["rps >= 1000000", "error_rate <= 0"]
