@@ -184,9 +184,11 @@ class ExportSpec:
             raise InvalidSpec(f"--preferred-batch-size must be 1..--max-batch-size ({self.max_batch_size}), "
                               f"got {list(self.preferred_batch_sizes)}")
         if not 0 <= self.max_queue_size <= 1_000_000:
-            raise InvalidSpec(f"--max-queue-size must be 0..1000000 (0 = unbounded), got {self.max_queue_size}")
+            raise InvalidSpec(f"--max-queue-size must be 0..1000000 (0 = unbounded), "
+                              f"got {self.max_queue_size}")
         if not 0 <= self.queue_timeout_ms <= 3_600_000:
-            raise InvalidSpec(f"--queue-timeout-ms must be 0..3600000 (0 = no limit), got {self.queue_timeout_ms}")
+            raise InvalidSpec(f"--queue-timeout-ms must be 0..3600000 (0 = no limit), "
+                              f"got {self.queue_timeout_ms}")
         if self.version is not None and self.version < 1:
             raise InvalidSpec(f"--version must be >= 1, got {self.version}")
         if not 11 <= self.opset <= 21:

@@ -291,7 +291,8 @@ def config_for_target(
                 for t in inputs)
     outs = tuple(TensorConfig(t.name, t.data_type, t.dims) for t in outputs)
     kind = "KIND_GPU" if gpu or target == "tensorrt" else "KIND_CPU"
-    preferred = tuple(preferred_batch_sizes) or tuple(b for b in {max_batch_size // 2, max_batch_size} if b >= 1)
+    preferred = (tuple(preferred_batch_sizes)
+                 or tuple(b for b in {max_batch_size // 2, max_batch_size} if b >= 1))
     warm = Warmup(
         name="zeros_batch1",
         batch_size=1,

@@ -78,7 +78,8 @@ class PythonStep:
             "output": [t.as_output() for t in self.outputs],
             "dynamic_batching": {
                 "max_queue_delay_microseconds": self.queue_delay_us,
-                **({"default_queue_policy": policy} if (policy := queue_policy(self.max_queue_size, self.queue_timeout_us)) else {}),
+                **({"default_queue_policy": policy}
+                   if (policy := queue_policy(self.max_queue_size, self.queue_timeout_us)) else {}),
             },
             "instance_group": [{"kind": "KIND_CPU", "count": self.instances}],
             "parameters": {k: {"string_value": v} for k, v in self.parameters.items()},

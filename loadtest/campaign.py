@@ -159,7 +159,8 @@ class Stage:
         spawn = data.get("spawn_rate")
         window = data.get("window_s")
         if window is not None and not 1 <= _number(f"{where}.window_s", window) <= duration:
-            raise CampaignError(f"{where}.window_s ({window:g}) must be between 1 and duration_s ({duration:g})")
+            raise CampaignError(f"{where}.window_s ({window:g}) must be between 1 and duration_s "
+                                f"({duration:g})")
         return cls(
             name=str(data.get("name", f"stage{index + 1}")), duration_s=duration,
             users=_number(f"{where}.users", data["users"], minimum=1, strict=False, integer=True),

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 COUNTERS = (
     "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
@@ -85,8 +86,8 @@ def model_deltas(after: Counters | None, before: Counters | None, duration_s: fl
     return rows
 
 
-def tree_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds of a process and its live descendants; None if it is gone."""
+def _tree_sum(pid: int | None, measure: Callable[[Any], float]) -> float | None:
+    """``measure`` summed over a process and its live descendants; None if it is gone."""
     if not pid:
         return None
     import psutil
@@ -99,31 +100,20 @@ def tree_cpu_s(pid: int | None) -> float | None:
     total = 0.0
     for proc in procs:
         try:
-            times = proc.cpu_times()
-        except psutil.Error:
+            total += measure(proc)
+        except psutil.Error:  # a child that exited meanwhile
             continue
-        total += times.user + times.system
     return total
 
 
-def tree_rss_bytes(pid: int | None) -> int | None:
+def tree_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process and its live descendants; None if it is gone."""
+    return _tree_sum(pid, lambda proc: sum(proc.cpu_times()[:2]))
+
+
+def tree_rss_bytes(pid: int | None) -> float | None:
     """Resident memory of a process and its live descendants (Triton and its backend stubs)."""
-    if not pid:
-        return None
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return None
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except psutil.Error:
-            continue
-    return total
+    return _tree_sum(pid, lambda proc: proc.memory_info().rss)
 
 
 def memory_trend(points: list[tuple[float, float]]) -> dict[str, float] | None:

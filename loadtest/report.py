@@ -47,15 +47,16 @@ def markdown(campaign: Campaign, summary: dict[str, Any]) -> str:
                      f"{r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f} | {r['errors']:.0f} | "
                      f"{r['error_rate']:.4f} | {r.get('shed', 0):.0f} | {r.get('shed_p99_ms', 0):.0f} |")
     lines += ["", "## Windows", "",
-              "| window | target RPS | users | RPS | p50 ms | p95 ms | p99 ms | errors | shed | generator CPU % "
-              "| server CPU % | server RSS MB | result |",
+              "| window | target RPS | users | RPS | p50 ms | p95 ms | p99 ms | errors | shed "
+              "| generator CPU % | server CPU % | server RSS MB | result |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for w in summary["windows"]:
         r = w["stats"][TOTAL]
         result = "" if "passed" not in w else ("pass" if w["passed"] else f"fail: {w['reason']}")
         lines.append(f"| {w['name']} | {_fmt(w['target_rps'], 0)} | {w['users']} | {r['rps']:.1f} | "
                      f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']:.0f} | "
-                     f"{r.get('shed', 0):.0f} | {_fmt(w['generator_cpu_pct'], 0)} | {_fmt(w['server_cpu_pct'], 0)} | "
+                     f"{r.get('shed', 0):.0f} | {_fmt(w['generator_cpu_pct'], 0)} | "
+                     f"{_fmt(w['server_cpu_pct'], 0)} | "
                      f"{_fmt(w.get('server_rss_mb'), 0)} | {result} |")
     if summary.get("crosscheck"):
         pa = summary["crosscheck"]

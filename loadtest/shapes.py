@@ -42,7 +42,8 @@ class Recorder:
         """Copy every counter the window report needs, with the time it was taken."""
         s = self.runner.stats
         counters = stats.with_total({
-            e.name: stats.snapshot_entry(e.num_requests, e.num_failures, e.total_response_time, e.response_times)
+            e.name: stats.snapshot_entry(e.num_requests, e.num_failures, e.total_response_time,
+                                         e.response_times)
             for e in s.entries.values()})
         return {"t": time.monotonic(), "stats": counters, "generator_cpu_s": time.process_time(),
                 "server_cpu_s": metrics.tree_cpu_s(self.server_pid),

@@ -184,7 +184,8 @@ class TritonServer:
         code = self._proc.returncode if self._proc else None
         # Triton follows an option error with its whole usage text: lead with the error line.
         errors = _REPOSITORY_ERROR.findall(text) or [
-            line.strip() for line in text.splitlines() if _ERROR_LINE.search(line) and not _NOISE.search(line)]
+            line.strip() for line in text.splitlines()
+            if _ERROR_LINE.search(line) and not _NOISE.search(line)]
         last = " | ".join(errors[-2:]) or " | ".join(ln for ln in tail.splitlines()[-3:] if ln.strip())
         raise ServerExited(f"tritonserver exited with code {code} before it was ready: {last}", tail)
 

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from client import Client, ClientError, Status
-from tests.helpers import repos
 from loadtest.cli import main as loadtest_main
 from server import TritonServer
 from tests.conftest import start_server
+from tests.helpers import repos
 
 pytestmark = pytest.mark.triton
 
@@ -51,7 +51,8 @@ def _flood(server: TritonServer, model: str, n: int) -> list[tuple[float, Client
         gate.wait()
         start = time.perf_counter()
         try:
-            out: ClientError | np.ndarray = client.infer(model, {"INPUT": np.zeros((1, 4), np.float32)})["OUTPUT"]
+            x = np.zeros((1, 4), np.float32)
+            out: ClientError | np.ndarray = client.infer(model, {"INPUT": x})["OUTPUT"]
         except ClientError as exc:
             out = exc
         results.append((time.perf_counter() - start, out))
