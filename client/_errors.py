@@ -74,7 +74,7 @@ class ClientError(Exception):
     @property
     def shed(self) -> bool:
         """True when the server refused the request for load (queue full / exhausted)."""
-        return self.status in (Status.OVERLOADED, Status.RESOURCE_EXHAUSTED)
+        return self.status in SHED_STATUSES
 
     def __str__(self) -> str:
         return f"[{self.status}] {self.message}"
@@ -121,6 +121,8 @@ _HINTS = {
 }
 
 
+# Statuses meaning the server refused the request for load (retried only with retry_overloaded).
+SHED_STATUSES = frozenset({Status.OVERLOADED, Status.RESOURCE_EXHAUSTED})
 # Triton's messages for a request its queue policy rejected (``default_queue_policy``).
 SHED_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
 

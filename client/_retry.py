@@ -18,7 +18,7 @@ from collections.abc import Callable
 import grpc
 
 from client._config import ClientConfig
-from client._errors import ClientError, Status, from_rpc_error
+from client._errors import SHED_STATUSES, ClientError, Status, from_rpc_error
 
 
 def backoff_s(retry: int, config: ClientConfig, draw: Callable[[], float] = random.random) -> float:
@@ -31,7 +31,7 @@ def retryable(status: Status, config: ClientConfig) -> bool:
     """Whether a failed attempt with ``status`` may be sent again."""
     if status is Status.UNAVAILABLE:
         return True
-    return config.retry_overloaded and status in (Status.OVERLOADED, Status.RESOURCE_EXHAUSTED)
+    return config.retry_overloaded and status in SHED_STATUSES
 
 
 class Endpoints:

@@ -45,7 +45,7 @@ def markdown(campaign: Campaign, summary: dict[str, Any]) -> str:
     for name, r in sorted(rows.items(), key=lambda kv: (kv[0] == TOTAL, kv[0])):
         lines.append(f"| {name} | {r['requests']:.0f} | {r['rps']:.1f} | {r['p50_ms']:.0f} | "
                      f"{r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f} | {r['errors']:.0f} | "
-                     f"{r['error_rate']:.4f} | {r.get('shed', 0):.0f} | {r.get('shed_p99_ms', 0):.0f} |")
+                     f"{r['error_rate']:.4f} | {r['shed']:.0f} | {r['shed_p99_ms']:.0f} |")
     lines += ["", "## Windows", "",
               "| window | target RPS | users | RPS | p50 ms | p95 ms | p99 ms | errors | shed "
               "| generator CPU % | server CPU % | server RSS MB | result |",
@@ -55,7 +55,7 @@ def markdown(campaign: Campaign, summary: dict[str, Any]) -> str:
         result = "" if "passed" not in w else ("pass" if w["passed"] else f"fail: {w['reason']}")
         lines.append(f"| {w['name']} | {_fmt(w['target_rps'], 0)} | {w['users']} | {r['rps']:.1f} | "
                      f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']:.0f} | "
-                     f"{r.get('shed', 0):.0f} | {_fmt(w['generator_cpu_pct'], 0)} | "
+                     f"{r['shed']:.0f} | {_fmt(w['generator_cpu_pct'], 0)} | "
                      f"{_fmt(w['server_cpu_pct'], 0)} | "
                      f"{_fmt(w.get('server_rss_mb'), 0)} | {result} |")
     if summary.get("crosscheck"):
