@@ -16,6 +16,7 @@ import grpc
 from locust import User, task
 
 from client import is_shed
+from loadtest.pacing import Pacer
 from loadtest.payloads import INFER_METHOD
 from loadtest.stats import shed_name
 
@@ -59,7 +60,7 @@ class TritonGrpcUser(User):
         self.channels.add(self._channel)
         self._infer = self._channel.unary_unary(INFER_METHOD)  # bytes in, bytes out
         self._turn = random.randrange(len(self.schedule))
-        self._due: float | None = None
+        self._pacer = Pacer()
 
     def on_stop(self) -> None:
         self.close()
@@ -73,26 +74,8 @@ class TritonGrpcUser(User):
             self._channel = None
 
     def wait_time(self) -> float:
-        """Pace to ``Pacing.per_user`` requests/s, catching up after a slow response."""
-        rate = Pacing.per_user
-        now = time.perf_counter()
-        if rate is None:
-            self._due = None
-            return 0.0
-        if rate <= 0:
-            return 1.0
-        interval = 1.0 / rate
-        if self._due is None:
-            self._due = now + random.uniform(0.0, interval)  # spread users over the first interval
-        else:
-            self._due += interval
-            if self._due < now - interval:
-                # Fell behind (slow or shed answers during a spike). Restarting at `now` would
-                # line every late user up on the same instant: after a spike the whole
-                # population then fires in one burst per interval and the server, idle on
-                # average, sheds at every burst. Spread them again instead.
-                self._due = now + random.uniform(0.0, interval)
-        return max(0.0, self._due - now)
+        """Pace to ``Pacing.per_user`` requests/s (see ``loadtest.pacing``)."""
+        return self._pacer.wait(time.perf_counter(), Pacing.per_user)
 
     @task
     def infer(self) -> None:
