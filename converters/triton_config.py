@@ -66,13 +66,23 @@ class TensorConfig:
 
 @dataclass(frozen=True)
 class DynamicBatching:
-    """Server-side batching: preferred batch sizes and how long a request may wait."""
+    """Server-side batching: preferred batch sizes and how long a request may wait.
+
+    With a queue policy the batcher delay is always 0. Any ``default_queue_policy`` turns off
+    Triton's payload prefetching, and then a delay > 0 lets queued payloads merge, which drifts
+    the dispatcher's count of idle instances until the model serves a fraction of its capacity
+    with its instances idle (triton-inference-server/server#8870, fixed in core#509, after the
+    2.51 used here). Without prefetching the batcher still batches: it waits for a free instance
+    and takes what has queued meanwhile.
+    """
 
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_delay_us: int = 1000
     # Overload policy (Triton's default_queue_policy): past ``max_queue_size`` queued requests, or
-    # after ``queue_timeout_us`` in the queue, a request is rejected at once (UNAVAILABLE) instead
-    # of waiting: callers get a fast, clear error and accepted requests keep their latency. 0 = off.
+    # after ``queue_timeout_us`` in the queue, a request is rejected (UNAVAILABLE) instead of
+    # waiting: callers get a fast, clear error and accepted requests keep their latency. 0 = off.
+    # Triton checks the timeout only when the batcher runs, so expired requests are refused when
+    # an instance frees, not at expiry; the demo bounds the queue by size alone.
     max_queue_size: int = 0
     queue_timeout_us: int = 0
 
@@ -84,9 +94,20 @@ class DynamicBatching:
             raise InvalidSpec("max_queue_delay_us must be >= 0")
         if self.max_queue_size < 0 or self.queue_timeout_us < 0:
             raise InvalidSpec("max_queue_size and queue_timeout_us must be >= 0 (0 = unbounded)")
+        if self.queue_policy():
+            object.__setattr__(self, "max_queue_delay_us", 0)
 
     def queue_policy(self) -> dict[str, object]:
         return queue_policy(self.max_queue_size, self.queue_timeout_us)
+
+    def to_dict(self) -> dict[str, object]:
+        """The ``dynamic_batching`` message as a dict."""
+        out: dict[str, object] = {"max_queue_delay_microseconds": self.max_queue_delay_us}
+        if self.preferred_batch_sizes:
+            out["preferred_batch_size"] = list(self.preferred_batch_sizes)
+        if policy := self.queue_policy():
+            out["default_queue_policy"] = policy
+        return out
 
 
 def queue_policy(max_queue_size: int, timeout_us: int) -> dict[str, object]:
@@ -190,12 +211,7 @@ class ModelConfig:
         if self.default_model_filename:
             out["default_model_filename"] = self.default_model_filename
         if self.dynamic_batching is not None:
-            db: dict[str, object] = {"max_queue_delay_microseconds": self.dynamic_batching.max_queue_delay_us}
-            if self.dynamic_batching.preferred_batch_sizes:
-                db["preferred_batch_size"] = list(self.dynamic_batching.preferred_batch_sizes)
-            if policy := self.dynamic_batching.queue_policy():
-                db["default_queue_policy"] = policy
-            out["dynamic_batching"] = db
+            out["dynamic_batching"] = self.dynamic_batching.to_dict()
         if self.parameters:
             out["parameters"] = {k: {"string_value": str(v)} for k, v in sorted(self.parameters.items())}
         if self.warmup:

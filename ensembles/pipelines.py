@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
-from converters.triton_config import queue_policy
+from converters.triton_config import DynamicBatching
 from ensembles.processing.digits import LABELS
 
 
@@ -76,11 +76,9 @@ class PythonStep:
             "name": self.name, "backend": "python", "max_batch_size": self.max_batch_size,
             "input": [t.as_input() for t in self.inputs],
             "output": [t.as_output() for t in self.outputs],
-            "dynamic_batching": {
-                "max_queue_delay_microseconds": self.queue_delay_us,
-                **({"default_queue_policy": policy}
-                   if (policy := queue_policy(self.max_queue_size, self.queue_timeout_us)) else {}),
-            },
+            "dynamic_batching": DynamicBatching(max_queue_delay_us=self.queue_delay_us,
+                                                max_queue_size=self.max_queue_size,
+                                                queue_timeout_us=self.queue_timeout_us).to_dict(),
             "instance_group": [{"kind": "KIND_CPU", "count": self.instances}],
             "parameters": {k: {"string_value": v} for k, v in self.parameters.items()},
         })
@@ -136,12 +134,11 @@ def to_pbtxt(config: model_config_pb2.ModelConfig) -> str:
 # -- the demo pipelines ----------------------------------------------------------------------
 EMBED_MAX_BATCH = 64
 DIGITS_MAX_BATCH = 256
-# Every step bounds its queue so that overload is shed promptly rather than queued (the exported
-# models get the same policy from ensembles.exports): at most this many requests, and none older
-# than QUEUE_TIMEOUT_US, so accepted requests keep p99 under the 100 ms SLO (README, Reliability).
-EMBED_QUEUE = 64
-DIGITS_QUEUE = 512
-QUEUE_TIMEOUT_US = 40_000
+# Overload is shed by the exported model of each pipeline (its bounded queue, ensembles.exports),
+# not by these Python steps: they cost ~1 ms a batch, and any queue policy turns off Triton's
+# payload prefetching, after which a step whose queue fills while its instance is busy can sleep
+# 500 ms before the batcher looks again (seen as 500 ms queue waits in Triton's trace during the
+# spike campaign; README, Reliability).
 TOKEN_OUTPUTS = tuple(TensorSpec(n, "TYPE_INT64", (-1,)) for n in
                       ("input_ids", "attention_mask", "token_type_ids"))
 LABELS_FILE = "labels.txt"
@@ -152,8 +149,7 @@ def text_steps(encoder: str, max_length: int) -> tuple[PythonStep, Ensemble]:
     tokenizer = PythonStep(
         name=f"{encoder}_tokenizer", adapter="tokenizer",
         inputs=(TensorSpec("TEXT", "TYPE_STRING", (1,)),), outputs=TOKEN_OUTPUTS,
-        max_batch_size=EMBED_MAX_BATCH, queue_delay_us=500, max_queue_size=EMBED_QUEUE,
-        queue_timeout_us=QUEUE_TIMEOUT_US,
+        max_batch_size=EMBED_MAX_BATCH, queue_delay_us=500,
         parameters={"max_length": str(max_length), "max_chars": "20000"},
     )
     embed = Ensemble(
@@ -175,14 +171,12 @@ def digit_steps(classifier: str) -> tuple[PythonStep, PythonStep, Ensemble]:
         name="digits_preprocess", adapter="digits_preprocess",
         inputs=(TensorSpec("IMAGE", "TYPE_FP32", (8, 8)),),
         outputs=(TensorSpec("image", "TYPE_FP32", (1, 8, 8)),),
-        max_batch_size=DIGITS_MAX_BATCH, queue_delay_us=200, max_queue_size=DIGITS_QUEUE,
-        queue_timeout_us=QUEUE_TIMEOUT_US,
+        max_batch_size=DIGITS_MAX_BATCH, queue_delay_us=200,
     )
     postprocess = PythonStep(
         name="digits_postprocess", adapter="digits_postprocess",
         inputs=(TensorSpec("logits", "TYPE_FP32", (10,)),), outputs=(label, probabilities),
-        max_batch_size=DIGITS_MAX_BATCH, queue_delay_us=200, max_queue_size=DIGITS_QUEUE,
-        queue_timeout_us=QUEUE_TIMEOUT_US, files={LABELS_FILE: LABELS_TEXT},
+        max_batch_size=DIGITS_MAX_BATCH, queue_delay_us=200, files={LABELS_FILE: LABELS_TEXT},
     )
     ensemble = Ensemble(
         name="classify_digit", max_batch_size=DIGITS_MAX_BATCH,

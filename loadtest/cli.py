@@ -36,6 +36,10 @@ def _target_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expect-workers", type=int, default=0, metavar="N",
                         help="with --master: wait for N workers")
     parser.add_argument("--master-bind-port", type=int, default=5557, metavar="PORT")
+    parser.add_argument("--server-nice", type=int, default=10, metavar="N",
+                        help="with --model-repository: Unix nice of the Triton it starts, so that on a "
+                             "shared machine the generator is never the one kept waiting (default: "
+                             "%(default)s; 0 = same priority)")
     parser.add_argument("--server-pid", type=int, metavar="PID",
                         help="pid of an already running server, for its CPU (default: found by port)")
     parser.add_argument("--crosscheck", action="store_true",
@@ -90,7 +94,8 @@ def _run(args: argparse.Namespace, find_max: bool) -> int:
                          model_repository=args.model_repository, processes=args.processes,
                          workers=args.workers, master=args.master, expect_workers=args.expect_workers,
                          master_bind_port=args.master_bind_port, server_pid=args.server_pid,
-                         preflight=not args.no_preflight, crosscheck=args.crosscheck)
+                         server_nice=args.server_nice, preflight=not args.no_preflight,
+                         crosscheck=args.crosscheck)
     print(f"campaign {campaign.name}: {campaign.duration_s:.0f} s"
           f"{' at most' if campaign.find_max else ''}, {len(campaign.traffic)} traffic kind(s)", flush=True)
     result = run(campaign, options)

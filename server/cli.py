@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="write Triton's log here (default: a temporary file, printed at start)")
     serve.add_argument("--log-verbose", type=int, default=0, metavar="N",
                        help="Triton log verbosity, 0 = info only (default: %(default)s)")
+    serve.add_argument("--nice", type=int, default=0, metavar="N",
+                       help="run Triton at a lower CPU priority (Unix nice 0-19), for example beside a "
+                            "load generator on the same machine (default: %(default)s)")
     serve.add_argument("--tritonserver", type=Path, metavar="PATH",
                        help="tritonserver binary to use (default: the pytriton wheel's, else PATH)")
     serve.add_argument("--ready-timeout", type=float, default=180.0, metavar="S",
@@ -87,6 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
         grpc_port=args.grpc_port, metrics_port=args.metrics_port,
         model_control=ModelControl(args.model_control), load_models=tuple(args.load_model),
         poll_interval_s=args.poll_interval, log_file=args.log_file, log_verbose=args.log_verbose,
+        nice=args.nice,
         tritonserver=args.tritonserver, exit_timeout_s=args.exit_timeout,
         restricted_apis=tuple(args.restrict),
         restricted_value=os.environ.get("TRITON_ACCESS_TOKEN") if args.restrict else None,

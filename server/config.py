@@ -64,6 +64,10 @@ class ServerConfig:
     restricted_value: str | None = None
     grpc_tls: GrpcTls | None = None
     extra_args: tuple[str, ...] = ()
+    # CPU priority (Unix nice, 0-19) of tritonserver and its backend stubs. A load generator
+    # sharing the machine runs the server niced, so the generator's own CPU queueing does not
+    # inflate the latencies it measures (as it would not on a machine of its own).
+    nice: int = 0
 
     @property
     def grpc_restricted_header(self) -> str:
@@ -101,5 +105,7 @@ class ServerConfig:
             )
         if self.restricted_value and not self.restricted_apis:
             raise ConfigError("an access token was given but no API group to restrict (--restrict GROUP)")
+        if not 0 <= self.nice <= 19:
+            raise ConfigError(f"--nice must be 0-19 (a lower CPU priority), got {self.nice}")
         if self.log_verbose < 0:
             raise ConfigError("--log-verbose must be 0 or more")

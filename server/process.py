@@ -10,6 +10,7 @@ and benchmarks::
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import socket
@@ -142,6 +143,8 @@ class TritonServer:
             self.command(backends), stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=server_environment(self.install),
             start_new_session=True,  # Ctrl-C reaches the launcher, which stops Triton in order
+            # In the child before exec, so every Triton thread and backend stub inherits it.
+            preexec_fn=(lambda: os.nice(self.config.nice)) if self.config.nice else None,
         )
         try:
             self.wait_ready(timeout_s)
