@@ -99,11 +99,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     ex.add_argument(
         "--max-queue-size", type=int, default=0, metavar="N",
-        help="shed requests (UNAVAILABLE) beyond N queued (default 0 = unbounded)",
+        help="shed requests (UNAVAILABLE) beyond N queued (default 0 = unbounded); with a queue "
+             "policy the batcher delay is 0 (Triton 2.51 starves merged payloads, server#8870)",
     )
     ex.add_argument(
         "--queue-timeout-ms", type=float, default=0.0, metavar="MS",
-        help="shed requests queued longer than MS (default 0 = no limit)",
+        help="shed requests queued longer than MS (default 0 = no limit); Triton checks it only "
+             "when an instance frees, so refusals come up to one execution late",
     )
     ex.add_argument(
         "--intra-op-threads", type=int, default=0, help="ORT threads per instance (default 0 = ORT's)"

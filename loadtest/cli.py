@@ -36,10 +36,9 @@ def _target_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expect-workers", type=int, default=0, metavar="N",
                         help="with --master: wait for N workers")
     parser.add_argument("--master-bind-port", type=int, default=5557, metavar="PORT")
-    parser.add_argument("--server-nice", type=int, default=10, metavar="N",
-                        help="with --model-repository: Unix nice of the Triton it starts, so that on a "
-                             "shared machine the generator is never the one kept waiting (default: "
-                             "%(default)s; 0 = same priority)")
+    parser.add_argument("--server-nice", type=int, default=0, metavar="N",
+                        help="with --model-repository: Unix nice (0-19) of the Triton it starts; > 0 "
+                             "lets a generator on the same machine go first (default: %(default)s)")
     parser.add_argument("--server-pid", type=int, metavar="PID",
                         help="pid of an already running server, for its CPU (default: found by port)")
     parser.add_argument("--crosscheck", action="store_true",

@@ -64,9 +64,8 @@ class ServerConfig:
     restricted_value: str | None = None
     grpc_tls: GrpcTls | None = None
     extra_args: tuple[str, ...] = ()
-    # CPU priority (Unix nice, 0-19) of tritonserver and its backend stubs. A load generator
-    # sharing the machine runs the server niced, so the generator's own CPU queueing does not
-    # inflate the latencies it measures (as it would not on a machine of its own).
+    # CPU priority (Unix nice, 0-19) of tritonserver and its backend stubs, for a server that
+    # shares its machine with work that must go first (a load generator, for example).
     nice: int = 0
 
     @property

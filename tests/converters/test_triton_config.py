@@ -44,6 +44,20 @@ def test_config_matches_golden_file(target):
 def test_unbounded_queue_is_tritons_default():
     config = config_for_target("python-ort", "m", TEXT_IN, TEXT_OUT)
     assert "default_queue_policy" not in config.to_pbtxt()
+    assert "max_queue_delay_microseconds: 1000" in config.to_pbtxt()
+
+
+@pytest.mark.parametrize("policy", [{"max_queue_size": 4}, {"queue_timeout_us": 40_000}])
+def test_a_queue_policy_drops_the_batcher_delay(policy):
+    # A policy turns off Triton's prefetching; a delay > 0 then lets payloads merge, which
+    # starves the model in Triton 2.51 (server#8870).
+    batching = DynamicBatching(max_queue_delay_us=1000, **policy)
+    assert batching.max_queue_delay_us == 0
+    parsed = text_format.Parse(
+        ModelConfig("m", TEXT_IN, TEXT_OUT, max_batch_size=8, dynamic_batching=batching).to_pbtxt(),
+        model_config_pb2.ModelConfig())
+    assert parsed.dynamic_batching.max_queue_delay_microseconds == 0
+    assert parsed.dynamic_batching.HasField("default_queue_policy")
 
 
 def test_python_ort_marks_only_variable_inputs_ragged():

@@ -124,6 +124,22 @@ def test_server_exiting_early_shows_its_last_log_lines(tiny_repo: Path) -> None:
         TritonServer(config).start()
 
 
+def test_nice_lowers_the_priority_of_triton_and_its_backend_stubs(tiny_repo: Path) -> None:
+    import psutil
+
+    server = start_server(tiny_repo, nice=7)
+    try:
+        x = np.zeros((1, 4), dtype=np.float32)
+        np.testing.assert_array_equal(_infer(server.grpc_url, "add_one", x), x + 1)
+        triton = psutil.Process(server.pid)
+        stubs = triton.children(recursive=True)
+        assert stubs, "the Python backend runs add_one in a stub process"
+        # Main threads; Triton resets its own batcher threads to the model's nice where allowed.
+        assert {p.nice() for p in (triton, *stubs)} == {7}
+    finally:
+        server.close()
+
+
 def test_stop_drains_in_flight_requests(tmp_path: Path) -> None:
     repos.write_add_one(tmp_path, "slow", delay_s=1.5)
     server = start_server(tmp_path)

@@ -28,6 +28,8 @@ def test_defaults_bind_loopback_on_tritons_ports(repo: Path) -> None:
     ({"grpc_port": 8000}, "must differ"),
     ({"load_models": ("a",)}, "only applies with --model-control explicit"),
     ({"restricted_apis": ("model-repository",)}, "TRITON_ACCESS_TOKEN"),
+    ({"nice": 20}, "0-19"),
+    ({"nice": -5}, "0-19"),
 ])
 def test_bad_configuration_is_refused(repo: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
