@@ -34,10 +34,11 @@ def demo_specs(repository: Path) -> list[ExportSpec]:
                    int8_mode="dynamic", max_batch_size=64, instances=2, intra_op_threads=1,
                    # Overload (spike campaign, README Reliability): past 4 queued requests Triton
                    # refuses at once, so an accepted request waits for about one batch of <= 4
-                   # (~20 ms on this CPU when saturated). Measured at 3x capacity: a queue of 8
-                   # served 32% more (376 vs 285 rps) but put accepted p99 at 120 ms; 4 keeps
-                   # it at 85 ms. Bounded by size only: Triton checks queue timeouts only when
-                   # an instance frees (see converters.triton_config).
+                   # (~20 ms on this CPU when saturated). Measured at 3x capacity (Triton at
+                   # nice 10 in both runs): a queue of 8 served 32% more (376 vs 285 rps) but
+                   # put accepted p99 at 120 ms; 4 kept it at 85 ms. Bounded by size only:
+                   # Triton checks queue timeouts only when an instance frees (see
+                   # converters.triton_config).
                    preferred_batch_sizes=(4,), max_queue_size=4,
                    repository=repository),
         # Digits CNN: tiny compute, so one ORT thread; static INT8 calibrated on the calib split.
