@@ -56,29 +56,22 @@ class PythonStep:
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
     instances: int = 1
-    queue_delay_us: int = 500
-    # Overload: past this many queued requests, or after this long queued, Triton rejects at once
-    # (UNAVAILABLE) instead of letting latency grow without bound; 0 = unbounded.
-    max_queue_size: int = 0
-    queue_timeout_us: int = 0
+    # The demo's steps carry no queue policy (see "the demo pipelines" below).
+    batching: DynamicBatching = DynamicBatching(max_queue_delay_us=500)
     parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Files written into the model folder beside config.pbtxt (Triton reads label files there).
     files: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.max_batch_size < 1 or self.instances < 1 or self.queue_delay_us < 0:
-            raise ValueError(f"{self.name}: max_batch_size and instances must be >= 1, delay >= 0")
-        if self.max_queue_size < 0 or self.queue_timeout_us < 0:
-            raise ValueError(f"{self.name}: max_queue_size and queue_timeout_us must be >= 0")
+        if self.max_batch_size < 1 or self.instances < 1:
+            raise ValueError(f"{self.name}: max_batch_size and instances must be >= 1")
 
     def config(self) -> model_config_pb2.ModelConfig:
         return _parse({
             "name": self.name, "backend": "python", "max_batch_size": self.max_batch_size,
             "input": [t.as_input() for t in self.inputs],
             "output": [t.as_output() for t in self.outputs],
-            "dynamic_batching": DynamicBatching(max_queue_delay_us=self.queue_delay_us,
-                                                max_queue_size=self.max_queue_size,
-                                                queue_timeout_us=self.queue_timeout_us).to_dict(),
+            "dynamic_batching": self.batching.to_dict(),
             "instance_group": [{"kind": "KIND_CPU", "count": self.instances}],
             "parameters": {k: {"string_value": v} for k, v in self.parameters.items()},
         })
@@ -134,6 +127,8 @@ def to_pbtxt(config: model_config_pb2.ModelConfig) -> str:
 # -- the demo pipelines ----------------------------------------------------------------------
 EMBED_MAX_BATCH = 64
 DIGITS_MAX_BATCH = 256
+# The digits steps take microseconds a request: a short wait is enough to form a batch.
+DIGITS_BATCHING = DynamicBatching(max_queue_delay_us=200)
 # Overload is shed by the exported model of each pipeline (its bounded queue, ensembles.exports),
 # not by these Python steps: they cost ~1 ms a batch, and any queue policy turns off Triton's
 # payload prefetching, after which a step whose queue fills while its instance is busy can sleep
@@ -149,7 +144,7 @@ def text_steps(encoder: str, max_length: int) -> tuple[PythonStep, Ensemble]:
     tokenizer = PythonStep(
         name=f"{encoder}_tokenizer", adapter="tokenizer",
         inputs=(TensorSpec("TEXT", "TYPE_STRING", (1,)),), outputs=TOKEN_OUTPUTS,
-        max_batch_size=EMBED_MAX_BATCH, queue_delay_us=500,
+        max_batch_size=EMBED_MAX_BATCH,
         parameters={"max_length": str(max_length), "max_chars": "20000"},
     )
     embed = Ensemble(
@@ -171,12 +166,12 @@ def digit_steps(classifier: str) -> tuple[PythonStep, PythonStep, Ensemble]:
         name="digits_preprocess", adapter="digits_preprocess",
         inputs=(TensorSpec("IMAGE", "TYPE_FP32", (8, 8)),),
         outputs=(TensorSpec("image", "TYPE_FP32", (1, 8, 8)),),
-        max_batch_size=DIGITS_MAX_BATCH, queue_delay_us=200,
+        max_batch_size=DIGITS_MAX_BATCH, batching=DIGITS_BATCHING,
     )
     postprocess = PythonStep(
         name="digits_postprocess", adapter="digits_postprocess",
         inputs=(TensorSpec("logits", "TYPE_FP32", (10,)),), outputs=(label, probabilities),
-        max_batch_size=DIGITS_MAX_BATCH, queue_delay_us=200, files={LABELS_FILE: LABELS_TEXT},
+        max_batch_size=DIGITS_MAX_BATCH, batching=DIGITS_BATCHING, files={LABELS_FILE: LABELS_TEXT},
     )
     ensemble = Ensemble(
         name="classify_digit", max_batch_size=DIGITS_MAX_BATCH,
