@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 COUNTERS = (
@@ -86,46 +86,95 @@ def model_deltas(after: Counters | None, before: Counters | None, duration_s: fl
     return rows
 
 
-def _tree_sum(pid: int | None, measure: Callable[[Any], float]) -> float | None:
-    """``measure`` summed over a process and its live descendants; None if it is gone."""
+def _tree(pid: int | None) -> list[Any] | None:
+    """A process and its live descendants (psutil.Process objects); None if it is gone."""
     if not pid:
         return None
     import psutil
 
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.Error:
         return None
+
+
+def tree_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process and its live descendants; None if it is gone."""
+    procs = _tree(pid)
+    if procs is None:
+        return None
+    import psutil
+
     total = 0.0
     for proc in procs:
         try:
-            total += measure(proc)
+            total += sum(proc.cpu_times()[:2])
         except psutil.Error:  # a child that exited meanwhile
             continue
     return total
 
 
-def tree_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds of a process and its live descendants; None if it is gone."""
-    return _tree_sum(pid, lambda proc: sum(proc.cpu_times()[:2]))
+def _process_label(proc: Any) -> str:
+    """``tritonserver``, or a Python backend stub's model instance (``minilm_0_1``)."""
+    cmdline = proc.cmdline()
+    if cmdline and cmdline[0].endswith("triton_python_backend_stub") and len(cmdline) >= 3:
+        return cmdline[-2]  # the stub's arguments end with the instance name and its kind
+    return proc.name()
 
 
-def tree_rss_bytes(pid: int | None) -> float | None:
-    """Resident memory of a process and its live descendants (Triton and its backend stubs)."""
-    return _tree_sum(pid, lambda proc: proc.memory_info().rss)
+def tree_rss_by_process(pid: int | None) -> dict[str, float] | None:
+    """Resident bytes of a server and each descendant (Triton's backend stubs), by label.
+
+    Per process so that a soak's growth can be pinned on the server or on one model's stub.
+    """
+    procs = _tree(pid)
+    if procs is None:
+        return None
+    import psutil
+
+    out: dict[str, float] = {}
+    for proc in procs:
+        try:
+            label, rss = _process_label(proc), float(proc.memory_info().rss)
+        except psutil.Error:
+            continue
+        out[label if label not in out else f"{label} (pid {proc.pid})"] = rss
+    return out
 
 
-def memory_trend(points: list[tuple[float, float]]) -> dict[str, float] | None:
-    """First, last, max and least-squares slope (MB per minute) of (seconds, MB) samples."""
+def memory_trend(points: list[tuple[float, float]]) -> dict[str, float | None] | None:
+    """First, last, max and least-squares slopes (MB per minute) of (seconds, MB) samples.
+
+    ``late_slope_mb_per_min`` fits the second half of the samples only: a server that warms up
+    (allocator arenas growing to the batch shapes it meets) levels off there, a leak does not.
+    """
     if len(points) < 2:
         return None
     ts, mb = [t for t, _ in points], [m for _, m in points]
-    t_mean, m_mean = sum(ts) / len(ts), sum(mb) / len(mb)
-    var = sum((t - t_mean) ** 2 for t in ts)
-    slope = sum((t - t_mean) * (m - m_mean) for t, m in points) / var if var else 0.0
-    return {"first_mb": mb[0], "last_mb": mb[-1], "max_mb": max(mb), "slope_mb_per_min": slope * 60.0,
+    late = points[len(points) // 2:]
+    return {"first_mb": mb[0], "last_mb": mb[-1], "max_mb": max(mb),
+            "slope_mb_per_min": _slope_per_min(points),
+            "late_slope_mb_per_min": _slope_per_min(late) if len(late) >= 2 else None,
             "samples": float(len(points)), "span_s": ts[-1] - ts[0]}
+
+
+def _slope_per_min(points: list[tuple[float, float]]) -> float:
+    ts, ys = [t for t, _ in points], [y for _, y in points]
+    t_mean, y_mean = sum(ts) / len(ts), sum(ys) / len(ys)
+    var = sum((t - t_mean) ** 2 for t in ts)
+    return 60.0 * sum((t - t_mean) * (y - y_mean) for t, y in points) / var if var else 0.0
+
+
+def process_memory_trends(windows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """:func:`memory_trend` of each process seen in every window's ``server_rss_by_process_mb``."""
+    sampled = [w for w in windows if w.get("server_rss_by_process_mb")]
+    if not sampled:
+        return {}
+    labels = set.intersection(*(set(w["server_rss_by_process_mb"]) for w in sampled))
+    trends = {label: memory_trend([(w["start_s"] + w["duration_s"], w["server_rss_by_process_mb"][label])
+                                   for w in sampled]) for label in sorted(labels)}
+    return {label: trend for label, trend in trends.items() if trend}
 
 
 def server_pid_for_port(port: int) -> int | None:

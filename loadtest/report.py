@@ -18,6 +18,10 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _fmt_slope(mb_per_min: float | None) -> str:
+    return "–" if mb_per_min is None else f"{mb_per_min:+.2f} MB/min"
+
+
 def markdown(campaign: Campaign, summary: dict[str, Any]) -> str:
     """A human summary: verdict, SLOs, one row per measured window, Triton per model, CPU."""
     verdict = "PASS" if summary["passed"] else "FAIL"
@@ -67,7 +71,14 @@ def markdown(campaign: Campaign, summary: dict[str, Any]) -> str:
         lines += ["", "## Server memory (tritonserver and its backend stubs, RSS at each window's end)", "",
                   f"{mem['first_mb']:.0f} MB -> {mem['last_mb']:.0f} MB (max {mem['max_mb']:.0f} MB) over "
                   f"{mem['span_s'] / 60:.1f} min, {mem['samples']:.0f} samples; least-squares trend "
-                  f"{mem['slope_mb_per_min']:+.2f} MB/min"]
+                  f"{mem['slope_mb_per_min']:+.2f} MB/min, {_fmt_slope(mem.get('late_slope_mb_per_min'))} "
+                  "over the second half (warm-up levels off there, a leak does not)"]
+        if procs := summary["server"].get("memory_by_process"):
+            lines += ["", "| process | first MB | last MB | change MB | trend, second half (MB/min) |",
+                      "|---|---:|---:|---:|---:|"]
+            lines += [f"| {label} | {m['first_mb']:.1f} | {m['last_mb']:.1f} | "
+                      f"{m['last_mb'] - m['first_mb']:+.1f} | {_fmt(m.get('late_slope_mb_per_min'), 2)} |"
+                      for label, m in procs.items()]
     lines += ["", "## Triton, per model (whole run)", ""]
     lines += metrics.summarize_models(summary["server"]["models"])
     gen = summary["generator"]

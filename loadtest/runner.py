@@ -277,7 +277,8 @@ def build_summary(campaign: Campaign, recorded: dict[str, Any], generators: list
         "server": {"cpu_pct": metrics.cpu_percent(after["server"], before["server"], wall),
                    "models": metrics.model_deltas(after["triton"], before["triton"], wall),
                    "memory": metrics.memory_trend([(w["start_s"] + w["duration_s"], w["server_rss_mb"])
-                                                   for w in windows if w.get("server_rss_mb") is not None])},
+                                                   for w in windows if w.get("server_rss_mb") is not None]),
+                   "memory_by_process": metrics.process_memory_trends(windows)},
         "generator": {
             "processes": generators, "requests": requests, "cpu_s_during_load": gen_cpu,
             "cpu_us_per_request": 1e6 * gen_cpu / requests if requests else None,

@@ -47,7 +47,7 @@ class Recorder:
             for e in s.entries.values()})
         return {"t": time.monotonic(), "stats": counters, "generator_cpu_s": time.process_time(),
                 "server_cpu_s": metrics.tree_cpu_s(self.server_pid),
-                "server_rss_bytes": metrics.tree_rss_bytes(self.server_pid),
+                "server_rss": metrics.tree_rss_by_process(self.server_pid),
                 "triton": metrics.scrape(self.metrics_url)}
 
     def close(self, start: dict[str, Any], name: str, target_rps: float | None, users: int,
@@ -56,13 +56,15 @@ class Recorder:
         end = self.snapshot()
         duration = end["t"] - start["t"]
         counts = stats.diff(end["stats"], start["stats"])
+        rss = None if end["server_rss"] is None else {k: b / 2**20 for k, b in end["server_rss"].items()}
         window = {
             "name": name, "target_rps": target_rps, "users": users, "start_s": started_at_s,
             "duration_s": duration, "counts": counts, "stats": stats.summarize(counts, duration),
             "generator_cpu_pct": metrics.cpu_percent(end["generator_cpu_s"], start["generator_cpu_s"],
                                                      duration),
             "server_cpu_pct": metrics.cpu_percent(end["server_cpu_s"], start["server_cpu_s"], duration),
-            "server_rss_mb": None if end["server_rss_bytes"] is None else end["server_rss_bytes"] / 2**20,
+            "server_rss_mb": None if rss is None else sum(rss.values()),
+            "server_rss_by_process_mb": rss or {},
             "triton": metrics.model_deltas(end["triton"], start["triton"], duration),
         }
         self.windows.append(window)

@@ -69,6 +69,26 @@ def test_memory_trend_is_a_least_squares_slope_per_minute() -> None:
     assert metrics.memory_trend([(0.0, 900.0)]) is None
 
 
+def test_memory_trend_tells_warm_up_from_a_leak_by_the_second_half() -> None:
+    warm_up = metrics.memory_trend([(60.0 * i, 900.0 + min(i, 4) * 3) for i in range(10)])
+    assert warm_up is not None and warm_up["slope_mb_per_min"] > 1
+    assert warm_up["late_slope_mb_per_min"] == pytest.approx(0.0)
+    leak = metrics.memory_trend([(60.0 * i, 900.0 + i) for i in range(10)])
+    assert leak is not None and leak["late_slope_mb_per_min"] == pytest.approx(1.0)
+    assert metrics.memory_trend([(0.0, 1.0), (60.0, 2.0)])["late_slope_mb_per_min"] is None
+
+
+def test_process_memory_trends_follow_each_process_seen_in_every_window() -> None:
+    windows = [{"start_s": 60.0 * i, "duration_s": 60.0,
+                "server_rss_by_process_mb": {"tritonserver": 50.0, "minilm_0_0": 140.0 + i,
+                                             **({"late_stub": 1.0} if i else {})}}
+               for i in range(4)]
+    trends = metrics.process_memory_trends(windows)
+    assert sorted(trends) == ["minilm_0_0", "tritonserver"]
+    assert trends["minilm_0_0"]["slope_mb_per_min"] == pytest.approx(1.0)
+    assert trends["tritonserver"]["last_mb"] == 50.0
+
+
 PROM = """# HELP x
 nv_inference_request_success{model="m",version="1"} 110
 nv_inference_request_failure{model="m",reason="BACKEND",version="1"} 2

@@ -90,8 +90,13 @@ window_s = 1
     assert len(windows) >= 3 and windows[0]["name"].startswith("stage1 [0-1 s]")
     assert all(w["server_rss_mb"] > 10 for w in windows)  # tritonserver and its stubs
     assert summary["server"]["memory"]["samples"] == len(windows)
+    # Per process: the server itself and the add_one model's backend stub, by instance name.
+    by_process = summary["server"]["memory_by_process"]
+    assert "tritonserver" in by_process and any(label.startswith("add_one_") for label in by_process)
+    assert sum(m["last_mb"] for m in by_process.values()) == pytest.approx(windows[-1]["server_rss_mb"])
     assert (report / "over-time.png").stat().st_size > 0
-    assert "## Server memory" in (report / "report.md").read_text()
+    text = (report / "report.md").read_text()
+    assert "## Server memory" in text and "over the second half" in text and "| tritonserver |" in text
 
 
 def test_failing_slo_exits_1_and_says_by_how_much(
