@@ -84,7 +84,8 @@ def test_dynamic_batching_from_tritons_metrics(server) -> None:
 
     before = counts()
     texts = text_corpus().evaluation[:96]
-    # 16 callers exceed what MiniLM admits (2 batches running + a queue of 4): the shed ones retry.
+    # 16 callers can exceed what MiniLM admits (2 batches of <= 4 running + a queue of 8): the
+    # shed ones retry.
     with Client(urls=server.grpc_url, timeout_s=60, retry_overloaded=True) as triton, \
             ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda t: triton.embed([t]), texts))
