@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 import urllib.request
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 COUNTERS = (
     "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
@@ -86,33 +88,30 @@ def model_deltas(after: Counters | None, before: Counters | None, duration_s: fl
     return rows
 
 
-def _tree(pid: int | None) -> list[Any] | None:
-    """A process and its live descendants (psutil.Process objects); None if it is gone."""
+def _per_process(pid: int | None, measure: Callable[[Any], T]) -> list[T] | None:
+    """``measure`` of a process and of each live descendant; None if the process is gone."""
     if not pid:
         return None
     import psutil
 
     try:
         root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
+        procs = [root, *root.children(recursive=True)]
     except psutil.Error:
         return None
+    out = []
+    for proc in procs:
+        try:
+            out.append(measure(proc))
+        except psutil.Error:  # a child that exited meanwhile
+            continue
+    return out
 
 
 def tree_cpu_s(pid: int | None) -> float | None:
     """User + system CPU seconds of a process and its live descendants; None if it is gone."""
-    procs = _tree(pid)
-    if procs is None:
-        return None
-    import psutil
-
-    total = 0.0
-    for proc in procs:
-        try:
-            total += sum(proc.cpu_times()[:2])
-        except psutil.Error:  # a child that exited meanwhile
-            continue
-    return total
+    seconds = _per_process(pid, lambda proc: sum(proc.cpu_times()[:2]))
+    return None if seconds is None else sum(seconds)
 
 
 def _process_label(proc: Any) -> str:
@@ -128,18 +127,12 @@ def tree_rss_by_process(pid: int | None) -> dict[str, float] | None:
 
     Per process so that a soak's growth can be pinned on the server or on one model's stub.
     """
-    procs = _tree(pid)
-    if procs is None:
+    sampled = _per_process(pid, lambda proc: (_process_label(proc), proc.pid, float(proc.memory_info().rss)))
+    if sampled is None:
         return None
-    import psutil
-
     out: dict[str, float] = {}
-    for proc in procs:
-        try:
-            label, rss = _process_label(proc), float(proc.memory_info().rss)
-        except psutil.Error:
-            continue
-        out[label if label not in out else f"{label} (pid {proc.pid})"] = rss
+    for label, proc_pid, rss in sampled:
+        out[label if label not in out else f"{label} (pid {proc_pid})"] = rss
     return out
 
 
@@ -166,15 +159,19 @@ def _slope_per_min(points: list[tuple[float, float]]) -> float:
     return 60.0 * sum((t - t_mean) * (y - y_mean) for t, y in points) / var if var else 0.0
 
 
-def process_memory_trends(windows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """:func:`memory_trend` of each process seen in every window's ``server_rss_by_process_mb``."""
-    sampled = [w for w in windows if w.get("server_rss_by_process_mb")]
-    if not sampled:
-        return {}
-    labels = set.intersection(*(set(w["server_rss_by_process_mb"]) for w in sampled))
-    trends = {label: memory_trend([(w["start_s"] + w["duration_s"], w["server_rss_by_process_mb"][label])
-                                   for w in sampled]) for label in sorted(labels)}
-    return {label: trend for label, trend in trends.items() if trend}
+def window_memory_trends(windows: list[dict[str, Any]]) -> tuple[dict | None, dict[str, dict]]:
+    """:func:`memory_trend` of the server's total RSS and of each process seen in every window.
+
+    A window's sample is taken at its end (``server_rss_mb``, ``server_rss_by_process_mb``).
+    """
+    sampled = [w for w in windows if w.get("server_rss_mb") is not None]
+    ends = [w["start_s"] + w["duration_s"] for w in sampled]
+    total = memory_trend(list(zip(ends, [w["server_rss_mb"] for w in sampled], strict=True)))
+    per_window = [w.get("server_rss_by_process_mb") or {} for w in sampled]
+    labels = set.intersection(*(set(p) for p in per_window)) if per_window else set()
+    trends = {label: memory_trend(list(zip(ends, [p[label] for p in per_window], strict=True)))
+              for label in sorted(labels)}
+    return total, {label: trend for label, trend in trends.items() if trend}
 
 
 def server_pid_for_port(port: int) -> int | None:

@@ -264,6 +264,7 @@ def build_summary(campaign: Campaign, recorded: dict[str, Any], generators: list
     gen_cpu = sum(g["cpu_s"] for g in generators)
     requests = sum(g["requests"] for g in senders)
     windows = [{k: v for k, v in w.items() if k != "counts"} for w in recorded["windows"]]
+    memory, memory_by_process = metrics.window_memory_trends(windows)
     find_max = None
     if recorded["find_max"]:
         best = recorded["find_max"]
@@ -276,9 +277,7 @@ def build_summary(campaign: Campaign, recorded: dict[str, Any], generators: list
         "windows": windows, "find_max": find_max,
         "server": {"cpu_pct": metrics.cpu_percent(after["server"], before["server"], wall),
                    "models": metrics.model_deltas(after["triton"], before["triton"], wall),
-                   "memory": metrics.memory_trend([(w["start_s"] + w["duration_s"], w["server_rss_mb"])
-                                                   for w in windows if w.get("server_rss_mb") is not None]),
-                   "memory_by_process": metrics.process_memory_trends(windows)},
+                   "memory": memory, "memory_by_process": memory_by_process},
         "generator": {
             "processes": generators, "requests": requests, "cpu_s_during_load": gen_cpu,
             "cpu_us_per_request": 1e6 * gen_cpu / requests if requests else None,

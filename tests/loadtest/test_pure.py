@@ -83,7 +83,10 @@ def test_process_memory_trends_follow_each_process_seen_in_every_window() -> Non
                 "server_rss_by_process_mb": {"tritonserver": 50.0, "minilm_0_0": 140.0 + i,
                                              **({"late_stub": 1.0} if i else {})}}
                for i in range(4)]
-    trends = metrics.process_memory_trends(windows)
+    for w in windows:
+        w["server_rss_mb"] = sum(w["server_rss_by_process_mb"].values())
+    total, trends = metrics.window_memory_trends(windows)
+    assert total is not None and total["samples"] == 4 and total["first_mb"] == 190.0
     assert sorted(trends) == ["minilm_0_0", "tritonserver"]
     assert trends["minilm_0_0"]["slope_mb_per_min"] == pytest.approx(1.0)
     assert trends["tritonserver"]["last_mb"] == 50.0
