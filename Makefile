@@ -21,8 +21,10 @@ help:
 venv: $(STAMP)
 
 # docker/install.sh is the one install procedure, shared with the CPU image (see its header:
-# torch's CPU wheel first, nvidia-pytriton last with --no-deps).
-$(STAMP): pyproject.toml docker/install.sh
+# torch's CPU wheel first, nvidia-pytriton last with --no-deps). scripts/system_packages.sh adds
+# the Debian packages the tests use (qemu-user).
+$(STAMP): pyproject.toml docker/install.sh scripts/system_packages.sh
+	scripts/system_packages.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	docker/install.sh $(PY) -e ".[dev]"
 	touch $(STAMP)

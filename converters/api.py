@@ -9,8 +9,12 @@ after each one under the work folder, so a failed export resumes):
 4. ``onnx2fp16`` + ``parity-fp16`` when fp16 is asked for an ONNX target;
 5. ``smooth`` (dynamic INT8 of HF transformers, ``per-token``: activation smoothing, an FP32
    identity), ``onnx2int8`` (dynamic or static QDQ) + ``accuracy`` (the INT8 gate) when int8 is asked;
-6. ``onnx2trt-<precision>`` for the tensorrt target (skipped with the reason otherwise);
-7. ``write-<name>``: one version per precision, written atomically (only once every check passed).
+6. ``portability``: which x86 integer kernels compute each INT8 graph exactly
+   (:mod:`converters.int8_kernels`); refused where the target cannot make every CPU exact;
+7. ``golden``: a few held-out inputs and outputs each version carries for its load-time
+   self-check (:mod:`converters.steps.golden`);
+8. ``onnx2trt-<precision>`` for the tensorrt target (skipped with the reason otherwise);
+9. ``write-<name>``: one version per precision, written atomically (only once every check passed).
 """
 
 from __future__ import annotations
@@ -25,14 +29,17 @@ from pathlib import Path
 import numpy as np
 
 from converters import feeds as feeds_mod
-from converters.errors import GpuUnavailable, InvalidSpec, UnsupportedModel
+from converters import int8_kernels
+from converters.errors import CheckFailed, GpuUnavailable, InvalidSpec, UnsupportedModel
 from converters.pipeline import Progress, Runner, RunState
 from converters.repository import ensure_writable, write_version
+from converters.runtime.ort_runner import cpu_description, int8_kernel
 from converters.sources.hf import HFSource
 from converters.sources.resolve import TorchSource, resolve_source, source_fingerprint
 from converters.spec import ExportSpec, Int8Mode, Precision, Target, Thresholds
 from converters.steps import (
     accuracy,
+    golden,
     hf2onnx,
     onnx2fp16,
     onnx2int8,
@@ -48,7 +55,7 @@ from converters.triton_config import config_for_target, io_from_onnx
 __all__ = ["ExportReport", "ExportSpec", "Thresholds", "WrittenModel", "export"]
 
 # Bump when a step changes what it writes: a run state of another version is not reused.
-PIPELINE_VERSION = 3
+PIPELINE_VERSION = 4
 RUNNER_FILE = Path(__file__).parent / "runtime" / "ort_runner.py"
 TOOLS = (
     "torch",
@@ -284,7 +291,8 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
                     source.spec, calibration_mode, spec.calibration_size
                 )
             runner.skip("smooth", "static INT8 calibrates its own activation ranges")
-            int8_in = onnx2int8.Int8Input(raw, "static", work / "int8-static" / "model.onnx", calib)
+            int8_in = onnx2int8.Int8Input(raw, "static", work / "int8-static" / "model.onnx", calib,
+                                          weights=spec.effective_int8_weights)
         else:
             # From the UNFUSED graph: measured faster (ORT fuses the integer graph itself at load,
             # 1211 vs 955 rows/s, MiniLM b32) and as accurate as quantizing the fused graph.
@@ -310,7 +318,8 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
                 runner.skip("smooth", "--int8-activations per-tensor" if isinstance(source, HFSource)
                             else "not a HF transformer")
             int8_in = onnx2int8.Int8Input(
-                to_quantize, "dynamic", work / "int8-dynamic" / "model.onnx", per_token=per_token
+                to_quantize, "dynamic", work / "int8-dynamic" / "model.onnx", per_token=per_token,
+                weights=spec.effective_int8_weights,
             )
         int8 = runner.run("onnx2int8", lambda: onnx2int8.run(int8_in), **onnx_io)
         if isinstance(source, HFSource):
@@ -338,7 +347,39 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
         runner.skip("onnx2int8", "int8 not asked")
         runner.skip("accuracy", "no INT8 model to gate")
 
-    # 6. TensorRT plans
+    # 6. portability of the INT8 graph across x86 integer kernels
+    portability: dict[str, object] | None = None
+    if Precision.INT8 in spec.precisions:
+        portability = runner.run(
+            "portability",
+            lambda: _portability(served[Precision.INT8].path, spec.target),
+            **plain,
+            describe=lambda r: r["kernels"]["u8s8-int16 (AVX2 only, AVX-512 without VNNI)"],
+        )
+    else:
+        runner.skip("portability", "no INT8 model")
+
+    # 7. golden inputs and outputs for the load-time self-check
+    goldens: dict[str, dict[str, object]] = {}
+    if spec.target is Target.TENSORRT:
+        runner.skip("golden", "TensorRT plans: Triton's model warmup checks them, not the python-ort runner")
+    else:
+        if isinstance(source, HFSource):
+            golden_feed = lambda: feeds_mod.text_evaluation(source, spec.evaluation_size)[0][0]  # noqa: E731
+        elif source.spec.evaluation_data is not None:
+            golden_feed = lambda: feeds_mod.torch_evaluation(source.spec, spec.evaluation_size)[0][0]  # noqa: E731
+        else:
+            golden_feed = lambda: parity_cases[-1]  # noqa: E731
+        goldens = runner.run(
+            "golden",
+            lambda: golden.run(golden.GoldenInput(
+                {str(p): served[p] for p in spec.precisions}, served_fp32, kind, golden_feed(), t,
+                work / "golden")),
+            **plain,
+            describe=lambda r: "; ".join(f"{p}: {g['meta']['rows']} rows" for p, g in r.items()),
+        )
+
+    # 8. TensorRT plans
     plans: dict[Precision, Path] = {}
     for precision in spec.precisions:
         key = f"onnx2trt-{precision}"
@@ -357,7 +398,8 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
         )
         plans[precision] = Path(str(trt["plan"]))
 
-    # 7. write one version per precision (every check has passed)
+    # 9. write one version per precision (every check has passed)
+    build_cpu = dict(cpu_description(), int8_kernel=int8_kernel())
     lowered = t.lowered()
     written = []
     for precision in spec.precisions:
@@ -388,6 +430,8 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
             files = {"model.onnx": onnx_file.path}
             if spec.target is Target.PYTHON_ORT:
                 files["model.py"] = RUNNER_FILE
+            if str(precision) in goldens:
+                files["golden.npz"] = Path(str(goldens[str(precision)]["file"]))
         meta = {
             "name": name,
             "precision": str(precision),
@@ -399,6 +443,9 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
             "tools": _tool_versions(),
             "parity": parity_result,
             "accuracy": accuracy_result if precision is Precision.INT8 else None,
+            "portability": portability if precision is Precision.INT8 else None,
+            "golden": goldens[str(precision)]["meta"] if str(precision) in goldens else None,
+            "build_cpu": build_cpu,
             "thresholds": dataclasses.asdict(t),
             "thresholds_lowered": lowered,
             "steps": [r.to_dict() for r in runner.results],
@@ -422,6 +469,16 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
     return ExportReport(
         spec, written, runner.results, parity_result, accuracy_result, work, time.monotonic() - start, lowered
     )
+
+
+def _portability(path: Path, target: Target) -> dict[str, object]:
+    verdict = int8_kernels.check(path)
+    if not verdict.exact_everywhere and target is Target.ONNXRUNTIME:
+        raise CheckFailed(
+            f"the INT8 graph can saturate on CPUs without VNNI ({len(verdict.saturating)} integer products "
+            "take int8 weights beyond +-64) and Triton's native onnxruntime backend cannot set "
+            "session.x64quantprecision; export with --int8-weights u8 (or s7)")
+    return verdict.to_dict()
 
 
 def _describe_accuracy(result: dict[str, object]) -> str:

@@ -45,7 +45,10 @@ def bench_model(folder: Path, *, batches: tuple[int, ...] = (1, 32), seq_len: in
     path = folder / str(versions[-1]) / "model.onnx"
     if not path.exists():
         raise InvalidSpec(f"{path} not found (bench measures ONNX Runtime models only)")
-    session = ort_session(path, threads)
+    from converters.runtime.ort_runner import int8_kernel
+
+    # as the python-ort runner serves it: exact int8 kernels where this CPU's would saturate
+    session = ort_session(path, threads, exact_int8=int8_kernel() != "exact")
     rows = []
     for batch in batches:
         feed = _inputs(session, batch, seq_len)

@@ -1,4 +1,4 @@
-"""``python -m converters export SOURCE --name NAME ...`` and ``python -m converters bench REPO/NAME``.
+"""``python -m converters export SOURCE --name NAME ...``, ``bench REPO/NAME`` and ``verify REPOSITORY``.
 
 Thin: parse, build an :class:`~converters.spec.ExportSpec`, call :func:`converters.api.export`,
 print ``Type: message`` on failure (traceback only with ``--verbose``).
@@ -6,7 +6,8 @@ print ``Type: message`` on failure (traceback only with ``--verbose``).
 Exit codes (decided here only):
 
 * 0: exported (or benchmarked);
-* 1: a check failed (parity, INT8 accuracy gate) or a step crashed; nothing was written;
+* 1: a check failed (parity, INT8 accuracy gate, portability; ``verify``: a version failed its
+  golden check on this machine, or has no golden data) or a step crashed; nothing was written;
 * 2: usage or bad input (unknown source, missing weights, unsupported architecture/task, bad option);
 * 3: environment (TensorRT asked without a GPU, repository not writable);
 * 130: interrupted.
@@ -28,7 +29,8 @@ examples:
   python -m converters export minilm --name minilm --precision int8 --precision fp32
   python -m converters export converters.sources.digits:factory --name digits_cnn --precision int8
   python -m converters export ./my-bert --name mybert --task feature-extraction --target onnxruntime
-  python -m converters bench model_repository/minilm --batch 1 --batch 32"""
+  python -m converters bench model_repository/minilm --batch 1 --batch 32
+  python -m converters verify model_repository"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
         default="per-token",
         help="dynamic INT8 of HF transformers: per-token (smoothing + per-token FFN scales, default) "
         "or per-tensor (plain ORT quantize_dynamic: faster, less accurate)",
+    )
+    ex.add_argument(
+        "--int8-weights",
+        choices=["u8", "s7", "s8"],
+        help="how INT8 weights are stored: s8 (default for python-ort and tensorrt) is fastest on "
+        "VNNI/AMX, and the python-ort runner makes AVX2-only CPUs exact on it; u8 (dynamic) and s7 "
+        "are exact on every x86 CPU by construction (default for --target onnxruntime); "
+        "see docs/converters.md, 'INT8 on every CPU'",
     )
     ex.add_argument(
         "--calibration",
@@ -158,6 +168,30 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3)")
     be.add_argument("--json", action="store_true", help="print JSON")
     be.add_argument("--verbose", action="store_true", help="tracebacks on errors")
+    ve = sub.add_parser(
+        "verify",
+        help="re-check every ONNX version against its golden data on this machine",
+        description="Run each ONNX version's golden inputs on this CPU, as the python-ort runner "
+        "serves them, and hold them to the bounds recorded at export. One line per version; "
+        "exit 0 when every version passes, 1 when one fails or has no golden data.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ve.add_argument("repository", type=Path, metavar="REPOSITORY", help="model repository folder")
+    ve.add_argument("--model", action="append", dest="models", metavar="NAME",
+                    help="check only this model (repeatable)")
+    ve.add_argument(
+        "--emulate-cpu", metavar="QEMU_CPU",
+        help="run the check under QEMU user-mode emulation of another x86 CPU model, e.g. Haswell "
+        "(AVX2 only, no VNNI: the int16-saturating kernel); needs qemu-x86_64 (Debian qemu-user)",
+    )
+    ve.add_argument(
+        "--native-ort", action="store_true",
+        help="check as Triton's native onnxruntime backend (NGC) runs the file: without the "
+        "session option the python-ort runner sets where this CPU's INT8 kernel saturates",
+    )
+    ve.add_argument("--json", action="store_true", help="print JSON")
+    ve.add_argument("--verbose", action="store_true", help="tracebacks on errors")
     return parser
 
 
@@ -166,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     from converters.errors import ConverterError
 
     try:
-        return _export(args) if args.command == "export" else _bench(args)
+        return {"export": _export, "bench": _bench, "verify": _verify}[args.command](args)
     except KeyboardInterrupt:
         print("Interrupted: stopped; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -196,6 +230,7 @@ def _export(args: argparse.Namespace) -> int:
         precisions=tuple(args.precisions or ("fp32",)),
         int8_mode=args.int8_mode,
         int8_activations=args.int8_activations,
+        int8_weights=args.int8_weights,
         calibration=args.calibration,
         max_batch_size=args.max_batch_size,
         instances=args.instances,
@@ -231,6 +266,28 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from converters.runtime.ort_runner import describe_cpu, int8_kernel
+    from converters.verify import run_emulated, verify_repository
+
+    if args.emulate_cpu:
+        argv = ["verify", str(args.repository), *(f"--model={m}" for m in args.models or ()),
+                *(["--json"] if args.json else []), *(["--native-ort"] if args.native_ort else [])]
+        return run_emulated(args.emulate_cpu, argv)
+
+    checks = verify_repository(args.repository, tuple(args.models or ()), native_ort=args.native_ort)
+    if args.json:
+        print(json.dumps({"cpu": describe_cpu(), "int8_kernel": int8_kernel(),
+                          "versions": [c.to_dict() for c in checks]}, indent=2))
+    else:
+        how = ("as the native onnxruntime backend runs it" if args.native_ort
+               else "as the python-ort runner serves it")
+        print(f"CPU: {describe_cpu()}; int8 kernel: {int8_kernel()}; {how}")
+        for c in checks:
+            print(f"{c.status:<9} {c.model:<22} v{c.version:<3} {c.precision:<5} {c.detail}")
+    return EXIT_OK if all(c.status == "ok" for c in checks) else EXIT_CHECK
+
+
 def _progress(line: str) -> None:
     print(line, flush=True)
 
@@ -252,6 +309,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
+    from converters.runtime.ort_runner import describe_cpu, int8_kernel
+
+    print(f"CPU: {describe_cpu()}; int8 kernel: {int8_kernel()}")
     print(f"{'model':<22} {'ver':>3} {'size MB':>8} {'batch':>5} {'rows/s':>9} {'ms/batch':>9}")
     for r in rows:
         print(

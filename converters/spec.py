@@ -16,6 +16,8 @@ __all__ = ["ExportSpec", "Int8Mode", "Precision", "Target", "Thresholds", "TASKS
 TASKS = ("feature-extraction", "text-classification", "image-classification")
 #: Activation scales of dynamic INT8 for HF transformer encoders (see ExportSpec).
 INT8_ACTIVATIONS = ("per-token", "per-tensor")
+#: How INT8 weights are stored (see ExportSpec and converters.int8_kernels).
+INT8_WEIGHTS = ("u8", "s7", "s8")
 
 
 class Precision(enum.StrEnum):
@@ -99,6 +101,15 @@ class ExportSpec:
             smooths the LayerNorm-fed MatMuls on the calibration sentences and gives the
             feed-forward MatMuls one activation scale per token; ``per-tensor`` is plain ORT
             ``quantize_dynamic`` (faster, less accurate: MiniLM recall@10 0.90 vs 0.96).
+        int8_weights: How INT8 weights are stored (:mod:`converters.int8_kernels`). ``s8``: full
+            int8, the fastest form on VNNI/AMX CPUs; the u8 x s8 kernels of CPUs without VNNI
+            saturate on it, so it is served exactly only where ``session.x64quantprecision`` can
+            be set: the python-ort runner sets it where its probe finds such a kernel, and
+            TensorRT runs on GPUs. ``u8`` (dynamic only): uint8 weights, ORT's u8 x u8 kernels,
+            exact on every x86 CPU by construction. ``s7``: int8 weights within [-64, 64],
+            which no kernel can saturate (costs accuracy: MiniLM recall@10 0.945). ``None`` =
+            ``s8`` for python-ort and tensorrt; for the native onnxruntime backend (which cannot
+            set the option) ``u8`` when dynamic, ``s7`` when static.
         calibration: Calibration data: ``corpus`` (text sentences), ``source`` (the torch
             factory's ``calibration_data``), ``random`` (random examples; weak, for tests).
             ``None`` = ``corpus`` for HF sources, ``source`` for factories.
@@ -133,6 +144,7 @@ class ExportSpec:
     precisions: tuple[Precision, ...] = (Precision.FP32,)
     int8_mode: Int8Mode = Int8Mode.DYNAMIC
     int8_activations: str = "per-token"
+    int8_weights: str | None = None
     calibration: str | None = None
     max_batch_size: int = 32
     instances: int = 1
@@ -173,6 +185,15 @@ class ExportSpec:
         if self.int8_activations not in INT8_ACTIVATIONS:
             raise InvalidSpec(f"--int8-activations {self.int8_activations!r}: "
                               f"choose {' or '.join(INT8_ACTIVATIONS)}")
+        if self.int8_weights not in (None, *INT8_WEIGHTS):
+            raise InvalidSpec(f"--int8-weights {self.int8_weights!r}: choose {', '.join(INT8_WEIGHTS)}")
+        if self.effective_int8_weights == "u8" and self.effective_int8_mode is Int8Mode.STATIC:
+            raise InvalidSpec("--int8-weights u8 is for dynamic INT8; static QDQ (and TensorRT) needs "
+                              "signed weights: use s7 (portable, the default) or s8")
+        if self.effective_int8_weights == "s8" and self.target is Target.ONNXRUNTIME:
+            raise InvalidSpec("--int8-weights s8 saturates on CPUs without VNNI and Triton's native "
+                              "onnxruntime backend cannot set the session option that prevents it; "
+                              "use u8 or s7 with --target onnxruntime")
         if self.calibration not in (None, "corpus", "source", "random"):
             raise InvalidSpec(f"--calibration {self.calibration!r}: choose corpus, source or random")
         if not 1 <= self.max_batch_size <= 4096:
@@ -211,11 +232,21 @@ class ExportSpec:
         """TensorRT consumes calibrated QDQ graphs only."""
         return Int8Mode.STATIC if self.target is Target.TENSORRT else self.int8_mode
 
+    @property
+    def effective_int8_weights(self) -> str:
+        """The weight form unless chosen: exact on every CPU the target can be served on."""
+        if self.int8_weights is not None:
+            return self.int8_weights
+        if self.target is not Target.ONNXRUNTIME:
+            return "s8"
+        return "s7" if self.effective_int8_mode is Int8Mode.STATIC else "u8"
+
     def to_dict(self) -> dict[str, object]:
         out = dataclasses.asdict(self)
         out["precisions"] = [str(p) for p in self.precisions]
         for key in ("int8_mode", "target", "repository", "work_dir"):
             out[key] = None if out[key] is None else str(out[key])
+        out["int8_weights"] = self.effective_int8_weights
         return out
 
     def fingerprint(self) -> str:

@@ -52,9 +52,13 @@ def _session(repository: Path, model: str, threads: int):
 
     from converters.repository import existing_versions
     folder = repository / model
+    from converters.runtime.ort_runner import int8_config_entries
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    for key, value in int8_config_entries().items():  # as the runner serves it on this CPU
+        options.add_session_config_entry(key, value)
     path = folder / str(existing_versions(folder)[-1]) / "model.onnx"
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 

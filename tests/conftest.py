@@ -3,6 +3,8 @@
 * ``triton``: needs the tritonserver binary (installed by `make venv`).
 * ``gpu``: needs an NVIDIA GPU with TensorRT; CI and this machine have none.
 * ``slow``: exports/trains real models; runs by default, deselect with ``-m "not slow"``.
+* ``emulated``: runs ONNX Runtime under ``qemu-x86_64 -cpu Haswell`` (the AVX2-only integer
+  kernels); needs Debian's qemu-user (installed by `make venv` as root).
 """
 
 from __future__ import annotations
@@ -35,8 +37,15 @@ def _gpu_missing() -> str | None:
     return None
 
 
+def _qemu_missing() -> str | None:
+    if shutil.which("qemu-x86_64") is None:
+        return ("qemu-x86_64 not found (Debian qemu-user; `make venv` installs it as root): cannot "
+                "emulate an AVX2-only CPU")
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reasons = {"triton": _triton_missing(), "gpu": _gpu_missing()}
+    reasons = {"triton": _triton_missing(), "gpu": _gpu_missing(), "emulated": _qemu_missing()}
     for item in items:
         for marker, reason in reasons.items():
             if reason and marker in item.keywords:

@@ -28,14 +28,28 @@ Config ``parameters`` (all optional, string values):
 * ``execution_providers``: comma list in priority order, e.g.
   ``TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider``; providers this
   onnxruntime build lacks are dropped (logged). Default ``CPUExecutionProvider``.
+
+At load (``initialize``), before the model takes traffic:
+
+1. **Kernel probe.** A 1 x 64 ``MatMulInteger`` of 255 (uint8) by 127 (int8) tells in a
+   millisecond whether this CPU's u8 x s8 kernel sums pairs in int16 and saturates (AVX2 only,
+   AVX-512 without VNNI) or is exact (VNNI, AMX). Where it saturates, the session gets
+   ``session.x64quantprecision=1`` (ORT then runs int8 weights on its exact u8 x u8 kernels):
+   decided by what the kernel computes, not by a list of CPU names.
+2. **Golden self-check.** ``golden.npz`` beside the model holds a few inputs, the FP32
+   reference outputs and this file's outputs on the build CPU; ``metadata.json["golden"]``
+   holds the bounds. The model is run on them here; a version that misses a bound on this CPU
+   fails to load with the figures, the CPU and the kernel in Triton's reason, and the version
+   already serving keeps serving. ``python -m converters verify`` runs the same check.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -223,11 +237,14 @@ def choose_providers(requested: str, available: Sequence[str]) -> tuple[list[str
     return usable, dropped
 
 
-def make_session(model_path: str, params: Mapping[str, str], device_id: int = 0):
-    """An ORT InferenceSession configured from the config parameters."""
+def make_session(model_path: str, params: Mapping[str, str], device_id: int = 0,
+                 config_entries: Mapping[str, str] | None = None):
+    """An ORT InferenceSession configured from the config parameters (and session config entries)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    for key, value in (config_entries or {}).items():
+        options.add_session_config_entry(key, value)
     options.intra_op_num_threads = int(params.get("intra_op_thread_count", "0") or 0)
     options.inter_op_num_threads = int(params.get("inter_op_thread_count", "0") or 0)
     providers, dropped = choose_providers(params.get("execution_providers", ""),
@@ -239,6 +256,177 @@ def make_session(model_path: str, params: Mapping[str, str], device_id: int = 0)
                                    provider_options=provider_options)
     return session, dropped
 
+# --- INT8 kernel probe and golden self-check (also run by `python -m converters verify`) ---
+
+#: The session option that makes ORT run int8 weights on its exact u8 x u8 kernels.
+EXACT_INT8_OPTION = {"session.x64quantprecision": "1"}
+_PROBE_K = 64
+_PROBE_EXACT = 255 * 127 * _PROBE_K  # 2,072,640; the int16-pair kernel returns 1,048,544
+
+
+def _probe_model() -> bytes:
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.full((_PROBE_K, 1), 127, np.int8), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "int8_kernel_probe",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, _PROBE_K])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])], [weight])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
+def probe_matmul(config_entries: Mapping[str, str] | None = None) -> int:
+    """What ORT's CPU u8 x s8 kernel returns for 255 x 127 summed over 64 (exact: 2,072,640)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    for key, value in (config_entries or {}).items():
+        options.add_session_config_entry(key, value)
+    session = ort.InferenceSession(_probe_model(), sess_options=options, providers=["CPUExecutionProvider"])
+    return int(session.run(None, {"a": np.full((1, _PROBE_K), 255, np.uint8)})[0][0, 0])
+
+
+@functools.lru_cache(maxsize=1)
+def int8_kernel() -> str:
+    """``exact`` (VNNI / AMX) or ``int16-saturating`` (AVX2, AVX-512 without VNNI), by probing."""
+    return "exact" if probe_matmul() == _PROBE_EXACT else "int16-saturating"
+
+
+def int8_config_entries() -> dict[str, str]:
+    """Session config entries that make this CPU compute INT8 graphs exactly (empty if it does)."""
+    return dict(EXACT_INT8_OPTION) if int8_kernel() != "exact" else {}
+
+
+#: Set by ``converters verify --emulate-cpu`` for the child it runs under QEMU.
+EMULATED_CPU_ENV = "TRITON_STACK_EMULATED_CPU"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_description() -> dict[str, object]:
+    """Vendor, model name and the INT8-relevant flags of this CPU, from ``/proc/cpuinfo``."""
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor is enough
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    flags = set(info.get("flags", "").split())
+    wanted = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
+    emulated = os.environ.get(EMULATED_CPU_ENV)
+    if emulated:  # under QEMU user mode /proc/cpuinfo still describes the host
+        return {"vendor": "QEMU", "model": f"{emulated} (emulated by QEMU on {info.get('model name')})",
+                "int8_flags": []}
+    return {"vendor": info.get("vendor_id", "unknown"), "model": info.get("model name", "unknown"),
+            "int8_flags": [f for f in wanted if f in flags]}
+
+
+def describe_cpu(cpu: Mapping[str, object] | None = None) -> str:
+    cpu = cpu or cpu_description()
+    flags = cpu.get("int8_flags") or []
+    if cpu.get("vendor") == "QEMU":  # the flags are the emulated model's, not read here
+        return str(cpu.get("model"))
+    return f"{cpu.get('model', 'unknown CPU')} ({', '.join(map(str, flags)) or 'no AVX2'})"
+
+
+@dataclass
+class GoldenResult:
+    """The golden self-check of one model version on this CPU."""
+
+    ok: bool
+    rows: int
+    figures: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in self.figures.items())
+        return f"{shown} ({self.rows} rows)"
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(norms > 0, np.sum(a * b, axis=1) / np.maximum(norms, 1e-30), 1.0)
+
+
+def golden_figures(outputs: np.ndarray, golden: Mapping[str, np.ndarray], output: str,
+                   kind: str) -> dict[str, float]:
+    """How ``outputs`` (this CPU) agree with the build CPU's outputs and the FP32 reference."""
+    to_build = _cosines(outputs, golden[f"built:{output}"])
+    to_fp32 = _cosines(outputs, golden[f"fp32:{output}"])
+    figures = {"min_cosine_to_build": float(to_build.min()),
+               "mean_cosine_to_fp32": float(to_fp32.mean()), "min_cosine_to_fp32": float(to_fp32.min())}
+    if kind == "classification":
+        labels = golden[f"fp32:{output}"].reshape(len(outputs), -1).argmax(axis=1)
+        figures["label_changes_vs_fp32"] = int((outputs.reshape(len(outputs), -1).argmax(axis=1)
+                                                != labels).sum())
+    return figures
+
+
+def judge_golden(figures: Mapping[str, float], bounds: Mapping[str, float], rows: int) -> GoldenResult:
+    """Hold ``figures`` to ``bounds`` (``min_<figure>`` / ``max_<figure>`` keys)."""
+    failures = []
+    for key, bound in bounds.items():
+        kind, _, name = key.partition("_")
+        value = figures.get(name)
+        if value is None:
+            continue
+        if (kind == "min" and value < bound - 1e-9) or (kind == "max" and value > bound + 1e-9):
+            failures.append(f"{name} {value:.4f} (needs {'>=' if kind == 'min' else '<='} {bound})")
+    return GoldenResult(not failures, rows, dict(figures), failures)
+
+
+def load_golden(folder: str) -> tuple[dict[str, np.ndarray], dict] | None:
+    """(arrays, the ``golden`` section of metadata.json) of a version folder; None without them."""
+    meta_path = os.path.join(folder, "metadata.json")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f).get("golden")
+    except (OSError, ValueError):
+        return None
+    if not meta or not os.path.isfile(os.path.join(folder, meta.get("file", "golden.npz"))):
+        return None
+    with np.load(os.path.join(folder, meta.get("file", "golden.npz"))) as data:
+        arrays = {k: data[k] for k in data.files}
+    return arrays, meta
+
+
+def golden_check(session, folder: str) -> GoldenResult | None:
+    """Run the version's golden inputs through ``session`` and hold them to its bounds."""
+    loaded = load_golden(folder)
+    if loaded is None:
+        return None
+    arrays, meta = loaded
+    output = meta["output"]
+    names = {i.name for i in session.get_inputs()}
+    feed = {k.split(":", 1)[1]: v for k, v in arrays.items()
+            if k.startswith("input:") and k.split(":", 1)[1] in names}
+    outputs = session.run([output], feed)[0]
+    figures = golden_figures(outputs, arrays, output, meta.get("kind", "embedding"))
+    return judge_golden(figures, meta["bounds"], int(len(outputs)))
+
+
+def golden_failure_message(result: GoldenResult, meta_folder: str) -> str:
+    """One line for Triton's load error: the figures, this CPU and kernel, the build CPU."""
+    built = "an unknown CPU"
+    try:
+        with open(os.path.join(meta_folder, "metadata.json"), encoding="utf-8") as f:
+            build_cpu = json.load(f).get("build_cpu")
+        if build_cpu:
+            built = describe_cpu(build_cpu)
+    except (OSError, ValueError):
+        pass
+    return (f"golden self-check failed on this CPU, {describe_cpu()}, int8 kernel {int8_kernel()}: "
+            f"{'; '.join(result.failures)} over {result.rows} golden rows (built on {built}). "
+            "The version already serving keeps serving; re-export on this CPU or serve the FP32 "
+            "twin (python -m converters verify REPOSITORY lists what passes here)")
+
 
 class TritonPythonModel:
     """Thin adapter: config parsed once in ``initialize``; one ``session.run`` per batch."""
@@ -249,9 +437,16 @@ class TritonPythonModel:
         folder = os.path.join(args["model_repository"], args["model_version"])
         path = os.path.join(folder, params.get("onnx_file", "model.onnx"))
         device_id = int(args.get("model_instance_device_id", 0) or 0)
-        self.session, dropped = make_session(path, params, device_id)
+        self.session, dropped = make_session(path, params, device_id, int8_config_entries())
         if dropped:
             pb_utils.Logger.log_warn(f"execution providers not available here, dropped: {dropped}")
+        golden = golden_check(self.session, folder)
+        if golden is not None and not golden.ok:
+            raise pb_utils.TritonModelException(golden_failure_message(golden, folder))
+        if golden is not None:
+            pb_utils.Logger.log_info(f"{args['model_name']} v{args['model_version']}: golden self-check "
+                                     f"passed on {describe_cpu()}, int8 kernel {int8_kernel()}: "
+                                     f"{golden.summary()}")
         onnx_inputs = {i.name: i.shape for i in self.session.get_inputs()}
         onnx_outputs = {o.name: o.shape for o in self.session.get_outputs()}
         self.inputs = [

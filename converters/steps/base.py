@@ -59,11 +59,20 @@ class OnnxModel:
         return cls(Path(str(data["path"])), tuple(data["input_names"]), tuple(data["output_names"]))  # type: ignore[arg-type]
 
 
-def ort_session(path: Path, threads: int = 0):
-    """A CPU ONNX Runtime session (``threads`` intra-op; 0 = ORT default)."""
+def ort_session(path: Path, threads: int = 0, *, exact_int8: bool = False):
+    """A CPU ONNX Runtime session (``threads`` intra-op; 0 = ORT default).
+
+    ``exact_int8``: int8 weights run on ORT's exact u8 x u8 kernels on every x86 CPU, so INT8
+    figures are the same whatever CPU measures them (what the python-ort runner serves).
+    """
     import onnxruntime as ort
 
+    from converters.runtime.ort_runner import EXACT_INT8_OPTION
+
     options = ort.SessionOptions()
+    if exact_int8:
+        for key, value in EXACT_INT8_OPTION.items():
+            options.add_session_config_entry(key, value)
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])

@@ -2,13 +2,18 @@
 
 * ``dynamic``: weights INT8 (per channel), activations quantized at run time (MatMul ->
   MatMulInteger). Starts from the unfused graph; ORT fuses at load: the fast CPU form.
+  Weights are stored as ``weights`` says (:mod:`converters.int8_kernels`): ``u8`` (default)
+  runs on ORT's u8 x u8 kernels, exact on every x86 CPU; ``s7`` halves the signed range so the
+  u8 x s8 kernels of CPUs without VNNI cannot saturate; ``s8`` is full int8.
   ``per_token=True`` (transformer encoders) first rewrites the feed-forward MatMuls to
   per-token activation scales (:mod:`converters.steps.per_token`); ``quantize_dynamic`` then
   quantizes the remaining float MatMuls per tensor.
 * ``static``: calibrated QDQ graph (symmetric INT8, per-channel weights, MinMax calibration on
   real data in fixed-length batches), from the UNFUSED graph after ``quant_pre_process``:
   the form TensorRT builds strongly-typed INT8 engines from. Only MatMul/Gemm/Conv are
-  quantized, so the pooling/normalisation tail stays FP32.
+  quantized, so the pooling/normalisation tail stays FP32. Weights are signed (TensorRT needs
+  symmetric int8): ``s7`` (default) or ``s8``. ORT on x86 runs such a graph as uint8
+  activations x int8 weights, the kernel that saturates on CPUs without VNNI.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class Int8Input:
     output: Path
     calibration: Callable[[], Sequence[Feed]] | None = None  # static only; fixed-shape batches
     per_token: bool = False  # dynamic only: per-token activation scales in the FFN MatMuls
+    weights: str = "u8"  # "u8" (dynamic only) | "s7" | "s8": see converters.int8_kernels
 
 
 def run(inp: Int8Input) -> OnnxModel:
@@ -49,6 +55,9 @@ def run(inp: Int8Input) -> OnnxModel:
 def _quantize(inp: Int8Input) -> OnnxModel:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
+    if inp.weights not in ("u8", "s7", "s8") or (inp.weights == "u8" and inp.mode != "dynamic"):
+        raise ValueError(f"weights {inp.weights!r} do not fit {inp.mode} INT8")
+    reduce_range = inp.weights == "s7"  # ORT's reduced range: int8 weights in [-64, 64]
     inp.output.parent.mkdir(parents=True, exist_ok=True)
     if inp.mode == "dynamic":
         import onnx
@@ -58,12 +67,13 @@ def _quantize(inp: Int8Input) -> OnnxModel:
             from converters.steps import per_token
 
             model = onnx.load(str(source))
-            if per_token.rewrite(model):
+            if per_token.rewrite(model, weights=inp.weights):
                 source = inp.output.with_name(inp.output.stem + ".per-token.onnx")
                 onnx.save(model, str(source))
         # ONNX shape inference cannot see through the fused contrib ops: tell the quantizer
         # that untyped tensors are FP32.
-        quantize_dynamic(str(source), str(inp.output), weight_type=QuantType.QInt8,
+        weight_type = QuantType.QUInt8 if inp.weights == "u8" else QuantType.QInt8
+        quantize_dynamic(str(source), str(inp.output), weight_type=weight_type, reduce_range=reduce_range,
                          per_channel=True, op_types_to_quantize=["MatMul", "Gemm", "Conv"],
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         if source != inp.model.path:
@@ -93,6 +103,7 @@ def _quantize(inp: Int8Input) -> OnnxModel:
 
     quantize_static(str(pre), str(inp.output), Reader(), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    reduce_range=reduce_range,
                     calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=QUANTIZED_OPS,
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
     pre.unlink(missing_ok=True)

@@ -8,11 +8,16 @@ weights-only INT8 keeps recall@10 at 0.98; per-tensor activations drop it to 0.9
 activations in the two FFN MatMuls bring it back to 0.95 (0.96 with :mod:`smooth`).
 
 This rewrites selected MatMuls (constant 2-D weight ``W [K, N]``) into plain ONNX ops that ORT
-runs on its integer kernels (u8 x s8 ``MatMulInteger``)::
+runs on its integer kernels (``MatMulInteger``)::
 
     s_row = max_k |x_row,k| / 127                 (per token, at run time)
     x_q   = QuantizeLinear(x, s_row, 128)          uint8, zero point 128 = symmetric
-    y     = MatMulInteger(x_q, W_q, 128) * s_w * s_row     W_q int8 per column, s_w = max|W_:n|/127
+    y     = MatMulInteger(x_q, W_q, 128) * s_w * s_row     W_q per column, s_w = max|W_:n|/127
+
+``W_q`` is stored as the ``weights`` form says (:mod:`converters.int8_kernels`): ``u8`` as
+``int8 + 128`` with zero point 128 (the same integers, run on ORT's exact u8 x u8 kernels),
+``s8`` as int8 (u8 x s8 kernels, which saturate on CPUs without VNNI), ``s7`` as int8 in
+[-64, 64] (``s_w = max|W_:n| / 64``).
 
 * ``sym`` (above): MatMuls that expand (``N > K``: the FFN up-projection).
 * ``shift``: MatMuls fed by a GELU (erf or tanh form; ``GELU(x) >= -0.17``): ``x + 0.17 >= 0``
@@ -71,7 +76,7 @@ def plan(model) -> dict[str, str]:
     return out
 
 
-def rewrite(model) -> int:
+def rewrite(model, weights: str = "u8") -> int:
     """Rewrite ``model`` (an FP32 ModelProto) in place; returns how many MatMuls were rewritten.
 
     Needs opset >= 13 (per-axis QuantizeLinear); below that nothing is rewritten.
@@ -108,6 +113,8 @@ def rewrite(model) -> int:
     const("pt_column", np.array([-1, 1], np.int64))
     const("pt_eps", np.array(1e-8, np.float32))
     const("pt_zp128", np.array(128, np.uint8))
+    const("pt_zp0", np.array(0, np.uint8))
+    levels = 64.0 if weights == "s7" else 127.0
     const("pt_zero", np.array([0], np.int64))
     const("pt_minus1", np.array([-1], np.int64))
 
@@ -124,10 +131,13 @@ def rewrite(model) -> int:
         w = numpy_helper.to_array(inits[w_name]).astype(np.float32)
         k, n = w.shape
         p = f"pt{count}"
-        s_w = np.abs(w).max(axis=0) / 127.0
+        s_w = np.abs(w).max(axis=0) / levels
         s_w[s_w == 0] = 1.0
-        w_q = np.clip(np.round(w / s_w), -127, 127).astype(np.int8)
-        const(p + "_Wq", w_q)
+        w_q = np.clip(np.round(w / s_w), -levels, levels).astype(np.int8)
+        if weights == "u8":
+            const(p + "_Wq", (w_q.astype(np.int16) + 128).astype(np.uint8))
+        else:
+            const(p + "_Wq", w_q)
         const(p + "_sw", s_w.astype(np.float32))
         key = (x, mode, k)
         if key not in quantized:  # one quantization of an activation shared by several MatMuls
@@ -163,9 +173,10 @@ def rewrite(model) -> int:
                 helper.make_node("QuantizeLinear", [q + "_x2", q + "_s1", *zero_point], [q + "_xq"], axis=0))
             quantized[key] = (q + "_xq", q + "_scol")
         x_q, s_col = quantized[key]
-        a_zero_point = ["pt_zp128"] if mode == "sym" else []
+        zero_points = ["pt_zp128" if mode == "sym" else "pt_zp0", "pt_zp128"] if weights == "u8" else (
+            ["pt_zp128"] if mode == "sym" else [])
         new_nodes += [
-            helper.make_node("MatMulInteger", [x_q, p + "_Wq", *a_zero_point], [p + "_yi"]),
+            helper.make_node("MatMulInteger", [x_q, p + "_Wq", *zero_points], [p + "_yi"]),
             helper.make_node("Cast", [p + "_yi"], [p + "_yf"], to=TensorProto.FLOAT),
             helper.make_node("Mul", [p + "_yf", p + "_sw"], [p + "_yw"]),
             helper.make_node("Mul", [p + "_yw", s_col], [p + "_y2"]),

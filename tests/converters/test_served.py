@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from converters.api import ExportSpec, export
+from converters.runtime.ort_runner import int8_config_entries, make_session
 from converters.spec import Thresholds
 from tests.converters import tiny
 
@@ -50,7 +51,9 @@ def test_tiny_exports_load_and_answer_in_triton(tmp_path):
                                                                  min_recall_at_10=0)), progress=None)
     export(ExportSpec("tests.converters.tiny:classifier_factory", "cls", precisions=("fp32",),
                       repository=repo, work_dir=tmp_path / "w2"), progress=None)
-    bert_onnx = ort.InferenceSession(str(repo / "bert" / "1" / "model.onnx"))
+    # in process as the runner serves it: exact INT8 kernels on every CPU
+    bert_onnx, _ = make_session(str(repo / "bert" / "1" / "model.onnx"), {},
+                                config_entries=int8_config_entries())
     cls_onnx = ort.InferenceSession(str(repo / "cls" / "1" / "model.onnx"))
     with start_server(repo) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)

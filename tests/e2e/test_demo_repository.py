@@ -21,6 +21,7 @@ import pytest
 from client import Client
 from converters.data import digits_split, text_corpus
 from converters.repository import existing_versions
+from converters.runtime.ort_runner import int8_config_entries, make_session
 from ensembles.build import MAX_LENGTH, build, minilm_tokenizer_file
 from ensembles.processing.text import encode, load_tokenizer
 from loadtest.metrics import scrape
@@ -44,9 +45,11 @@ def server(repository: Path):
 
 
 def _session(repository: Path, model: str) -> ort.InferenceSession:
+    """The model in process, as the python-ort runner serves it on this CPU (exact INT8 kernels)."""
     version = existing_versions(repository / model)[-1]
-    return ort.InferenceSession(str(repository / model / str(version) / "model.onnx"),
-                                providers=["CPUExecutionProvider"])
+    session, _ = make_session(str(repository / model / str(version) / "model.onnx"), {},
+                              config_entries=int8_config_entries())
+    return session
 
 
 def test_embed_matches_in_process_onnx_runtime(repository: Path, server) -> None:
