@@ -31,7 +31,8 @@ def _matmul_integer(weight: np.ndarray) -> onnx.ModelProto:
     graph = helper.make_graph(
         [helper.make_node("MatMulInteger", ["a", "b"], ["y"], name="mm")], "g",
         [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, k])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, [1, n])], [numpy_helper.from_array(weight, "b")])
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [1, n])],
+        [numpy_helper.from_array(weight, "b")])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
@@ -42,7 +43,8 @@ def _qdq_conv(weight: np.ndarray) -> onnx.ModelProto:
              helper.make_node("DequantizeLinear", ["x_q", "s", "zp"], ["x_dq"]),
              helper.make_node("DequantizeLinear", ["w_q", "s", "zp"], ["w_dq"]),
              helper.make_node("Conv", ["x_dq", "w_dq"], ["y"], name="conv")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+    graph = helper.make_graph(nodes, "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
@@ -98,6 +100,17 @@ def test_default_weight_form_follows_what_the_target_can_make_exact():
         weights(int8_weights="s16")
 
 
+def test_the_serialized_probe_is_the_255_by_127_product():
+    import base64
+
+    probe = onnx.load_from_string(base64.b64decode(ort_runner._PROBE_MODEL))
+    onnx.checker.check_model(probe)
+    assert [n.op_type for n in probe.graph.node] == ["MatMulInteger"]
+    weight = numpy_helper.to_array(probe.graph.initializer[0])
+    assert weight.dtype == np.int8 and weight.shape == (64, 1) and (weight == 127).all()
+    assert probe.graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
+
+
 def test_probe_names_this_cpus_kernel_and_the_option_makes_it_exact():
     value = ort_runner.probe_matmul()
     assert value in (EXACT, SATURATED)
@@ -110,8 +123,8 @@ def _emulated(code: str, *args: str, cpu: str = "Haswell") -> str:
     """Run ``code`` (with ``args``) in this venv's Python under QEMU as ``cpu``; returns its stdout."""
     qemu = shutil.which("qemu-x86_64")
     assert qemu
-    done = subprocess.run([qemu, "-cpu", cpu, sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, check=False)
+    done = subprocess.run([qemu, "-cpu", cpu, sys.executable, "-c", code, *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
