@@ -67,6 +67,22 @@ def test_embed_matches_in_process_onnx_runtime(repository: Path, server) -> None
     assert (np.sum(served * fp32, axis=1) >= 0.97).all()
 
 
+def test_served_int8_embed_agrees_with_hugging_face_fp32_on_unseen_sentences(server) -> None:
+    """The INT8 gate's bounds, measured end to end on the CPU serving it (issue: INT8 on every CPU)."""
+    from sentence_transformers import SentenceTransformer
+
+    from converters.metrics import embedding_agreement
+    from converters.sources.hf import minilm_folder
+
+    texts = text_corpus().evaluation  # held out: never used for calibration or smoothing
+    with Client(urls=server.grpc_url, timeout_s=60, retry_overloaded=True) as triton:
+        served = np.concatenate([triton.embed(texts[i:i + 4]) for i in range(0, len(texts), 4)])
+    reference = SentenceTransformer(str(minilm_folder()), device="cpu").encode(texts, batch_size=64)
+    agreement = embedding_agreement(reference, served)
+    assert agreement.n == 1000
+    assert agreement.mean_cosine >= 0.99 and agreement.recall_at_10 >= 0.95, agreement
+
+
 def test_classify_digit_matches_in_process_onnx_runtime(repository: Path, server) -> None:
     split = digits_split()
     with Client(urls=server.grpc_url, timeout_s=60) as triton:
