@@ -7,7 +7,10 @@
     INVALID_ARGUMENT          bad request: caught client-side (``.origin ==  never
                               "client"``, nothing was sent) or by Triton
     NOT_FOUND                 unknown model or version                       never
-    UNAVAILABLE               no replica reachable / connection lost         yes
+    UNAVAILABLE               no replica reachable / connection lost, or a   yes
+                              model whose backend died (INTERNAL "Stub
+                              process ... is not healthy"; the launcher
+                              reloads it within seconds)
     OVERLOADED                Triton shed the request (UNAVAILABLE "Exceeds  with retry_overloaded
                               maximum queue size" or, queued past the
                               model's queue timeout, "Request timeout expired")
@@ -132,9 +135,15 @@ def is_shed(details: str) -> bool:
     return any(marker in details for marker in SHED_MESSAGES)
 
 
+# Triton's message for a request that reached a Python-backend instance whose stub died.
+DEAD_BACKEND_MESSAGE = "is not healthy"
+
+
 def classify(code: grpc.StatusCode | None, details: str) -> Status:
     """Our Status for a gRPC code and Triton's message (pure; the mapping table above)."""
     status = _BY_CODE.get(code, Status.UNKNOWN) if code is not None else Status.UNKNOWN
+    if status is Status.INTERNAL and "Stub process" in details and DEAD_BACKEND_MESSAGE in details:
+        return Status.UNAVAILABLE  # transient: retry (another replica, or this one once reloaded)
     if status is Status.UNAVAILABLE:
         if is_shed(details):
             return Status.OVERLOADED

@@ -1,7 +1,8 @@
-"""``python -m server``: run Triton on a model repository in the foreground.
+"""``python -m server``: run Triton on a model repository in the foreground, and keep it healthy.
 
-Exit codes: 0 stopped cleanly, 1 Triton failed (start-up or exit), 2 bad command line or
-configuration, 3 tritonserver not installed, 130 interrupted before ready.
+Exit codes: 0 stopped cleanly, 1 Triton failed (start-up, exit, or a model it could not recover),
+2 bad command line or configuration, 3 tritonserver not installed, 4 internal error (a bug),
+130 interrupted before ready.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from server.config import GrpcTls, ModelControl, ServerConfig
 from server.errors import BinaryNotFound, ConfigError, ServerError
 from server.locate import find_tritonserver
 from server.process import TritonServer
+from server.supervise import Supervisor, SupervisorConfig
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_BINARY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_BINARY, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,11 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, default=8000, metavar="N", help="default: %(default)s")
     serve.add_argument("--grpc-port", type=int, default=8001, metavar="N", help="default: %(default)s")
     serve.add_argument("--metrics-port", type=int, default=8002, metavar="N", help="default: %(default)s")
-    serve.add_argument("--model-control", choices=[m.value for m in ModelControl], default="none",
-                       help="none: load all at start; poll: follow repository changes; "
-                       "explicit: load/unload through the API (default: %(default)s)")
+    serve.add_argument("--model-control", choices=[m.value for m in ModelControl], default="explicit",
+                       help="explicit: load/unload through the API, which is also how a model whose "
+                       "backend died is healed; none: load all at start; poll: follow repository "
+                       "changes (default: %(default)s)")
     serve.add_argument("--load-model", action="append", default=[], metavar="NAME",
-                       help="with --model-control explicit: load NAME at start (repeatable; '*' for all)")
+                       help="with --model-control explicit: load NAME at start (repeatable; "
+                       "default '*', every model)")
     serve.add_argument("--poll-interval", type=int, default=5, metavar="S",
                        help="with --model-control poll: seconds between scans (default: %(default)s)")
     serve.add_argument("--log-file", type=Path, metavar="FILE",
@@ -65,6 +69,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--restrict", action="append", default=[], metavar="GROUP",
                        help="protect a protocol group (model-repository, model-config, shared-memory, "
                        "statistics, trace, logging) with the TRITON_ACCESS_TOKEN header")
+
+    health = serve.add_argument_group(
+        "health and healing",
+        "The launcher checks Triton every --health-interval seconds: a model whose backend stub "
+        "died is reloaded (explicit model control), and GET /v2/health/ready on --health-port is "
+        "200 only while every model can answer (Triton's own stays 200). Where recovery is "
+        "impossible the launcher exits 1, so that a supervisor restarts it.")
+    health.add_argument("--health-port", type=int, default=8003, metavar="N",
+                        help="launcher health endpoint and metrics: /v2/health/live, /v2/health/ready, "
+                        "/metrics (default: %(default)s; 0 = off)")
+    health.add_argument("--health-interval", type=float, default=1.0, metavar="S",
+                        help="seconds between checks (default: %(default)s)")
+    health.add_argument("--no-heal", action="store_true",
+                        help="do not reload a model whose backend died (report not ready, then exit 1)")
+    health.add_argument("--restart-on-failure", type=int, default=0, metavar="N",
+                        help="restart a tritonserver that exited, or that cannot recover a model, up to "
+                        "N times with backoff (default: %(default)s)")
 
     serve.add_argument("--grpc-tls-cert", type=Path, metavar="PEM",
                        help="serve gRPC over TLS with this certificate (needs --grpc-tls-key)")
@@ -85,10 +106,23 @@ def _tls(args: argparse.Namespace) -> GrpcTls | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from server.health import HealthEndpoint, HealthMetrics
+
+    control = ModelControl(args.model_control)
+    load = tuple(args.load_model) or (("*",) if control is ModelControl.EXPLICIT else ())
+    supervision = SupervisorConfig(interval_s=args.health_interval, heal=not args.no_heal,
+                                   restart_on_failure=args.restart_on_failure)
+    ports = {"HTTP": args.http_port, "gRPC": args.grpc_port, "metrics": args.metrics_port}
+    if args.health_port and args.health_port in ports.values():
+        taken = next(k for k, v in ports.items() if v == args.health_port)
+        raise ConfigError(f"--health-port {args.health_port} is already Triton's {taken} port; "
+                          "choose another")
+    if not 0 <= args.health_port <= 65535:
+        raise ConfigError(f"--health-port must be 0-65535, got {args.health_port}")
     config = ServerConfig(
         model_repository=args.model_repository, host=args.host, http_port=args.http_port,
         grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-        model_control=ModelControl(args.model_control), load_models=tuple(args.load_model),
+        model_control=control, load_models=load,
         poll_interval_s=args.poll_interval, log_file=args.log_file, log_verbose=args.log_verbose,
         nice=args.nice,
         tritonserver=args.tritonserver, exit_timeout_s=args.exit_timeout,
@@ -97,6 +131,15 @@ def _serve(args: argparse.Namespace) -> int:
         grpc_tls=_tls(args),
     )
     server = TritonServer(config)
+    metrics = HealthMetrics()
+    supervisor = Supervisor(server, supervision, metrics, log=_log)
+    endpoint = None
+    if args.health_port:
+        try:
+            endpoint = HealthEndpoint(config.host, args.health_port, lambda: supervisor.ready, metrics)
+        except OSError as exc:
+            raise ConfigError(f"health port {config.host}:{args.health_port} cannot be bound "
+                              f"({exc.strerror}); choose another with --health-port, or 0 for none") from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -106,20 +149,37 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         server.close()
         return EXIT_INTERRUPTED
-    print(f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}",
-          flush=True)
+    except BaseException:
+        if endpoint:
+            endpoint._httpd.server_close()
+        raise
+    if endpoint:
+        endpoint.start()
+    health = f"  health http://{config.host}:{args.health_port}/v2/health/ready" if endpoint else ""
+    print(f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}"
+          f"{health}", flush=True)
     print("Ctrl-C stops it (in-flight requests drain first).", flush=True)
-    while not stop.wait(0.5):
-        if server.poll() is not None:
-            print(f"Error: tritonserver exited with code {server.poll()}; last log lines:\n"
-                  f"{server.log_tail()}", file=sys.stderr)
-            server.close()
-            return EXIT_FAILED
-    print("stopping Triton (draining in-flight requests)...", flush=True)
-    code = server.stop()
-    server.close()
+    try:
+        while not stop.wait(supervision.interval_s):
+            reason = supervisor.check()
+            if reason:
+                print(f"Error: {reason}; last log lines:\n{server.log_tail()}", file=sys.stderr)
+                server.close()
+                return EXIT_FAILED
+        print("stopping Triton (draining in-flight requests)...", flush=True)
+        code = supervisor.stop()
+        server.close()
+    finally:
+        if endpoint:
+            endpoint.close()
     print(f"Triton stopped (exit code {code})", flush=True)
     return EXIT_OK if code == 0 else EXIT_FAILED
+
+
+def _log(line: str) -> None:
+    import time as _time
+
+    print(f"{_time.strftime('%H:%M:%S')} {line}", flush=True)
 
 
 def _locate(_: argparse.Namespace) -> int:
@@ -141,6 +201,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc, EXIT_USAGE)
     except ServerError as exc:  # start-up failures (model load, early exit, timeout) included
         return _fail(args, exc, EXIT_FAILED)
+    except Exception as exc:  # a bug: one line, the traceback with --verbose
+        print(f"InternalError: {type(exc).__name__}: {exc} (a bug in the launcher; rerun with --verbose "
+              "for the traceback and report it)", file=sys.stderr)
+        if args.verbose:
+            import traceback
+            traceback.print_exception(exc)
+        return EXIT_INTERNAL
 
 
 def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:

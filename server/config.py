@@ -17,6 +17,11 @@ class ModelControl(enum.StrEnum):
     EXPLICIT = "explicit"
 
 
+#: Triton's protocol groups for --grpc-restricted-protocol / --http-restricted-api.
+RESTRICTABLE_APIS = ("health", "metadata", "inference", "shared-memory", "model-config",
+                     "model-repository", "statistics", "trace", "logging")
+
+
 @dataclasses.dataclass(frozen=True)
 class GrpcTls:
     """PEM files for Triton's gRPC endpoint; ``root_cert`` set means clients must present one."""
@@ -82,7 +87,8 @@ class ServerConfig:
                 f"model repository {repo} does not exist; build it first (make repository) "
                 "or pass --model-repository DIR"
             )
-        if self.model_control is not ModelControl.EXPLICIT and not any(
+        loads_all = self.model_control is not ModelControl.EXPLICIT or "*" in self.load_models
+        if loads_all and not any(
             p.is_dir() and (p / "config.pbtxt").exists() for p in repo.iterdir()
         ):
             raise RepositoryNotFound(
@@ -98,6 +104,10 @@ class ServerConfig:
             raise ConfigError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
         if self.load_models and self.model_control is not ModelControl.EXPLICIT:
             raise ConfigError("--load-model only applies with --model-control explicit")
+        unknown = [g for g in self.restricted_apis if g not in RESTRICTABLE_APIS]
+        if unknown:
+            raise ConfigError(f"--restrict {', '.join(unknown)}: not a Triton protocol group; choose from "
+                              f"{', '.join(RESTRICTABLE_APIS)}")
         if self.restricted_apis and not self.restricted_value:
             raise ConfigError(
                 "restricted APIs need a token: set TRITON_ACCESS_TOKEN (see .env.example)"

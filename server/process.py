@@ -32,6 +32,8 @@ _ERROR_LINE = re.compile(r"^error:|unrecognized option|invalid|Unexpected argume
 _PORT_TAKEN = re.compile(r"Socket '([^']+)' already in use")
 # Repository-wide errors, e.g. an ensemble whose step cannot take its batch size.
 _REPOSITORY_ERROR = re.compile(r'^E\d+ [\d:.]+ +\d+ model_repository_manager\.cc:\d+\] "(.*)"\s*$', re.M)
+# Printed once a second while Triton drains at shutdown.
+_DRAINING = re.compile(r"Timeout \d+: Found (\d+) live models and (\d+) in-flight")
 # Always printed on machines without a GPU: never the reason a start failed.
 _NOISE = re.compile(r"NVML|DCGM|CudaDriverHelper")
 
@@ -54,6 +56,28 @@ def _check_port_free(host: str, port: int, what: str) -> None:
                 f"{what} port {host}:{port} is already in use; stop the process holding it "
                 f"(`ss -ltnp 'sport = :{port}'`) or choose another with --{what.lower()}-port"
             ) from None
+
+
+def _die_with_parent(nice: int) -> None:
+    """In the child before exec: SIGTERM when the launcher dies, even by SIGKILL, and nice.
+
+    PR_SET_PDEATHSIG is Linux's; elsewhere this does nothing and stop() is the only cleanup.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if nice:
+        os.nice(nice)
+
+
+def kill_process_group(pgid: int) -> None:
+    """SIGKILL whatever is left of a process group (backend stubs outlive a SIGKILLed Triton)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def load_failures(log_text: str) -> dict[str, str]:
@@ -137,14 +161,17 @@ class TritonServer:
             _check_port_free(self.config.host, port, what)
         backends = prepare_backends(self.install, Path(self._workdir.name))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child, closed on stop
+        # appended to: a restarted Triton keeps the log of the one that died
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed on stop
         self._log_handle = log
         self._proc = subprocess.Popen(
             self.command(backends), stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=server_environment(self.install),
-            start_new_session=True,  # Ctrl-C reaches the launcher, which stops Triton in order
-            # In the child before exec, so every Triton thread and backend stub inherits it.
-            preexec_fn=(lambda: os.nice(self.config.nice)) if self.config.nice else None,
+            # Its own process group: Ctrl-C reaches the launcher, which stops Triton in order,
+            # and the backend stubs (which inherit the group) can be killed with it.
+            start_new_session=True,
+            # In the child before exec, so every Triton thread and backend stub inherits the nice.
+            preexec_fn=lambda: _die_with_parent(self.config.nice),
         )
         try:
             self.wait_ready(timeout_s)
@@ -159,6 +186,40 @@ class TritonServer:
                 return resp.status == 200
         except (urllib.error.URLError, OSError):
             return False
+
+    def _http(self, method: str, path: str, body: bytes | None = None, timeout_s: float = 10.0) -> bytes:
+        """One call to Triton's HTTP API (the access token is sent when the API is restricted)."""
+        headers = {"Content-Type": "application/json"}
+        if self.config.restricted_apis and self.config.restricted_value:
+            headers[self.config.restricted_key] = self.config.restricted_value
+        request = urllib.request.Request(f"{self.http_url}{path}", data=body, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            return resp.read()
+
+    def reload_model(self, name: str, timeout_s: float = 300.0) -> None:
+        """Load ``name`` again with its current configuration, as new instances.
+
+        A plain load of an unchanged model is a no-op in Triton; a load that carries the
+        configuration makes it build new instances (new backend stubs), switch traffic to them
+        once ready and unload the old ones, while the model and the ensembles over it stay
+        ready. Needs ``--model-control explicit``. Raises ``urllib.error.URLError`` /
+        ``OSError`` with Triton's reason when the load fails.
+        """
+        import json
+
+        config = self._http("GET", f"/v2/models/{name}/config")
+        body = json.dumps({"parameters": {"config": config.decode()}}).encode()
+        self._http("POST", f"/v2/repository/models/{name}/load", body, timeout_s)
+
+    def model_states(self) -> dict[str, str]:
+        """``{model: state}`` from Triton's repository index (READY, UNAVAILABLE, ...)."""
+        import json
+
+        states: dict[str, str] = {}
+        for entry in json.loads(self._http("POST", "/v2/repository/index", b"{}")):
+            if states.get(entry["name"]) != "READY":  # one ready version makes the model ready
+                states[entry["name"]] = entry.get("state", "")
+        return states
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -192,23 +253,52 @@ class TritonServer:
         last = " | ".join(errors[-2:]) or " | ".join(ln for ln in tail.splitlines()[-3:] if ln.strip())
         raise ServerExited(f"tritonserver exited with code {code} before it was ready: {last}", tail)
 
-    def stop(self, timeout_s: float | None = None) -> int | None:
-        """SIGTERM, wait for the drain, then SIGKILL if Triton overstays."""
+    def stop(self, timeout_s: float | None = None, abandoned: int = 0) -> int | None:
+        """SIGTERM, wait for the drain, then SIGKILL if Triton overstays; no stub is left behind.
+
+        ``abandoned``: model instances whose backend died and that Triton 2.51 never finishes
+        unloading once a request reached them (the supervisor's heals). Shutdown would wait
+        the whole exit timeout for them and exit 1; once Triton has been down to at most that
+        many live models, with nothing in flight, for 3 s, it is stopped and counted as clean.
+        """
         proc = self._proc
         if proc is None:
             return None
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s if timeout_s is not None else self.config.exit_timeout_s + 15)
-            except subprocess.TimeoutExpired:
+            deadline = time.monotonic() + (timeout_s if timeout_s is not None
+                                           else self.config.exit_timeout_s + 15)
+            only_abandoned_since: float | None = None
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.25)
+                if not abandoned:
+                    continue
+                draining = _DRAINING.findall(self.log_text()[-400:])
+                if draining and int(draining[-1][0]) <= abandoned and draining[-1][1] == "0":
+                    only_abandoned_since = only_abandoned_since or time.monotonic()
+                    if time.monotonic() - only_abandoned_since >= 3.0:
+                        proc.kill()
+                        proc.wait()
+                        kill_process_group(proc.pid)
+                        if not self._log_handle.closed:
+                            self._log_handle.close()
+                        return 0
+                else:
+                    only_abandoned_since = None
+            if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        self._log_handle.close()
+        kill_process_group(proc.pid)  # a Triton that died by SIGKILL leaves its stubs running
+        if not self._log_handle.closed:
+            self._log_handle.close()
         return proc.returncode
 
     def kill(self) -> None:
-        """SIGKILL, as a crash would (for failure tests)."""
+        """SIGKILL Triton alone, as a crash or the OOM killer would (for failure tests).
+
+        Its backend stubs are left as such a crash leaves them; ``stop()`` (or the launcher's
+        supervisor) removes them.
+        """
         if self._proc and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()

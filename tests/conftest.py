@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,43 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for marker, reason in reasons.items():
             if reason and marker in item.keywords:
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+_SESSION_START = time.time()
+_SERVER_PROCESSES = ("tritonserver", "triton_python_backend_stub")
+
+
+def _left_running() -> list[tuple[int, str]]:
+    """tritonserver and backend-stub processes this session started that still run."""
+    import psutil
+
+    left = []
+    for proc in psutil.process_iter(["pid", "name", "create_time", "status"]):
+        info = proc.info
+        name = info["name"] or ""
+        ours = name == _SERVER_PROCESSES[0] or name.startswith(_SERVER_PROCESSES[1][:15])  # comm: 15 chars
+        if ours and info["create_time"] >= _SESSION_START - 1 and info["status"] != psutil.STATUS_ZOMBIE:
+            left.append((info["pid"], name))
+    return left
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite fails if a Triton or a backend stub it started outlives it (then ends them)."""
+    import contextlib
+    import os
+    import signal
+
+    deadline = time.time() + 15  # servers stopped by the last tests may still be draining
+    left = _left_running()
+    while left and time.time() < deadline:
+        time.sleep(0.5)
+        left = _left_running()
+    if left:
+        for pid, _ in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        print(f"\nFAILED: processes started by the tests outlived them (now killed): {left}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def start_server(repo: Path, **overrides: object) -> TritonServer:

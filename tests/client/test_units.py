@@ -95,6 +95,8 @@ def test_tls_needs_cert_and_key_together_and_existing_files(tmp_path: Path) -> N
     (grpc.StatusCode.PERMISSION_DENIED, "", Status.PERMISSION_DENIED),
     (grpc.StatusCode.UNAUTHENTICATED, "", Status.UNAUTHENTICATED),
     (grpc.StatusCode.INTERNAL, "model raised", Status.INTERNAL),
+    (grpc.StatusCode.INTERNAL, "in ensemble 'add_two', Stub process 'add_one_0_0' is not healthy.",
+     Status.UNAVAILABLE),
     (grpc.StatusCode.CANCELLED, "", Status.CANCELLED),
     (grpc.StatusCode.UNIMPLEMENTED, "", Status.UNIMPLEMENTED),
     (grpc.StatusCode.UNKNOWN, "", Status.UNKNOWN),

@@ -1,0 +1,191 @@
+"""The launcher keeps Triton truthful and healthy: a dead backend stub is found, its model reloaded,
+readiness is false meanwhile; Triton that dies is restarted; nothing outlives the launcher."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import tritonclient.grpc as grpcclient
+
+from server import free_port
+from server.stubs import backend_stubs, parse_cmdline
+from tests.helpers import repos
+
+pytestmark = pytest.mark.triton
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Launcher:
+    """``python -m server serve`` on free ports, as an operator runs it."""
+
+    def __init__(self, repo: Path, *args: str) -> None:
+        self.grpc, self.http, self.metrics, self.health = (free_port() for _ in range(4))
+        cmd = [sys.executable, "-m", "server", "serve", "--model-repository", str(repo),
+               f"--grpc-port={self.grpc}", f"--http-port={self.http}", f"--metrics-port={self.metrics}",
+               f"--health-port={self.health}", "--health-interval=0.5", "--exit-timeout=10", *args]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        _wait(lambda: self.health_status("ready") == 200 or self.proc.poll() is not None, 120)
+        assert self.proc.poll() is None, self.output()
+
+    def health_status(self, what: str) -> int | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health}/v2/health/{what}", timeout=2) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return None
+
+    def metric(self, name: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.health}/metrics", timeout=2) as r:
+            text = r.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+    @property
+    def triton(self) -> psutil.Process:
+        return next(c for c in psutil.Process(self.proc.pid).children() if c.name() == "tritonserver")
+
+    def output(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.communicate(timeout=60)[0]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout_s:
+            raise AssertionError(f"not within {timeout_s} s")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def _add_two(url: str) -> float | str:
+    inp = grpcclient.InferInput("INPUT", [1, 4], "FP32")
+    inp.set_data_from_numpy(np.zeros((1, 4), np.float32))
+    with grpcclient.InferenceServerClient(url) as client:
+        try:
+            return float(client.infer("add_two", [inp]).as_numpy("OUTPUT")[0, 0])
+        except Exception as exc:
+            return str(exc)
+
+
+def _stubs_anywhere() -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if parse_cmdline(proc.info["cmdline"] or []) is not None:
+                found.append(proc.info["pid"])
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    repos.write_add_one(tmp_path)
+    repos.write_add_two_ensemble(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def launch(repo: Path) -> Iterator[Callable[..., Launcher]]:
+    started: list[Launcher] = []
+
+    def start(*args: str) -> Launcher:
+        started.append(Launcher(repo, *args))
+        return started[-1]
+
+    yield start
+    for launcher in started:
+        launcher.close()
+
+
+def test_a_dead_backend_is_reloaded_and_readiness_is_false_until_it_is(launch) -> None:
+    launcher = launch()
+    url = f"127.0.0.1:{launcher.grpc}"
+    assert _add_two(url) == 2.0
+    stub = next(s for s in backend_stubs(launcher.triton.pid) if s.model == "add_one")
+    os.kill(stub.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    assert "not healthy" in str(_add_two(url))  # Triton's own answer, before the launcher acts
+    _wait(lambda: launcher.health_status("ready") == 503, 5)
+    _wait(lambda: launcher.health_status("ready") == 200, 30)
+    assert _add_two(url) == 2.0
+    recovered = time.monotonic() - killed
+    assert launcher.metric("triton_stack_model_recoveries_total") == 1
+    assert launcher.metric("triton_stack_backend_failures_total") == 1
+    assert 0 < launcher.metric("triton_stack_last_recovery_seconds") < recovered
+    assert launcher.health_status("live") == 200
+    stubs = [s.pid for s in backend_stubs(launcher.triton.pid)]
+    launcher.proc.send_signal(signal.SIGTERM)
+    # the dead instance never finishes unloading in Triton 2.51; the launcher does not wait for it
+    assert launcher.proc.wait(25) == 0
+    out = launcher.output()
+    assert "backend of model 'add_one' died" in out and "model 'add_one' recovered" in out
+    assert not set(stubs) & set(_stubs_anywhere())
+
+
+def test_without_healing_a_dead_backend_makes_the_launcher_exit_1(launch) -> None:
+    launcher = launch("--no-heal")
+    triton = launcher.triton
+    stub = next(s for s in backend_stubs(triton.pid) if s.model == "add_one")
+    os.kill(stub.pid, signal.SIGKILL)
+    assert launcher.proc.wait(60) == 1
+    out = launcher.output()
+    assert "the backend of model 'add_one' died and healing is off (--no-heal); giving up" in out
+    assert not triton.is_running() and stub.pid not in _stubs_anywhere()
+
+
+def test_a_killed_tritonserver_is_restarted_and_its_stubs_do_not_survive(launch) -> None:
+    launcher = launch("--restart-on-failure", "1")
+    triton = launcher.triton
+    old_stubs = [s.pid for s in backend_stubs(triton.pid)]
+    assert old_stubs
+    triton.kill()  # as the OOM killer would
+    _wait(lambda: launcher.health_status("ready") == 503, 10)
+    _wait(lambda: launcher.health_status("ready") == 200, 60)
+    assert _add_two(f"127.0.0.1:{launcher.grpc}") == 2.0
+    assert not set(old_stubs) & set(_stubs_anywhere()), "the dead Triton's stubs were left running"
+    assert launcher.metric("triton_stack_tritonserver_restarts_total") == 1
+
+
+def test_sigkill_of_the_launcher_takes_triton_and_its_stubs_down(launch) -> None:
+    launcher = launch()
+    triton = launcher.triton
+    stubs = [s.pid for s in backend_stubs(triton.pid)]
+    launcher.proc.kill()
+    launcher.proc.wait()
+    _wait(lambda: not triton.is_running() or triton.status() == psutil.STATUS_ZOMBIE, 60)
+    _wait(lambda: not set(stubs) & set(_stubs_anywhere()), 30)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--restrict", "bogus"], "--restrict bogus: not a Triton protocol group"),
+    (["--health-port", "70000"], "--health-port must be 0-65535"),
+    (["--restart-on-failure", "-1"], "--restart-on-failure must be 0..1000"),
+    (["--health-interval", "0"], "--health-interval must be 0.1..60 seconds"),
+])
+def test_bad_launcher_options_are_one_line_and_exit_2(repo, args, message) -> None:
+    env = dict(os.environ, TRITON_ACCESS_TOKEN="t")
+    proc = subprocess.run([sys.executable, "-m", "server", "serve", "--model-repository", str(repo), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
