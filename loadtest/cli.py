@@ -55,6 +55,23 @@ def _parser() -> argparse.ArgumentParser:
     _target_args(sub.add_parser("run", help="run a campaign; exit 1 if an SLO fails"))
     _target_args(sub.add_parser("find-max", help="run a [find_max] campaign; print the highest RPS "
                                                  "meeting its SLOs"))
+    drill = sub.add_parser(
+        "heal-drill", help="kill each backend stub of a repository under load; measure failures and recovery",
+        description="Serve DIR with a Triton of our own under the launcher's supervisor, call the "
+        "pipelines from client threads on 127.0.0.1, SIGKILL one backend stub per model in turn and "
+        "measure how long the launcher takes to recover and how many requests fail. Exit 0 when every "
+        "model recovered within --timeout, 1 when one did not.")
+    drill.add_argument("--model-repository", type=Path, required=True, metavar="DIR")
+    drill.add_argument("--model", action="append", default=[], metavar="NAME",
+                       help="kill a stub of this model (repeatable; default: every model with a stub)")
+    drill.add_argument("--pipeline", action="append", default=[], metavar="NAME",
+                       help="pipeline to call under the drill: embed, classify_digit (default: both)")
+    drill.add_argument("--clients", type=int, default=2, metavar="N",
+                       help="threads per pipeline and client kind, bare and with retries "
+                       "(default: %(default)s)")
+    drill.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                       help="longest wait for one recovery (default: %(default)s)")
+    drill.add_argument("--json", action="store_true", help="print the results as JSON")
     validate = sub.add_parser("validate", help="check campaign files without running them")
     validate.add_argument("campaigns", nargs="+", metavar="CAMPAIGN")
     sub.add_parser("list", help="list the bundled campaigns")
@@ -167,6 +184,30 @@ def _worker(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env={**os.environ, "LOADTEST_PLAN": str(plan)})
 
 
+def _heal_drill(args: argparse.Namespace) -> int:
+    import json
+
+    from loadtest.heal_drill import run_drill
+
+    if not 1 <= args.clients <= 16:
+        raise CampaignError(f"--clients must be 1..16, got {args.clients}")
+    if not 1 <= args.timeout <= 600:
+        raise CampaignError(f"--timeout must be 1..600 seconds, got {args.timeout}")
+    if not args.model_repository.is_dir():
+        raise CampaignError(f"model repository {args.model_repository} does not exist; build it first "
+                            "(make repository)")
+    try:
+        results = run_drill(args.model_repository, models=tuple(args.model),
+                            pipelines=tuple(args.pipeline) or ("embed", "classify_digit"),
+                            threads_per_kind=args.clients, timeout_s=args.timeout,
+                            log=(lambda _: None) if args.json else print)
+    except ValueError as exc:
+        raise CampaignError(str(exc)) from None
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    return EXIT_OK if results and all(r.recovered for r in results) else EXIT_SLO_FAILED
+
+
 def _cost(argv: list[str]) -> int:
     try:
         cost = importlib.import_module("loadtest.cost")
@@ -193,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args, find_max=args.command == "find-max")
         if args.command == "validate":
             return _validate(args)
+        if args.command == "heal-drill":
+            return _heal_drill(args)
         if args.command == "list":
             return _list()
         if args.command == "worker":

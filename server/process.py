@@ -58,6 +58,10 @@ def _check_port_free(host: str, port: int, what: str) -> None:
             ) from None
 
 
+#: Config parameter the launcher changes to make Triton rebuild a model's instances (models ignore it).
+RELOAD_PARAMETER = "triton_stack_reloaded_at"
+
+
 def _die_with_parent(nice: int) -> None:
     """In the child before exec: SIGTERM when the launcher dies, even by SIGKILL, and nice.
 
@@ -199,16 +203,18 @@ class TritonServer:
     def reload_model(self, name: str, timeout_s: float = 300.0) -> None:
         """Load ``name`` again with its current configuration, as new instances.
 
-        A plain load of an unchanged model is a no-op in Triton; a load that carries the
-        configuration makes it build new instances (new backend stubs), switch traffic to them
-        once ready and unload the old ones, while the model and the ensembles over it stay
-        ready. Needs ``--model-control explicit``. Raises ``urllib.error.URLError`` /
-        ``OSError`` with Triton's reason when the load fails.
+        A load of an unchanged model is a no-op in Triton, even with its configuration attached;
+        a configuration that differs in one parameter (``RELOAD_PARAMETER``, a new value each
+        time) makes it build new instances (new backend stubs), switch traffic to them once
+        ready and unload the old ones, while the model and the ensembles over it stay ready.
+        Needs ``--model-control explicit``. Raises ``urllib.error.URLError`` / ``OSError`` with
+        Triton's reason when the load fails.
         """
         import json
 
-        config = self._http("GET", f"/v2/models/{name}/config")
-        body = json.dumps({"parameters": {"config": config.decode()}}).encode()
+        config = json.loads(self._http("GET", f"/v2/models/{name}/config"))
+        config.setdefault("parameters", {})[RELOAD_PARAMETER] = {"string_value": f"{time.time():.6f}"}
+        body = json.dumps({"parameters": {"config": json.dumps(config)}}).encode()
         self._http("POST", f"/v2/repository/models/{name}/load", body, timeout_s)
 
     def model_states(self) -> dict[str, str]:

@@ -138,11 +138,16 @@ class Supervisor:
                    "healing is off (--no-heal)" if model != "?" else "the dead stub's model is unknown")
             return self._restart(f"the backend of model '{model}' died and {why}")
         started = self.broken[model]
+        before = {pid for pid, owner in self._known.items() if owner == model}
         try:
             self.server.reload_model(model)
             state = self.server.model_states().get(model)
             if state != "READY":
                 raise OSError(f"state {state!r} after the reload")
+            fresh = [s for s in backend_stubs(self.server.pid or 0)
+                     if s.model == model and not s.dead and s.pid not in before]
+            if not fresh:
+                raise OSError("Triton kept the old instances (no new backend stub)")
         except OSError as exc:  # urllib's errors included
             self._attempts[model] = self._attempts.get(model, 0) + 1
             detail = _http_reason(exc)
@@ -157,8 +162,8 @@ class Supervisor:
         self.healed += 1
         self._attempts.pop(model, None)
         self._count("recoveries", model, seconds)
-        self.log(f"model '{model}' recovered: reloaded with new instances {seconds:.1f} s after its "
-                 "backend died")
+        self.log(f"model '{model}' recovered: reloaded with new instances {seconds:.1f} s after its dead "
+                 "backend was found")
         return None
 
     # -- restarting Triton ----------------------------------------------------------------------

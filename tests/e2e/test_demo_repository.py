@@ -113,6 +113,19 @@ def test_dynamic_batching_from_tritons_metrics(server) -> None:
     assert inferences == 96 and executions < inferences / 2, (inferences, executions)
 
 
+def test_a_killed_backend_of_each_kind_recovers_under_load(repository: Path) -> None:
+    """The tokenizer step, the two-instance INT8 MiniLM and a digits step: SIGKILL under load."""
+    from loadtest.heal_drill import run_drill
+
+    results = run_drill(repository, models=("minilm_tokenizer", "minilm", "digits_postprocess"),
+                        threads_per_kind=1, settle_s=1.0, timeout_s=30.0, log=lambda _: None)
+    assert [r.model for r in results] == ["minilm_tokenizer", "minilm", "digits_postprocess"]
+    for r in results:
+        assert r.detected_s is not None, r  # readiness told the truth
+        assert r.recovered and r.ready_s is not None and r.ready_s < 30, r
+        assert all(t is not None and t < 30 for t in r.first_success_s.values()), r
+
+
 def test_the_readme_demo_command_end_to_end(repository: Path) -> None:
     proc = subprocess.run([sys.executable, "scripts/demo.py", "--repository", str(repository)],
                           capture_output=True, text=True, timeout=600)
