@@ -25,6 +25,8 @@ def load_digit(path: Path) -> np.ndarray:
             array = np.load(path, allow_pickle=False)
         except ValueError as exc:
             raise _bad(f"{path} is not a numeric .npy array: {exc}") from None
+        if array.dtype.kind not in "biuf":
+            raise _bad(f"{path} holds {array.dtype} values; digit images are numbers on the 0..16 scale")
         array = np.asarray(array, dtype=np.float32)
         return array[None] if array.shape == (8, 8) else array
     if suffix == ".png":

@@ -30,8 +30,15 @@ def embed_inputs(texts: str | Sequence[str]) -> dict[str, np.ndarray]:
     for i, text in enumerate(items):
         if not isinstance(text, str | bytes):
             raise invalid(f"embed() takes strings; item {i} is {type(text).__name__}", EMBED_MODEL)
+    encoded = []
+    for i, text in enumerate(items):
+        try:
+            encoded.append(text.encode("utf-8") if isinstance(text, str) else text)
+        except UnicodeEncodeError:  # lone surrogates, e.g. from invalid UTF-8 on a command line
+            raise invalid(f"text {i} is not valid Unicode (it holds lone surrogates, as undecodable "
+                          "bytes become); pass UTF-8 text", EMBED_MODEL) from None
     array = np.empty((len(items), 1), dtype=object)
-    array[:, 0] = [t.encode("utf-8") if isinstance(t, str) else t for t in items]
+    array[:, 0] = encoded
     return {"TEXT": array}
 
 

@@ -30,7 +30,9 @@ from client._errors import ClientError, Status
 from client._images import load_digit
 from client._sync import Client
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER = 0, 1, 2, 3
+# The project's one convention (README, "Exit codes"): 3 = the environment lacks something, here
+# an answering server.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 _USAGE = {Status.INVALID_ARGUMENT, Status.NOT_FOUND, Status.CONFIG, Status.PERMISSION_DENIED,
           Status.UNAUTHENTICATED, Status.MESSAGE_TOO_LARGE}
 _NO_ANSWER = {Status.UNAVAILABLE, Status.OVERLOADED, Status.RESOURCE_EXHAUSTED,
@@ -52,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Call a Triton Inference Server over gRPC (several --url: round-robin with "
         "failover). Token for restricted protocols: TRITON_ACCESS_TOKEN.",
         epilog="exit codes: 0 ok, 1 request failed / not ready, 2 bad input, 3 no answer "
-        "(unavailable, overloaded or deadline)",
+        "(unavailable, overloaded or deadline), 4 internal error, 130 interrupted",
     )
     parser.add_argument("--url", action="append", metavar="HOST:PORT",
                         help=f"Triton gRPC address, repeatable (default: $TRITON_GRPC_URLS or {DEFAULT_URL})")
@@ -100,6 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             message += _did_you_mean(config, exc.model)
         print(f"ClientError: {message}", file=sys.stderr)
         return exit_code(exc.status)
+    except KeyboardInterrupt:
+        print("Interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line, the traceback with --verbose
+        if args.verbose:
+            import traceback
+            traceback.print_exception(exc)
+        print(f"InternalError: {type(exc).__name__}: {exc} (a bug in the client; rerun with --verbose "
+              "for the traceback and report it)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def _did_you_mean(config: ClientConfig, model: str) -> str:

@@ -419,6 +419,7 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
             max_queue_size=spec.max_queue_size,
             queue_timeout_us=round(spec.queue_timeout_ms * 1000),
             preferred_batch_sizes=spec.preferred_batch_sizes,
+            **(_text_limits(source, onnx_file.path) if isinstance(source, HFSource) else {}),
         )
         if spec.target is Target.TENSORRT:
             plan = plans[precision]
@@ -496,6 +497,32 @@ def _hf_config(source: HFSource) -> dict:
     import json
 
     return json.loads((source.folder / "config.json").read_text())
+
+
+def _text_limits(source: HFSource, path: Path) -> dict[str, dict]:
+    """Token id ranges and the longest sequence, from the model's config.json (for the runner)."""
+    import onnx
+
+    config = _hf_config(source)
+    ranges = {"attention_mask": (0, 2)}
+    if config.get("vocab_size"):
+        ranges["input_ids"] = (0, int(config["vocab_size"]))
+    if config.get("type_vocab_size"):
+        ranges["token_type_ids"] = (0, int(config["type_vocab_size"]))
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inputs = {i.name: i for i in graph.input}
+    ranges = {k: v for k, v in ranges.items() if k in inputs}
+    limits = {}
+    longest = config.get("max_position_embeddings")
+    ids = inputs.get("input_ids")
+    if longest and ids is not None and len(ids.type.tensor_type.shape.dim) > 1:
+        axis = ids.type.tensor_type.shape.dim[1].dim_param
+        if axis:
+            # RoBERTa-style models offset positions by the padding index: fewer usable positions
+            offset = int(config.get("pad_token_id") or 0) + 1 if config.get("model_type") in (
+                "roberta", "xlm-roberta", "camembert") else 0
+            limits[axis] = int(longest) - offset
+    return {"value_ranges": ranges, "axis_limits": limits}
 
 
 def _hf_reference(source: HFSource) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:

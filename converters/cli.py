@@ -9,7 +9,8 @@ Exit codes (decided here only):
 * 1: a check failed (parity, INT8 accuracy gate, portability; ``verify``: a version failed its
   golden check on this machine, or has no golden data) or a step crashed; nothing was written;
 * 2: usage or bad input (unknown source, missing weights, unsupported architecture/task, bad option);
-* 3: environment (TensorRT asked without a GPU, repository not writable);
+* 3: environment (TensorRT asked without a GPU, repository or work folder not writable);
+* 4: internal error (a bug; the traceback with ``--verbose``);
 * 130: interrupted.
 """
 
@@ -20,10 +21,10 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 EPILOG = """exit codes: 0 ok, 1 a check failed or a step crashed (nothing written), 2 usage/bad input,
-3 environment (no GPU for TensorRT, repository not writable), 130 interrupted.
+3 environment (no GPU for TensorRT, repository not writable), 4 internal error, 130 interrupted.
 
 examples:
   python -m converters export minilm --name minilm --precision int8 --precision fp32
@@ -208,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc, exc.exit_code)
     except FileNotFoundError as exc:
         return _fail(args, exc, EXIT_USAGE)
+    except Exception as exc:  # a bug: one line, the traceback with --verbose
+        print(f"InternalError: {type(exc).__name__}: {exc} (a bug in the converters; rerun with "
+              "--verbose for the traceback and report it)", file=sys.stderr)
+        if args.verbose:
+            import traceback
+            traceback.print_exception(exc)
+        return EXIT_INTERNAL
 
 
 def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:

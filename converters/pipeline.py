@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from converters.errors import ConverterError, StepFailed
+from converters.errors import ConverterError, EnvironmentProblem, InvalidSpec, StepFailed
 from converters.steps.base import Status, StepResult
 
 T = TypeVar("T")
@@ -29,7 +29,13 @@ class RunState:
         self.work_dir = work_dir
         self.path = work_dir / "state.json"
         self.fingerprint = fingerprint
-        work_dir.mkdir(parents=True, exist_ok=True)
+        if work_dir.exists() and not work_dir.is_dir():
+            raise InvalidSpec(f"--work-dir {work_dir} is a file; pass a folder (it is created if missing)")
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EnvironmentProblem(f"cannot create the work folder {work_dir} ({exc.strerror or exc}); "
+                                     "pass --work-dir DIR somewhere writable") from None
         previous: dict = {}
         if self.path.exists() and not fresh:
             try:

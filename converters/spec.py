@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from converters.errors import InvalidSpec
@@ -16,6 +17,8 @@ __all__ = ["ExportSpec", "Int8Mode", "Precision", "Target", "Thresholds", "TASKS
 TASKS = ("feature-extraction", "text-classification", "image-classification")
 #: Activation scales of dynamic INT8 for HF transformer encoders (see ExportSpec).
 INT8_ACTIVATIONS = ("per-token", "per-tensor")
+#: Model names every Triton backend loads (the Python backend's stub fails on non-ASCII names).
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 #: How INT8 weights are stored (see ExportSpec and converters.int8_kernels).
 INT8_WEIGHTS = ("u8", "s7", "s8")
 
@@ -178,8 +181,10 @@ class ExportSpec:
         object.__setattr__(self, "repository", Path(self.repository))
         if self.work_dir is not None:
             object.__setattr__(self, "work_dir", Path(self.work_dir))
-        if not self.name or not all(c.isalnum() or c in "_-" for c in self.name) or self.name[0] in "-_":
-            raise InvalidSpec(f"--name {self.name!r}: use letters, digits, '_' or '-' (e.g. minilm)")
+        if not MODEL_NAME.fullmatch(self.name or ""):
+            raise InvalidSpec(f"--name {self.name!r}: a Triton model name is 1-100 ASCII letters, digits, "
+                              "'_' or '-', starting with a letter or digit (e.g. minilm); the Python "
+                              "backend cannot load other names")
         if self.task is not None and self.task not in TASKS:
             raise InvalidSpec(f"--task {self.task!r} is not supported; choose one of {', '.join(TASKS)}")
         if self.int8_activations not in INT8_ACTIVATIONS:

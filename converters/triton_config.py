@@ -288,6 +288,8 @@ def config_for_target(
     queue_timeout_us: int = 0,
     preferred_batch_sizes: Sequence[int] = (),
     warmup_dims: Mapping[str, int] | None = None,
+    value_ranges: Mapping[str, tuple[int, int]] | None = None,
+    axis_limits: Mapping[str, int] | None = None,
 ) -> ModelConfig:
     """The config of one export target.
 
@@ -298,6 +300,10 @@ def config_for_target(
     * ``tensorrt``: Triton's TensorRT backend serving ``model.plan`` (GPU only).
 
     ``warmup_dims`` gives variable axes a concrete size for the warmup request (default 16).
+    ``value_ranges`` (``{input: (low, high)}``, high exclusive: token ids below the vocabulary
+    size) and ``axis_limits`` (``{axis name: longest}``: the position embeddings) let the
+    python-ort runner refuse out-of-range input with INVALID_ARGUMENT instead of failing the
+    batch in ONNX Runtime (or, for a negative id, answering from the wrong embedding row).
     """
     if target not in TARGETS:
         raise InvalidSpec(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
@@ -324,6 +330,11 @@ def config_for_target(
             "intra_op_thread_count": str(intra_op_threads),
             "onnx_file": "model.onnx",
         }
+        if value_ranges:
+            params["value_ranges"] = ",".join(f"{k}:{lo}:{hi}"
+                                              for k, (lo, hi) in sorted(value_ranges.items()))
+        if axis_limits:
+            params["axis_limits"] = ",".join(f"{k}:{n}" for k, n in sorted(axis_limits.items()))
     elif target == "onnxruntime":
         backend, filename = "onnxruntime", "model.onnx"
         params = {"intra_op_thread_count": str(intra_op_threads)}

@@ -1,6 +1,7 @@
 """``python -m ensembles build``: build the demo model repository from scratch, idempotently.
 
-Exit codes: 0 built, 1 an export or gate failed, 2 bad command line or input.
+Exit codes (the project's convention): 0 built, 1 an export or gate failed, 2 bad command line or
+input, 3 environment (repository not writable, no GPU), 4 internal error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,18 +39,23 @@ def main(argv: list[str] | None = None) -> int:
         report = build(args.repository, force=args.force)
     except ConverterError as exc:
         return _fail(args, exc, exc.exit_code)
+    except KeyboardInterrupt:
+        print("Interrupted: rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (OSError, ValueError) as exc:
-        return _fail(args, exc, 2)
+        return _fail(args, exc, EXIT_USAGE)
+    except Exception as exc:  # a bug
+        return _fail(args, exc, EXIT_INTERNAL, prefix="InternalError: ")
     for name, what in report.models.items():
         print(f"  {name:<20} {what}")
     print(f"repository ready: {report.repository} ({report.seconds:.0f}s)")
     print(f"serve it: python -m server serve --model-repository {args.repository}")
-    return 0
+    return EXIT_OK
 
 
-def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:
+def _fail(args: argparse.Namespace, exc: Exception, code: int, prefix: str = "") -> int:
     if args.verbose:
         import traceback
         traceback.print_exception(exc)
-    print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    print(f"{prefix}{type(exc).__name__}: {exc}", file=sys.stderr)
     return code

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,26 @@ CAMPAIGNS_DIR = Path(__file__).parent / "campaigns"
 PIPELINES = ("classify_digit", "embed")
 DATATYPES = ("BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES")
 MAX_DURATION_S = 24 * 3600
+# Bounds that catch typos and runaway values before any load is sent (a 2-core generator tops
+# out near 2,000 rps; these leave room for a distributed run).
+MAX_RPS = 100_000
+MAX_USERS = 10_000
+MAX_BATCH = 4096
+MAX_POOL = 100_000
+MAX_POOL_ROWS = 1_000_000  # pool x batch rows held in memory per traffic entry
+
+
+def check_metrics_url(url: Any, where: str = "--metrics") -> str | None:
+    """An http(s) URL of Triton's metrics, or None (no metrics); anything else is refused."""
+    import urllib.parse
+
+    if url is None or url == "":
+        return None
+    parsed = urllib.parse.urlparse(str(url))
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise CampaignError(f"{where} {url!r}: give Triton's metrics endpoint as http(s)://HOST:PORT/metrics "
+                            "('' for none)")
+    return str(url)
 
 
 def _check_keys(where: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
@@ -34,9 +55,13 @@ def _check_keys(where: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -
 
 
 def _number(where: str, value: Any, *, minimum: float = 0.0, strict: bool = True,
-            integer: bool = False) -> Any:
+            integer: bool = False, maximum: float | None = None) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise CampaignError(f"{where} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise CampaignError(f"{where} must be a finite number, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise CampaignError(f"{where} must be <= {maximum:g}, got {value!r}")
     if integer and not float(value).is_integer():
         raise CampaignError(f"{where} must be a whole number, got {value!r}")
     if value < minimum or (strict and value == minimum):
@@ -86,6 +111,12 @@ class Traffic:
     pool: int = 256
     version: str = ""
 
+    def __post_init__(self) -> None:
+        if self.pool * self.batch > MAX_POOL_ROWS:
+            raise CampaignError(f"traffic {self.stats_name!r}: pool ({self.pool}) x batch ({self.batch}) "
+                                f"is {self.pool * self.batch:,} rows held in memory; keep it <= "
+                                f"{MAX_POOL_ROWS:,}")
+
     @property
     def stats_name(self) -> str:
         """The name its requests have in Locust's statistics and in SLO scopes."""
@@ -118,8 +149,10 @@ class Traffic:
         return cls(
             model=model, weight=_number(f"{where}.weight", data.get("weight", 1.0)), pipeline=pipeline,
             label=data.get("label"), inputs=inputs, outputs=tuple(outputs),
-            batch=_number(f"{where}.batch", data.get("batch", 1), minimum=1, strict=False, integer=True),
-            pool=_number(f"{where}.pool", data.get("pool", 256), minimum=1, strict=False, integer=True),
+            batch=_number(f"{where}.batch", data.get("batch", 1), minimum=1, strict=False, integer=True,
+                          maximum=MAX_BATCH),
+            pool=_number(f"{where}.pool", data.get("pool", 256), minimum=1, strict=False, integer=True,
+                         maximum=MAX_POOL),
             version=str(data.get("version", "")),
         )
 
@@ -163,9 +196,10 @@ class Stage:
                                 f"({duration:g})")
         return cls(
             name=str(data.get("name", f"stage{index + 1}")), duration_s=duration,
-            users=_number(f"{where}.users", data["users"], minimum=1, strict=False, integer=True),
-            rps=None if rps is None else _number(f"{where}.rps", rps),
-            spawn_rate=None if spawn is None else _number(f"{where}.spawn_rate", spawn),
+            users=_number(f"{where}.users", data["users"], minimum=1, strict=False, integer=True,
+                          maximum=MAX_USERS),
+            rps=None if rps is None else _number(f"{where}.rps", rps, maximum=MAX_RPS),
+            spawn_rate=None if spawn is None else _number(f"{where}.spawn_rate", spawn, maximum=MAX_USERS),
             ramp=bool(data.get("ramp", False)), measure=bool(data.get("measure", True)), warmup_s=warmup,
             window_s=None if window is None else float(window),
         )
@@ -179,9 +213,9 @@ def _steps(data: Mapping[str, Any]) -> list[Stage]:
     for key in ("users", "start_rps", "stop_rps", "step_rps", "duration_s"):
         if key not in data:
             raise CampaignError(f"{where} needs `{key}`")
-    start = _number(f"{where}.start_rps", data["start_rps"])
-    stop = _number(f"{where}.stop_rps", data["stop_rps"])
-    step = _number(f"{where}.step_rps", data["step_rps"])
+    start = _number(f"{where}.start_rps", data["start_rps"], maximum=MAX_RPS)
+    stop = _number(f"{where}.stop_rps", data["stop_rps"], maximum=MAX_RPS)
+    step = _number(f"{where}.step_rps", data["step_rps"], maximum=MAX_RPS)
     if stop < start:
         raise CampaignError(f"{where}.stop_rps ({stop:g}) must be >= start_rps ({start:g})")
     if (stop - start) / step > 100:
@@ -229,10 +263,11 @@ class FindMax:
             if key not in data:
                 raise CampaignError(f"{where} needs `{key}`")
         spec = cls(
-            users=_number(f"{where}.users", data["users"], minimum=1, strict=False, integer=True),
-            start_rps=_number(f"{where}.start_rps", data["start_rps"]),
-            step_rps=_number(f"{where}.step_rps", data["step_rps"]),
-            max_rps=_number(f"{where}.max_rps", data["max_rps"]),
+            users=_number(f"{where}.users", data["users"], minimum=1, strict=False, integer=True,
+                          maximum=MAX_USERS),
+            start_rps=_number(f"{where}.start_rps", data["start_rps"], maximum=MAX_RPS),
+            step_rps=_number(f"{where}.step_rps", data["step_rps"], maximum=MAX_RPS),
+            max_rps=_number(f"{where}.max_rps", data["max_rps"], maximum=MAX_RPS),
             step_s=_number(f"{where}.step_s", data.get("step_s", 10.0)),
             warmup_s=_number(f"{where}.warmup_s", data.get("warmup_s", 3.0), strict=False),
             bisect_rounds=_number(f"{where}.bisect_rounds", data.get("bisect_rounds", 3), strict=False,
@@ -351,7 +386,8 @@ def parse(data: Mapping[str, Any], name: str) -> Campaign:
     target_raw = data.get("target", {})
     _check_keys("[target]", target_raw, ("grpc", "metrics", "timeout_s"))
     target = Target(grpc=str(target_raw.get("grpc", Target.grpc)),
-                    metrics=target_raw.get("metrics", Target.metrics) or None,
+                    metrics=check_metrics_url(target_raw.get("metrics", Target.metrics) or None,
+                                              "[target].metrics"),
                     timeout_s=_number("[target].timeout_s", target_raw.get("timeout_s", Target.timeout_s)))
     return Campaign(
         name=str(data.get("name", name)), description=str(data.get("description", "")),

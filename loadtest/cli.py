@@ -1,8 +1,8 @@
 """``python -m loadtest``: run campaigns, find the maximum RPS, cross-check with perf_analyzer.
 
-Exit codes (decided here only): 0 every SLO held; 1 an SLO failed (each failure printed with
-its margin); 2 bad command line or campaign file; 3 the target, Locust or perf_analyzer failed;
-130 interrupted.
+Exit codes (decided here only; the project's convention): 0 every SLO held; 1 an SLO failed (each
+failure printed with its margin); 2 bad command line or campaign file; 3 the target, Locust or
+perf_analyzer failed; 4 internal error; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from loadtest import campaign as campaigns
 from loadtest.errors import CampaignError, LoadTestError
 
-EXIT_OK, EXIT_SLO_FAILED, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_SLO_FAILED, EXIT_USAGE, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 def _target_args(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +36,9 @@ def _target_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expect-workers", type=int, default=0, metavar="N",
                         help="with --master: wait for N workers")
     parser.add_argument("--master-bind-port", type=int, default=5557, metavar="PORT")
+    parser.add_argument("--master-bind-host", default="127.0.0.1", metavar="ADDR",
+                        help="with --master: the address remote workers connect to; 0.0.0.0 exposes "
+                             "the master on every interface (default: %(default)s)")
     parser.add_argument("--server-nice", type=int, default=0, metavar="N",
                         help="with --model-repository: Unix nice (0-19) of the Triton it starts; > 0 "
                              "lets a generator on the same machine go first (default: %(default)s)")
@@ -106,10 +109,13 @@ def _run(args: argparse.Namespace, find_max: bool) -> int:
     if find_max and not campaign.find_max:
         raise CampaignError(f"campaign {campaign.name!r} has no [find_max] section; use `run` for it or "
                             "pick a find-max campaign (for example embed-find-max)")
+    if args.metrics:
+        campaigns.check_metrics_url(args.metrics)
     options = RunOptions(report_dir=args.report_dir, grpc=args.grpc, metrics_url=args.metrics,
                          model_repository=args.model_repository, processes=args.processes,
                          workers=args.workers, master=args.master, expect_workers=args.expect_workers,
-                         master_bind_port=args.master_bind_port, server_pid=args.server_pid,
+                         master_bind_port=args.master_bind_port, master_bind_host=args.master_bind_host,
+                         server_pid=args.server_pid,
                          server_nice=args.server_nice, preflight=not args.no_preflight,
                          crosscheck=args.crosscheck)
     print(f"campaign {campaign.name}: {campaign.duration_s:.0f} s"
@@ -255,3 +261,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, CampaignError) else EXIT_FAILED
+    except Exception as exc:  # a bug: one line, the traceback with --verbose
+        if args.verbose:
+            traceback.print_exc()
+        print(f"InternalError: {type(exc).__name__}: {exc} (a bug in the load tester; rerun with "
+              "--verbose for the traceback and report it)", file=sys.stderr)
+        return EXIT_INTERNAL

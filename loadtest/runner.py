@@ -43,6 +43,8 @@ class RunOptions:
     master: bool = False
     expect_workers: int = 0
     master_bind_port: int = 5557
+    # Locust binds its master to every interface unless told otherwise: loopback unless asked.
+    master_bind_host: str = "127.0.0.1"
     server_pid: int | None = None
     # Unix nice of the Triton this run starts: > 0 lets a generator sharing the machine go first
     # when both want a core. Measured on the spike campaign it is not needed (nice 0: accepted
@@ -125,9 +127,11 @@ def _locust_command(campaign: Campaign, out: Path, options: RunOptions) -> list[
     processes = options.processes or campaign.processes
     if options.master:
         cmd += ["--master", "--expect-workers", str(options.expect_workers),
+                "--master-bind-host", options.master_bind_host,
                 "--master-bind-port", str(options.master_bind_port)]
     elif options.workers:
         cmd += ["--master", "--expect-workers", str(options.workers),
+                "--master-bind-host", "127.0.0.1",  # local workers only
                 "--master-bind-port", str(options.master_bind_port)]
     elif processes > 1:
         cmd += ["--processes", str(processes)]
@@ -154,7 +158,13 @@ def _children_cpu_s() -> float:
 def run(campaign: Campaign, options: RunOptions = RunOptions()) -> RunResult:
     """Run ``campaign`` to the end and write its report; raise on errors, not on failed SLOs."""
     out = (options.report_dir or default_report_dir(campaign)).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise CampaignError(f"--report-dir {out} is a file; pass a folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CampaignError(f"cannot create the report folder {out} ({exc.strerror or exc}); "
+                            "pass --report-dir DIR somewhere writable") from None
     server = None
     try:
         grpc_url = options.grpc or campaign.target.grpc

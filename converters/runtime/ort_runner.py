@@ -25,6 +25,9 @@ Config ``parameters`` (all optional, string values):
 * ``intra_op_thread_count`` / ``inter_op_thread_count``: ORT thread pools (default 0 = ORT's);
 * ``max_padding_fraction``: the most of a run's tensor volume that may be padding before the
   batch is cut into another run (default 0.25; 1 = always one run);
+* ``value_ranges``: ``input:low:high,...``, integer inputs must lie in ``[low, high)`` (token
+  ids below the vocabulary size; a negative id would silently read another embedding row);
+* ``axis_limits``: ``axis:longest,...``, e.g. ``sequence_length:512`` (the position embeddings);
 * ``execution_providers``: comma list in priority order, e.g.
   ``TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider``; providers this
   onnxruntime build lacks are dropped (logged). Default ``CPUExecutionProvider``.
@@ -103,12 +106,33 @@ def onnx_axes(shape: Sequence[object], dims: Sequence[int]) -> tuple[int | str, 
     return tuple(axes)
 
 
-def check_request(arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorInfo]) -> dict[str, int]:
+@dataclass(frozen=True)
+class Limits:
+    """What a request may hold beyond its shape: value ranges per input, longest named axes."""
+
+    value_ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    axis_limits: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, str]) -> Limits:
+        ranges, axes = {}, {}
+        for item in filter(None, params.get("value_ranges", "").split(",")):
+            name, low, high = item.rsplit(":", 2)
+            ranges[name] = (int(low), int(high))
+        for item in filter(None, params.get("axis_limits", "").split(",")):
+            name, longest = item.rsplit(":", 1)
+            axes[name] = int(longest)
+        return cls(ranges, axes)
+
+
+def check_request(arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorInfo],
+                  limits: Limits | None = None) -> dict[str, int]:
     """Validate one request's inputs; returns its length per named axis (and ``batch``).
 
     Raises:
-        BadRequest: missing input, wrong dtype, wrong rank, wrong fixed dim, or two inputs
-            disagreeing on a shared axis (batch or a named axis such as the sequence).
+        BadRequest: missing input, wrong dtype, wrong rank, wrong fixed dim, two inputs
+            disagreeing on a shared axis (batch or a named axis such as the sequence), an axis
+            longer than its limit, or a value outside its input's range.
     """
     sizes: dict[str, int] = {}
     owners: dict[str, str] = {}
@@ -140,8 +164,24 @@ def check_request(arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorInfo]
             owners.setdefault(axis_name, info.name)
     if sizes.get("batch", 0) < 1:
         raise BadRequest("empty request: batch size must be at least 1")
-    if any(v < 1 for k, v in sizes.items() if k != "batch"):
-        raise BadRequest(f"empty variable-length axis in request: {sizes}")
+    empty = [k for k, v in sizes.items() if k != "batch" and v < 1]
+    if empty:
+        raise BadRequest(f"'{empty[0]}' has length 0 in input '{owners[empty[0]]}'; send at least one "
+                         "element")
+    limits = limits or Limits()
+    for axis, longest in limits.axis_limits.items():
+        if sizes.get(axis, 0) > longest:
+            raise BadRequest(f"'{axis}' is {sizes[axis]} in input '{owners[axis]}', longer than this model "
+                             f"takes ({longest}); truncate it")
+    for name, (low, high) in limits.value_ranges.items():
+        array = arrays.get(name)
+        if array is None or not array.size:
+            continue
+        lowest, highest = int(array.min()), int(array.max())
+        if lowest < low or highest >= high:
+            bad = lowest if lowest < low else highest
+            raise BadRequest(f"input '{name}' holds {bad}, outside {low}..{high - 1} (for token ids: the "
+                             "model's vocabulary); tokenize with this model's tokenizer")
     return sizes
 
 
@@ -462,6 +502,7 @@ class TritonPythonModel:
         ]
         self.output_names = [o.name for o in self.outputs]
         self.max_padding = float(params.get("max_padding_fraction", "0.25") or 0.25)
+        self.limits = Limits.from_parameters(params)
 
     def execute(self, requests: list) -> list:
         responses: list = [None] * len(requests)
@@ -476,9 +517,10 @@ class TritonPythonModel:
                     if tensor is None:
                         raise BadRequest(f"input '{info.name}' is missing")
                     arrays[info.name] = tensor.as_numpy()
-                sizes.append(check_request(arrays, self.inputs))
+                sizes.append(check_request(arrays, self.inputs, self.limits))
             except BadRequest as exc:
-                responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
+                responses[i] = pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
                 continue
             good.append(i)
             batches.append(arrays)

@@ -55,11 +55,34 @@ def test_check_request_returns_sizes_per_named_axis():
     ({"input_ids": ids(1, 5).astype(np.int32), "attention_mask": ids(1, 5)}, "dtype int32"),
     ({"input_ids": np.zeros((1, 5, 2), np.int64), "attention_mask": ids(1, 5)}, "expected rank 2"),
     ({"attention_mask": ids(1, 5)}, "'input_ids' is missing"),
-    ({"input_ids": ids(1, 0), "attention_mask": ids(1, 0)}, "empty"),
+    ({"input_ids": ids(1, 0), "attention_mask": ids(1, 0)}, "'sequence' has length 0"),
 ])
 def test_check_request_rejects_bad_requests(arrays, message):
     with pytest.raises(runner.BadRequest, match=message):
         runner.check_request(arrays, INPUTS)
+
+
+LIMITS = runner.Limits.from_parameters({"value_ranges": "attention_mask:0:2,input_ids:0:100",
+                                        "axis_limits": "sequence:8"})
+
+
+def test_limits_parse_from_the_config_parameters():
+    assert LIMITS.value_ranges == {"attention_mask": (0, 2), "input_ids": (0, 100)}
+    assert LIMITS.axis_limits == {"sequence": 8}
+    assert runner.Limits.from_parameters({}) == runner.Limits()
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ({"input_ids": ids(1, 5, 100), "attention_mask": ids(1, 5, 1)}, "holds 100, outside 0..99"),
+    ({"input_ids": ids(1, 5, -1), "attention_mask": ids(1, 5, 1)}, "holds -1, outside 0..99"),
+    ({"input_ids": ids(1, 5), "attention_mask": ids(1, 5, 2)}, "'attention_mask' holds 2"),
+    ({"input_ids": ids(1, 9), "attention_mask": ids(1, 9, 1)}, "'sequence' is 9 .* longer than this model"),
+])
+def test_limits_refuse_values_and_lengths_the_model_cannot_take(arrays, message):
+    with pytest.raises(runner.BadRequest, match=message):
+        runner.check_request(arrays, INPUTS, LIMITS)
+    assert runner.check_request({"input_ids": ids(1, 8, 99), "attention_mask": ids(1, 8, 1)}, INPUTS,
+                                LIMITS) == {"batch": 1, "sequence": 8}
 
 
 def test_check_request_rejects_wrong_fixed_dim():

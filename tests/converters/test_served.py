@@ -67,6 +67,32 @@ def test_tiny_exports_load_and_answer_in_triton(tmp_path):
         client.close()
 
 
+def test_text_inputs_the_model_cannot_take_are_invalid_argument(tmp_path):
+    """Sent straight to the exported model (no tokenizer in front): refused, the server serves on."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    from tests.conftest import start_server
+
+    repo = tmp_path / "repo"
+    bert = tiny.write_tiny_bert(tmp_path / "bert")  # vocab 30522, 128 positions, 2 token types
+    export(ExportSpec(str(bert), "bert", repository=repo, work_dir=tmp_path / "w"), progress=None)
+    config = (repo / "bert" / "config.pbtxt").read_text()
+    assert "input_ids:0:30522" in config and "sequence_length:128" in config
+    cases = {"zero-length": {k: v[:, :0] for k, v in text_feed([3]).items()},
+             "id >= vocab": {**text_feed([3]), "input_ids": np.array([[1, 30522, 2]], np.int64)},
+             "negative id": {**text_feed([3]), "input_ids": np.array([[1, -3, 2]], np.int64)},
+             "too long": text_feed([129])}
+    with start_server(repo) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        for case, feed in cases.items():
+            with pytest.raises(InferenceServerException) as refused:
+                infer(client, "bert", feed, "embedding")
+            assert refused.value.status() == "StatusCode.INVALID_ARGUMENT", (case, refused.value)
+        assert infer(client, "bert", text_feed([128]), "embedding").shape == (1, 32)
+        client.close()
+
+
 @pytest.mark.slow
 def test_minilm_and_digits_demo_exports_serve_in_triton(tmp_path):
     """The demo settings (docs/converters.md) end to end: export, gate, load, infer."""

@@ -60,6 +60,13 @@ def test_round_trip_through_the_plan_json() -> None:
      "[find_max] needs a p99 SLO"),
     ({"steps": {"users": 1}}, "use either [[stages]] or [steps]"),
     ({"duration": 3}, "unknown key 'duration'"),
+    ({"stages": [{"duration_s": 2, "users": 1, "rps": float("inf")}]}, "rps must be a finite number"),
+    ({"stages": [{"duration_s": 2, "users": 1, "rps": float("nan")}]}, "rps must be a finite number"),
+    ({"stages": [{"duration_s": 2, "users": 10_000_000, "rps": 1e12}]}, "users must be <= 10000"),
+    ({"stages": [{"duration_s": 2, "users": 10, "rps": 1e12}]}, "rps must be <= 100000"),
+    ({"traffic": [{"pipeline": "embed", "pool": 100_000_000, "batch": 100_000}]}, "batch must be <= 4096"),
+    ({"traffic": [{"pipeline": "embed", "pool": 100_000, "batch": 4096}]}, "rows held in memory"),
+    ({"target": {"metrics": "file:///etc/passwd"}}, "give Triton's metrics endpoint as http(s)://"),
 ])
 def test_invalid_campaigns_say_what_to_fix(data: dict[str, object], message: str) -> None:
     with pytest.raises(CampaignError) as err:

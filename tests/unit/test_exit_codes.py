@@ -1,0 +1,75 @@
+"""One exit-code convention across the five CLIs (README, "Exit codes"), and the hostile inputs
+that used to end in a traceback: each is one line with its documented code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONVENTION = {"ok": 0, "check failed": 1, "usage": 2, "environment": 3, "internal": 4, "interrupted": 130}
+
+
+def test_every_cli_uses_the_same_numbers() -> None:
+    from client import cli as client_cli
+    from converters import cli as converters_cli
+    from ensembles import cli as ensembles_cli
+    from loadtest import cli as loadtest_cli
+    from server import cli as server_cli
+
+    table = {
+        "converters": (converters_cli.EXIT_OK, converters_cli.EXIT_CHECK, converters_cli.EXIT_USAGE,
+                       converters_cli.EXIT_ENV, converters_cli.EXIT_INTERNAL,
+                       converters_cli.EXIT_INTERRUPTED),
+        "ensembles": (ensembles_cli.EXIT_OK, ensembles_cli.EXIT_CHECK, ensembles_cli.EXIT_USAGE,
+                      ensembles_cli.EXIT_ENV, ensembles_cli.EXIT_INTERNAL, ensembles_cli.EXIT_INTERRUPTED),
+        "server": (server_cli.EXIT_OK, server_cli.EXIT_FAILED, server_cli.EXIT_USAGE,
+                   server_cli.EXIT_NO_BINARY, server_cli.EXIT_INTERNAL, server_cli.EXIT_INTERRUPTED),
+        "client": (client_cli.EXIT_OK, client_cli.EXIT_FAILED, client_cli.EXIT_USAGE,
+                   client_cli.EXIT_NO_ANSWER, client_cli.EXIT_INTERNAL, client_cli.EXIT_INTERRUPTED),
+        "loadtest": (loadtest_cli.EXIT_OK, loadtest_cli.EXIT_SLO_FAILED, loadtest_cli.EXIT_USAGE,
+                     loadtest_cli.EXIT_FAILED, loadtest_cli.EXIT_INTERNAL, loadtest_cli.EXIT_INTERRUPTED),
+    }
+    for cli, codes in table.items():
+        assert codes == tuple(CONVENTION.values()), cli
+
+
+def test_a_bug_is_an_internal_error_in_one_line(monkeypatch, capsys) -> None:
+    from converters import api, cli
+
+    def broken(*_a, **_k):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(api, "export", broken)
+    assert cli.main(["export", "minilm", "--name", "m"]) == 4
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("InternalError: KeyError: 'oops'") and "--verbose" in err and "\n" not in err
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize(("argv", "code", "message"), [
+    (("converters", "export", "minilm", "--name", "модель"), 2, "ASCII letters"),
+    (("converters", "export", "minilm", "--name", "a", "--work-dir", "/etc/passwd"), 2, "is a file"),
+    (("loadtest", "run", "smoke", "--grpc", "127.0.0.1:1", "--report-dir", "/etc/passwd"), 2, "is a file"),
+    (("loadtest", "run", "smoke", "--metrics", "file:///etc/passwd"), 2, "http(s)://"),
+    (("client", "--url", "127.0.0.1:1", "embed", "\udcff\udcfe bad"), 2, "lone surrogates"),
+])
+def test_hostile_command_lines_get_one_line_and_the_documented_code(argv, code, message) -> None:
+    proc = _run(*argv)
+    assert proc.returncode == code, proc.stderr
+    err = proc.stderr.strip()
+    assert message in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def test_a_string_array_is_not_a_digit(tmp_path) -> None:
+    np.save(tmp_path / "str.npy", np.array(["a", "b"]))
+    proc = _run("client", "--url", "127.0.0.1:1", "classify", str(tmp_path / "str.npy"))
+    assert proc.returncode == 2 and "holds <U1 values" in proc.stderr and "Traceback" not in proc.stderr
