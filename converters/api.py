@@ -32,7 +32,7 @@ from converters import feeds as feeds_mod
 from converters import int8_kernels
 from converters.errors import CheckFailed, GpuUnavailable, InvalidSpec, UnsupportedModel
 from converters.pipeline import Progress, Runner, RunState
-from converters.repository import ensure_writable, write_version
+from converters.repository import ensure_writable, prune_versions, write_version
 from converters.runtime.ort_runner import cpu_description, int8_kernel
 from converters.sources.hf import HFSource
 from converters.sources.resolve import TorchSource, resolve_source, source_fingerprint
@@ -52,7 +52,7 @@ from converters.steps import (
 from converters.steps.base import OnnxModel, StepResult
 from converters.triton_config import config_for_target, io_from_onnx
 
-__all__ = ["ExportReport", "ExportSpec", "Thresholds", "WrittenModel", "export"]
+__all__ = ["ExportReport", "ExportSpec", "Thresholds", "WrittenModel", "apply_serving", "export"]
 
 # Bump when a step changes what it writes: a run state of another version is not reused.
 PIPELINE_VERSION = 4
@@ -407,20 +407,7 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
         onnx_file = served[Precision.INT8] if precision is Precision.INT8 else served.get(precision, raw)
         if spec.target is Target.TENSORRT:
             onnx_file = served[Precision.INT8] if precision is Precision.INT8 else raw
-        inputs, outputs = io_from_onnx(onnx_file.path)
-        config = config_for_target(
-            str(spec.target),
-            name,
-            inputs,
-            outputs,
-            max_batch_size=spec.max_batch_size,
-            instances=spec.instances,
-            intra_op_threads=spec.intra_op_threads,
-            max_queue_size=spec.max_queue_size,
-            queue_timeout_us=round(spec.queue_timeout_ms * 1000),
-            preferred_batch_sizes=spec.preferred_batch_sizes,
-            **(_text_limits(source, onnx_file.path) if isinstance(source, HFSource) else {}),
-        )
+        config = _serving_config(spec, name, onnx_file.path, source)
         if spec.target is Target.TENSORRT:
             plan = plans[precision]
             files: dict[str, Path | str | bytes] = {
@@ -454,6 +441,10 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
         }
         step_start = time.monotonic()
         path = write_version(repo, config, files, meta, version=spec.version)
+        if spec.keep is not None:
+            pruned = prune_versions(path.parent, spec.keep)
+            if pruned:
+                say(f"  removed old versions of {name}: {', '.join(map(str, pruned))} (--keep {spec.keep})")
         written.append(
             WrittenModel(
                 name,
@@ -470,6 +461,54 @@ def export(spec: ExportSpec, progress: Progress | None = print) -> ExportReport:
     return ExportReport(
         spec, written, runner.results, parity_result, accuracy_result, work, time.monotonic() - start, lowered
     )
+
+
+def _serving_config(spec: ExportSpec, name: str, onnx_path: Path, source: HFSource | TorchSource):
+    """``config.pbtxt`` of one model: IO from the ONNX file, serving settings from ``spec``."""
+    inputs, outputs = io_from_onnx(onnx_path)
+    return config_for_target(
+        str(spec.target),
+        name,
+        inputs,
+        outputs,
+        max_batch_size=spec.max_batch_size,
+        instances=spec.instances,
+        intra_op_threads=spec.intra_op_threads,
+        max_queue_size=spec.max_queue_size,
+        queue_timeout_us=round(spec.queue_timeout_ms * 1000),
+        preferred_batch_sizes=spec.preferred_batch_sizes,
+        **(_text_limits(source, onnx_path) if isinstance(source, HFSource) else {}),
+    )
+
+
+def apply_serving(spec: ExportSpec) -> dict[str, str]:
+    """Bring the served settings of already exported models to ``spec``: no re-export, no version.
+
+    The serving settings (batching, instances, threads, queue policy) live in ``config.pbtxt``
+    only; the artifact (``spec.fingerprint()``) is the version's. A changed setting rewrites
+    ``config.pbtxt`` atomically through the same validated config as an export; a server in
+    explicit model-control mode picks it up on its next load of the model (``poll`` mode at once).
+    Returns ``{model: "unchanged" | "config.pbtxt rewritten"}``.
+    """
+    from converters.repository import existing_versions, write_config
+
+    if spec.target is Target.TENSORRT:
+        raise InvalidSpec("serving changes of TensorRT models are not supported; re-export them")
+    source = resolve_source(spec.source, spec.task)
+    done = {}
+    for precision in spec.precisions:
+        name = spec.model_name(precision)
+        folder = Path(spec.repository) / name
+        versions = existing_versions(folder)
+        if not versions:
+            raise InvalidSpec(f"model {name!r} has no version in {spec.repository}; export it first")
+        config = _serving_config(spec, name, folder / str(versions[-1]) / "model.onnx", source)
+        if (folder / "config.pbtxt").read_text() == config.to_pbtxt():
+            done[name] = "unchanged"
+            continue
+        write_config(Path(spec.repository), config)
+        done[name] = "config.pbtxt rewritten"
+    return done
 
 
 def _portability(path: Path, target: Target) -> dict[str, object]:

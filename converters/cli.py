@@ -129,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
         help="model repository (default: model_repository)",
     )
     ex.add_argument("--version", type=int, help="version to write (default: next free)")
+    ex.add_argument("--keep", type=int, metavar="N",
+                    help="after writing, delete all but the N newest versions of the model "
+                    "(default: keep all)")
     ex.add_argument(
         "--target",
         choices=["python-ort", "onnxruntime", "tensorrt"],
@@ -247,6 +250,7 @@ def _export(args: argparse.Namespace) -> int:
         queue_timeout_ms=args.queue_timeout_ms,
         repository=args.repository,
         version=args.version,
+        keep=args.keep,
         target=args.target,
         opset=args.opset,
         optimize=args.optimize,

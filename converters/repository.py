@@ -23,7 +23,8 @@ from pathlib import Path
 from converters.errors import InvalidSpec, RepositoryNotWritable
 from converters.triton_config import ModelConfig
 
-__all__ = ["existing_versions", "next_version", "read_config", "write_version"]
+__all__ = ["existing_versions", "next_version", "prune_versions", "read_config", "write_config",
+           "write_version"]
 
 
 def existing_versions(model_dir: Path) -> list[int]:
@@ -57,6 +58,52 @@ def _io_signature(config) -> list[tuple[str, str, str, tuple[int, ...]]]:
     sig = [("input", t.name, pb.DataType.Name(t.data_type), tuple(t.dims)) for t in config.input]
     sig += [("output", t.name, pb.DataType.Name(t.data_type), tuple(t.dims)) for t in config.output]
     return sorted(sig)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``path`` so that a reader sees the old file or the new one, never a part."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_config(repo: Path, config: ModelConfig) -> Path:
+    """Rewrite an existing model's ``config.pbtxt`` (serving settings); no version is added.
+
+    Raises:
+        InvalidSpec: the model has no version yet, or the new config changes its inputs/outputs.
+    """
+    model_dir = Path(repo) / config.name
+    old = read_config(model_dir)
+    if old is None or not existing_versions(model_dir):
+        raise InvalidSpec(f"model {config.name!r} has no exported version in {repo}; export it first")
+    proto = config.to_proto()
+    if _io_signature(old) != _io_signature(proto):
+        raise InvalidSpec(f"a serving change cannot change {config.name!r}'s inputs/outputs; export a "
+                          "new version instead")
+    path = model_dir / "config.pbtxt"
+    try:
+        atomic_write_text(path, config.to_pbtxt())
+    except OSError as exc:
+        raise RepositoryNotWritable(f"cannot rewrite {path}: {exc}") from exc
+    return path
+
+
+def prune_versions(model_dir: Path, keep: int) -> list[int]:
+    """Delete all but the ``keep`` newest versions of a model; returns the versions deleted."""
+    if keep < 1:
+        raise InvalidSpec(f"--keep must be 1 or more, got {keep}")
+    versions = existing_versions(model_dir)
+    doomed = versions[:-keep]
+    for version in doomed:
+        shutil.rmtree(Path(model_dir) / str(version))
+    return doomed
 
 
 def ensure_writable(repo: Path) -> Path:

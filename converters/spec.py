@@ -19,6 +19,9 @@ TASKS = ("feature-extraction", "text-classification", "image-classification")
 INT8_ACTIVATIONS = ("per-token", "per-tensor")
 #: Model names every Triton backend loads (the Python backend's stub fails on non-ASCII names).
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+#: ExportSpec fields that only go into config.pbtxt (the serving spec), never into the artifact.
+SERVING_FIELDS = ("max_batch_size", "instances", "intra_op_threads", "preferred_batch_sizes",
+                  "max_queue_size", "queue_timeout_ms")
 #: How INT8 weights are stored (see ExportSpec and converters.int8_kernels).
 INT8_WEIGHTS = ("u8", "s7", "s8")
 
@@ -126,6 +129,8 @@ class ExportSpec:
             to the latency budget left after compute so that accepted requests meet the SLO.
         repository: Model repository root.
         version: Version number to write; ``None`` = next free.
+        keep: After writing, delete all but the ``keep`` newest versions of each model written
+            (``None`` = keep every version).
         target: ``python-ort``, ``onnxruntime`` or ``tensorrt``.
         opset: ONNX opset.
         thresholds: Parity and accuracy bounds.
@@ -156,6 +161,7 @@ class ExportSpec:
     queue_timeout_ms: float = 0.0
     repository: Path = Path("model_repository")
     version: int | None = None
+    keep: int | None = None
     target: Target = Target.PYTHON_ORT
     opset: int = 17
     thresholds: Thresholds = dataclasses.field(default_factory=Thresholds)
@@ -215,6 +221,8 @@ class ExportSpec:
         if not 0 <= self.queue_timeout_ms <= 3_600_000:
             raise InvalidSpec(f"--queue-timeout-ms must be 0..3600000 (0 = no limit), "
                               f"got {self.queue_timeout_ms}")
+        if self.keep is not None and not 1 <= self.keep <= 1000:
+            raise InvalidSpec(f"--keep must be 1..1000 versions, got {self.keep}")
         if self.version is not None and self.version < 1:
             raise InvalidSpec(f"--version must be >= 1, got {self.version}")
         if not 11 <= self.opset <= 21:
@@ -258,7 +266,6 @@ class ExportSpec:
         """Hash of everything that changes the exported files (not where they go, nor the bars
         they are checked against: checks always rerun)."""
         relevant = {k: v for k, v in self.to_dict().items()
-                    if k not in ("repository", "version", "work_dir", "fresh", "instances", "max_batch_size",
-                                 "max_queue_size", "queue_timeout_ms", "preferred_batch_sizes",
-                                 "thresholds", "evaluation_size", "intra_op_threads")}
+                    if k not in ("repository", "version", "keep", "work_dir", "fresh", *SERVING_FIELDS,
+                                 "thresholds", "evaluation_size")}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -2,7 +2,10 @@
 
 Each writes an INT8 model (the one the ensembles serve) and its FP32 twin (``<name>_fp32``, for
 comparison and fall-back), both gated: parity of FP32 against the source, INT8 against FP32.
-An export is skipped when the repository's latest version of it came from the same settings.
+An export is skipped when the repository's latest version of it is the same artifact (same
+``ExportSpec.fingerprint()``, same runner); a change of serving settings alone (batching, queue,
+instances, threads) then rewrites ``config.pbtxt`` without a new version (``apply_serving``).
+The demo keeps the two newest versions of each model (the one served and one to roll back to).
 """
 
 from __future__ import annotations
@@ -11,15 +14,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from converters.api import RUNNER_FILE, export
+from converters.api import RUNNER_FILE, apply_serving, export
 from converters.repository import existing_versions
 from converters.spec import ExportSpec, Precision
 
 ENCODER = "minilm"
 CLASSIFIER = "digits_cnn"
-# Settings that change only config.pbtxt: a change re-exports so the repository matches the code.
-_SERVING_FIELDS = ("max_batch_size", "instances", "intra_op_threads", "preferred_batch_sizes",
-                   "max_queue_size", "queue_timeout_ms")
+KEEP_VERSIONS = 2
 
 
 def demo_specs(repository: Path) -> list[ExportSpec]:
@@ -41,12 +42,12 @@ def demo_specs(repository: Path) -> list[ExportSpec]:
                    # bunched arrivals, none with 8. Bounded by size only: Triton checks queue
                    # timeouts only when an instance frees (see converters.triton_config).
                    preferred_batch_sizes=(4,), max_queue_size=8,
-                   repository=repository),
+                   repository=repository, keep=KEEP_VERSIONS),
         # Digits CNN: tiny compute, so one ORT thread; static INT8 calibrated on the calib split.
         ExportSpec(source="converters.sources.digits:factory", name=CLASSIFIER,
                    task="image-classification", precisions=both, int8_mode="static",
                    max_batch_size=256, instances=1, intra_op_threads=1,
-                   max_queue_size=1024, repository=repository),
+                   max_queue_size=1024, repository=repository, keep=KEEP_VERSIONS),
     ]
 
 
@@ -63,10 +64,7 @@ def _up_to_date(spec: ExportSpec) -> bool:
         if runner.is_file() and runner.read_bytes() != RUNNER_FILE.read_bytes():
             return False  # served by an older python-ort runner
         meta = json.loads(meta_file.read_text())
-        recorded = meta.get("spec", {})
-        wanted = json.loads(json.dumps({field: getattr(spec, field) for field in _SERVING_FIELDS}))
-        if meta.get("spec_fingerprint") != spec.fingerprint() or any(
-                recorded.get(field) != value for field, value in wanted.items()):
+        if meta.get("spec_fingerprint") != spec.fingerprint():
             return False
     return True
 
@@ -76,10 +74,11 @@ def export_demo_models(repository: Path, *, force: bool = False,
     """Export what is missing or stale; returns ``{model name: what happened}``."""
     done: dict[str, str] = {}
     for spec in demo_specs(repository):
-        names = [spec.model_name(p) for p in spec.precisions]
         if not force and _up_to_date(spec):
-            for name in names:
-                done[name] = "up to date (kept)"
+            for name, what in apply_serving(spec).items():
+                done[name] = ("up to date (kept)" if what == "unchanged"
+                              else "same artifact, serving settings changed: config.pbtxt rewritten, "
+                                   "no new version")
             continue
         report = export(spec, progress=progress)
         for model in report.models:

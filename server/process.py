@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -62,18 +63,20 @@ def _check_port_free(host: str, port: int, what: str) -> None:
 RELOAD_PARAMETER = "triton_stack_reloaded_at"
 
 
-def _die_with_parent(nice: int) -> None:
+def _die_with_parent(nice: int, with_parent: bool) -> None:
     """In the child before exec: SIGTERM when the launcher dies, even by SIGKILL, and nice.
 
-    PR_SET_PDEATHSIG is Linux's; elsewhere this does nothing and stop() is the only cleanup.
+    PR_SET_PDEATHSIG fires when the *thread* that started the child ends, so it is only asked
+    for from the main thread (the launcher's); Linux only, elsewhere stop() is the only cleanup.
     """
-    try:
-        import ctypes
+    if with_parent:
+        try:
+            import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        pass
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
     if nice:
         os.nice(nice)
 
@@ -168,6 +171,7 @@ class TritonServer:
         # appended to: a restarted Triton keeps the log of the one that died
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed on stop
         self._log_handle = log
+        main_thread = threading.current_thread() is threading.main_thread()
         self._proc = subprocess.Popen(
             self.command(backends), stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=server_environment(self.install),
@@ -175,7 +179,7 @@ class TritonServer:
             # and the backend stubs (which inherit the group) can be killed with it.
             start_new_session=True,
             # In the child before exec, so every Triton thread and backend stub inherits the nice.
-            preexec_fn=lambda: _die_with_parent(self.config.nice),
+            preexec_fn=lambda: _die_with_parent(self.config.nice, main_thread),
         )
         try:
             self.wait_ready(timeout_s)

@@ -126,3 +126,31 @@ def test_repository_versions_are_added_and_never_overwritten(tmp_path):
         write_version(repo, config, {"model.onnx": tmp_path / "missing.onnx"}, {})
     assert sorted(p.name for p in (repo / "emb").iterdir()) == ["1", "2", "config.pbtxt"]
     assert [p.name for p in repo.iterdir()] == ["emb"]
+
+
+def test_a_serving_change_rewrites_the_config_and_writes_no_version(tmp_path):
+    from converters.api import apply_serving
+
+    base = spec(tmp_path, source=CLASSIFIER, name="cls", precisions=("fp32",))
+    export(base, progress=None)
+    folder = tmp_path / "repo" / "cls"
+    assert apply_serving(base) == {"cls": "unchanged"}
+    queued = spec(tmp_path, source=CLASSIFIER, name="cls", precisions=("fp32",), max_queue_size=5,
+                  instances=2)
+    assert queued.fingerprint() == base.fingerprint()  # the same artifact
+    assert apply_serving(queued) == {"cls": "config.pbtxt rewritten"}
+    config = (folder / "config.pbtxt").read_text()
+    assert "max_queue_size: 5" in config and "count: 2" in config
+    assert sorted(p.name for p in folder.iterdir()) == ["1", "config.pbtxt"]
+    with pytest.raises(InvalidSpec, match="no version"):
+        apply_serving(spec(tmp_path, source=CLASSIFIER, name="other", precisions=("fp32",)))
+
+
+def test_keep_bounds_the_versions_of_a_model(tmp_path):
+    for _ in range(3):
+        report = export(spec(tmp_path, source=CLASSIFIER, name="cls", precisions=("fp32",), keep=2),
+                        progress=None)
+    assert report.models[0].version == 3
+    assert sorted(p.name for p in (tmp_path / "repo" / "cls").iterdir()) == ["2", "3", "config.pbtxt"]
+    with pytest.raises(InvalidSpec, match="--keep must be 1..1000"):
+        spec(tmp_path, source=CLASSIFIER, name="cls", keep=0)

@@ -1,6 +1,6 @@
 """Client overhead benchmark: client CPU microseconds per call against a trivial model.
 
-    flock /tmp/bench.lock python -m client.bench [--url HOST:PORT] [--calls 2000] [--json]
+    flock /tmp/bench.lock python -m loadtest.client_bench [--url HOST:PORT] [--calls 2000] [--json]
 
 Without ``--url`` it starts its own Triton (``server`` package) on a temporary repository with
 one trivial Python-backend model, ``add_one`` (FP32 [4] -> [4], no batching delay). Each
@@ -132,7 +132,7 @@ def run(url: str, calls: int, rounds: int, warmup: int = 200) -> dict[str, dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m client.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.client_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running Triton serving add_one (default: start one)")
     parser.add_argument("--calls", type=int, default=2000, help="calls per round (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default: %(default)s)")
