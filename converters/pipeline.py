@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from converters.errors import ConverterError, EnvironmentProblem, InvalidSpec, StepFailed
-from converters.steps.base import Status, StepResult
+from converters.steps.base import ExportContext, Status, Step, StepResult
 
 T = TypeVar("T")
 Progress = Callable[[str], None]
@@ -85,6 +85,16 @@ class Runner:
     def skip(self, key: str, reason: str) -> None:
         """Record a step that does not apply here, with the reason."""
         self._emit(key, StepResult(key, Status.SKIPPED, 0.0, reason))
+
+    def execute(self, step: Step, ctx: ExportContext) -> None:
+        """Run one pipeline step on ``ctx`` (or record why it does not apply)."""
+        reason = step.skipped_because(ctx)
+        if reason is not None:
+            self.skip(step.name, reason)
+            return
+        value = self.run(step.name, lambda: step.run(ctx), to_dict=step.to_dict, from_dict=step.from_dict,
+                         describe=step.describe, check=step.check)
+        step.keep(ctx, value)
 
     def run(self, key: str, fn: Callable[[], T], *, to_dict: Callable[[T], dict],
             from_dict: Callable[[dict], T], describe: Callable[[T], str] = lambda v: "",

@@ -17,7 +17,7 @@ import numpy as np
 
 from converters.errors import AccuracyBelowThreshold
 from converters.spec import Thresholds
-from converters.steps.base import OnnxModel, ort_session, run_batches
+from converters.steps.base import ExportContext, OnnxModel, Step, ort_session, run_batches
 
 Feed = Mapping[str, np.ndarray]
 
@@ -68,3 +68,39 @@ def run(inp: AccuracyInput) -> dict[str, object]:
             "bar explicitly (--min-mean-cosine, --min-recall-at-10, --max-accuracy-drop ...)",
             metrics, failures)
     return result
+
+
+class AccuracyStep(Step):
+    """The INT8 gate, plus how the INT8 model was made (recorded in metadata.json)."""
+
+    name = "accuracy"
+    check = True
+
+    def skipped_because(self, ctx: ExportContext) -> str | None:
+        return None if "int8" in ctx.served else "no INT8 model to gate"
+
+    def run(self, ctx: ExportContext) -> dict[str, object]:
+        from converters.spec import Int8Mode
+
+        spec, family = ctx.spec, ctx.family
+        if family.evaluation is None:  # refused up front; kept as a guard
+            raise ValueError("the source has no evaluation data for the INT8 gate")
+        result = run(AccuracyInput(ctx.served["fp32"], ctx.served["int8"], family.kind,
+                                   lambda: family.evaluation(spec.evaluation_size), spec.thresholds))
+        mode = spec.effective_int8_mode
+        per_token = ctx.smoothed is not None
+        return dict(result, int8_mode=str(mode),
+                    calibration=(spec.calibration or family.default_calibration) if mode is Int8Mode.STATIC
+                    else "corpus (smoothing)" if per_token else "none (dynamic)",
+                    activations="per-token" if per_token else "per-tensor")
+
+    def keep(self, ctx: ExportContext, result: object) -> None:
+        ctx.accuracy = result  # type: ignore[assignment]
+
+    def describe(self, result: object) -> str:
+        metrics = result["metrics"]  # type: ignore[index]
+        keys = (("mean_cosine", "min_cosine", "recall_at_10", "spearman")
+                if result["kind"] == "embedding"  # type: ignore[index]
+                else ("reference_accuracy", "candidate_accuracy", "accuracy_drop_points", "agreement"))
+        return (", ".join(f"{k} {float(metrics[k]):.4f}" for k in keys if k in metrics)
+                + f" (n={result['n']})")  # type: ignore[index]

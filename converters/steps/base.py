@@ -6,10 +6,18 @@ import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["OnnxModel", "Status", "StepResult", "ort_session", "run_batches"]
+if TYPE_CHECKING:  # annotations only: the steps' layer does not import the layers above it
+    from converters.families import Family
+    from converters.sources.hf import HFSource
+    from converters.sources.resolve import TorchSource
+    from converters.spec import ExportSpec
+
+__all__ = ["ExportContext", "OnnxModel", "OnnxStep", "Status", "Step", "StepResult", "ort_session",
+           "run_batches"]
 
 
 class Status(enum.StrEnum):
@@ -83,3 +91,71 @@ def run_batches(session, feeds: Sequence[Mapping[str, np.ndarray]], output: str)
     names = {i.name for i in session.get_inputs()}
     parts = [session.run([output], {k: v for k, v in feed.items() if k in names})[0] for feed in feeds]
     return np.concatenate(parts, axis=0)
+
+
+@dataclasses.dataclass
+class ExportContext:
+    """What one export's steps read and produce, typed: each step reads the fields it needs and
+    keeps its result in its own field (never a bag of keyword arguments).
+
+    The first block is fixed before any step runs (``converters.families``: what the source's
+    family says about references, data and tasks); the second is filled in by the steps.
+    """
+
+    spec: ExportSpec
+    source: HFSource | TorchSource
+    family: Family
+    work: Path
+    raw: OnnxModel | None = None  # the source's FP32 graph as exported
+    served: dict[str, OnnxModel] = dataclasses.field(default_factory=dict)  # precision -> file served
+    smoothed: OnnxModel | None = None
+    parity: dict[str, object] | None = None
+    accuracy: dict[str, object] | None = None
+    portability: dict[str, object] | None = None
+    goldens: dict[str, dict[str, object]] = dataclasses.field(default_factory=dict)
+    plans: dict[str, Path] = dataclasses.field(default_factory=dict)  # precision -> TensorRT plan
+
+
+class Step:
+    """One named step of the export pipeline: it says whether it applies, runs, keeps its result.
+
+    ``check`` steps (parity, gates) always run again; other steps are reused from the run state
+    of an earlier, interrupted run when their files still exist. ``to_dict``/``from_dict`` turn
+    the result into the run state's JSON and back; ``describe`` is the one-line summary.
+    """
+
+    name = "step"
+    check = False
+
+    def skipped_because(self, ctx: ExportContext) -> str | None:
+        """Why this step does not apply to this export (None: it runs)."""
+        return None
+
+    def run(self, ctx: ExportContext) -> object:
+        raise NotImplementedError
+
+    def keep(self, ctx: ExportContext, result: object) -> None:
+        """Store ``result`` in the context for the steps after this one."""
+
+    def to_dict(self, result: object) -> dict:
+        return result  # type: ignore[return-value]
+
+    def from_dict(self, data: dict) -> object:
+        return data
+
+    def describe(self, result: object) -> str:
+        return ""
+
+
+class OnnxStep(Step):
+    """A step whose result is an ONNX file."""
+
+    def to_dict(self, result: object) -> dict:
+        return result.to_dict()  # type: ignore[attr-defined]
+
+    def from_dict(self, data: dict) -> object:
+        return OnnxModel.from_dict(data)
+
+    def describe(self, result: object) -> str:
+        assert isinstance(result, OnnxModel)
+        return f"{result.path.name}: {', '.join(result.input_names)} -> {', '.join(result.output_names)}"

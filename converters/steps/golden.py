@@ -21,7 +21,7 @@ import numpy as np
 
 from converters.runtime.ort_runner import golden_figures, judge_golden
 from converters.spec import Thresholds
-from converters.steps.base import OnnxModel, ort_session
+from converters.steps.base import ExportContext, OnnxModel, Step, ort_session
 
 Feed = Mapping[str, np.ndarray]
 GOLDEN_ROWS = 32
@@ -66,3 +66,30 @@ def run(inp: GoldenInput) -> dict[str, dict[str, object]]:
             "file": "golden.npz", "rows": int(len(built)), "output": output, "kind": inp.kind,
             "bounds": bounds, "build": judged.figures}}
     return result
+
+
+class GoldenStep(Step):
+    """Golden data for every ONNX version (the python-ort runner's load-time self-check)."""
+
+    name = "golden"
+    check = True
+
+    def skipped_because(self, ctx: ExportContext) -> str | None:
+        from converters.spec import Target
+
+        if ctx.spec.target is Target.TENSORRT:
+            return "TensorRT plans: Triton's model warmup checks them, not the python-ort runner"
+        return None
+
+    def run(self, ctx: ExportContext) -> dict[str, dict[str, object]]:
+        spec = ctx.spec
+        models = {str(p): ctx.served[str(p)] for p in spec.precisions}
+        return run(GoldenInput(models, ctx.served["fp32"], ctx.family.kind,
+                               ctx.family.golden_feed(spec.evaluation_size), spec.thresholds,
+                               ctx.work / "golden"))
+
+    def keep(self, ctx: ExportContext, result: object) -> None:
+        ctx.goldens = result  # type: ignore[assignment]
+
+    def describe(self, result: object) -> str:
+        return "; ".join(f"{p}: {g['meta']['rows']} rows" for p, g in result.items())  # type: ignore[attr-defined]

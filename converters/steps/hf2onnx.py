@@ -17,7 +17,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-from converters.steps.base import OnnxModel
+from converters.steps.base import ExportContext, OnnxModel, OnnxStep
 
 EMBEDDING = "embedding"
 
@@ -100,3 +100,22 @@ def append_mean_pooling(src: Path, dest: Path, hidden_output: str = "last_hidden
     graph.output.append(helper.make_tensor_value_info(EMBEDDING, TensorProto.FLOAT, shape))
     onnx.checker.check_model(model)
     onnx.save(model, str(dest))
+
+
+class Hf2OnnxStep(OnnxStep):
+    """A Hugging Face folder to its FP32 graph."""
+
+    name = "hf2onnx"
+
+    def skipped_because(self, ctx: ExportContext) -> str | None:
+        from converters.sources.hf import HFSource
+
+        return None if isinstance(ctx.source, HFSource) else "source is a torch factory (torch2onnx runs)"
+
+    def run(self, ctx: ExportContext) -> OnnxModel:
+        return run(Hf2OnnxInput(ctx.source.folder, ctx.family.task, ctx.spec.opset,
+                                ctx.work / "fp32" / "model.onnx"))
+
+    def keep(self, ctx: ExportContext, result: object) -> None:
+        assert isinstance(result, OnnxModel)
+        ctx.raw = ctx.served["fp32"] = result

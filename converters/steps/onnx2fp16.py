@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from converters.steps.base import OnnxModel
+from converters.steps.base import ExportContext, OnnxModel, OnnxStep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,3 +26,25 @@ def run(inp: Fp16Input) -> OnnxModel:
     converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True)
     onnx.save(converted, str(inp.output))
     return OnnxModel.load(inp.output)
+
+
+class Onnx2Fp16Step(OnnxStep):
+    """FP16 ONNX for the ONNX targets (TensorRT builds its FP16 plan from the FP32 graph)."""
+
+    name = "onnx2fp16"
+
+    def skipped_because(self, ctx: ExportContext) -> str | None:
+        from converters.spec import Precision, Target
+
+        if Precision.FP16 not in ctx.spec.precisions:
+            return "fp16 not asked"
+        if ctx.spec.target is Target.TENSORRT:
+            return "the TensorRT plan is built FP16 from the FP32 graph"
+        return None
+
+    def run(self, ctx: ExportContext) -> OnnxModel:
+        return run(Fp16Input(ctx.served["fp32"], ctx.work / "fp16" / "model.onnx"))
+
+    def keep(self, ctx: ExportContext, result: object) -> None:
+        assert isinstance(result, OnnxModel)
+        ctx.served["fp16"] = result

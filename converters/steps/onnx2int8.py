@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.steps.base import OnnxModel
+from converters.steps.base import ExportContext, OnnxModel, OnnxStep
 
 Feed = Mapping[str, np.ndarray]
 QUANTIZED_OPS = ["MatMul", "Gemm", "Conv"]
@@ -108,3 +108,34 @@ def _quantize(inp: Int8Input) -> OnnxModel:
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
     pre.unlink(missing_ok=True)
     return OnnxModel.load(inp.output)
+
+
+class Onnx2Int8Step(OnnxStep):
+    """INT8 with ONNX Runtime's quantizer: dynamic (from the unfused or smoothed graph) or static QDQ."""
+
+    name = "onnx2int8"
+
+    def skipped_because(self, ctx: ExportContext) -> str | None:
+        from converters.spec import Precision
+
+        return None if Precision.INT8 in ctx.spec.precisions else "int8 not asked"
+
+    def run(self, ctx: ExportContext) -> OnnxModel:
+        from converters.spec import Int8Mode
+
+        spec, family = ctx.spec, ctx.family
+        assert ctx.raw is not None
+        if spec.effective_int8_mode is Int8Mode.STATIC:
+            mode = spec.calibration or family.default_calibration
+            return run(Int8Input(ctx.raw, "static", ctx.work / "int8-static" / "model.onnx",
+                                 lambda: family.calibration(mode, spec.calibration_size),
+                                 weights=spec.effective_int8_weights))
+        # From the UNFUSED graph (or its smoothed twin): measured faster (ORT fuses the integer
+        # graph itself at load, 1211 vs 955 rows/s, MiniLM b32) and as accurate as quantizing
+        # the fused graph.
+        return run(Int8Input(ctx.smoothed or ctx.raw, "dynamic", ctx.work / "int8-dynamic" / "model.onnx",
+                             per_token=ctx.smoothed is not None, weights=spec.effective_int8_weights))
+
+    def keep(self, ctx: ExportContext, result: object) -> None:
+        assert isinstance(result, OnnxModel)
+        ctx.served["int8"] = result

@@ -21,6 +21,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from converters.steps.base import ExportContext, Step
+
 
 @dataclasses.dataclass(frozen=True)
 class TrtInput:
@@ -121,3 +123,45 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class Onnx2TrtStep(Step):
+    """One TensorRT plan per precision (tensorrt target): FP16 from the FP32 graph, INT8 from QDQ."""
+
+    def __init__(self, precision: str) -> None:
+        self.precision = precision
+        self.name = f"onnx2trt-{precision}"
+
+    def skipped_because(self, ctx: ExportContext) -> str | None:
+        from converters.spec import Target
+
+        return None if ctx.spec.target is Target.TENSORRT else f"target {ctx.spec.target} serves ONNX"
+
+    def run(self, ctx: ExportContext) -> dict[str, object]:
+        onnx_in = ctx.served["int8"] if self.precision == "int8" else ctx.raw
+        assert onnx_in is not None
+        return run(TrtInput(onnx_in.path, self.precision, ctx.work / f"trt-{self.precision}" / "model.plan",
+                            profile_shapes(onnx_in.path, ctx.spec.max_batch_size)))
+
+    def keep(self, ctx: ExportContext, result: object) -> None:
+        ctx.plans[self.precision] = Path(str(result["plan"]))  # type: ignore[index]
+
+    def to_dict(self, result: object) -> dict:
+        return {"plan_path": result["plan"], "reproducer_path": result["reproducer"]}  # type: ignore[index]
+
+    def from_dict(self, data: dict) -> dict[str, object]:
+        return {"plan": data["plan_path"], "reproducer": data["reproducer_path"]}
+
+
+def profile_shapes(path: Path, max_batch: int) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """TensorRT optimization profile: batch 1/max/2, variable axes 1/128/512 (opt 128)."""
+    from converters.triton_config import io_from_onnx
+
+    inputs, _ = io_from_onnx(path)
+    shapes = {}
+    for t in inputs:
+        lo = (1, *(d if d > 0 else 1 for d in t.dims))
+        opt = (max(1, max_batch // 2), *(d if d > 0 else 128 for d in t.dims))
+        hi = (max_batch, *(d if d > 0 else 512 for d in t.dims))
+        shapes[t.name] = (lo, opt, hi)
+    return shapes

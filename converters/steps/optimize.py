@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from converters.steps.base import OnnxModel
+from converters.steps.base import ExportContext, OnnxModel, Step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,3 +45,40 @@ def run(inp: OptimizeInput) -> OptimizeResult:
     ops = Counter(node.op_type for node in optimized.model.graph.node)
     fused = {op: ops[op] for op in FUSED_OPS if ops.get(op)}
     return OptimizeResult(OnnxModel.load(inp.output), fused)
+
+
+class OptimizeStep(Step):
+    """ORT's offline transformer fusions, served instead of the as-exported graph (opt-in)."""
+
+    name = "optimize"
+
+    def skipped_because(self, ctx: ExportContext) -> str | None:
+        from converters.spec import Target
+
+        if ctx.spec.target is Target.TENSORRT:
+            return "TensorRT fuses itself and does not know ORT contrib ops"
+        if not ctx.spec.optimize:
+            return "not asked (--optimize); ORT fuses at load"
+        if not ctx.family.fusable_as:
+            return "no ORT transformer fusions for this architecture"
+        return None
+
+    def run(self, ctx: ExportContext) -> OptimizeResult:
+        assert ctx.raw is not None
+        return run(OptimizeInput(ctx.raw, str(ctx.family.fusable_as),
+                                 ctx.work / "fp32" / "model.opt.onnx"))
+
+    def keep(self, ctx: ExportContext, result: object) -> None:
+        assert isinstance(result, OptimizeResult)
+        ctx.served["fp32"] = result.model
+
+    def to_dict(self, result: object) -> dict:
+        assert isinstance(result, OptimizeResult)
+        return {"model": result.model.to_dict(), "fused": result.fused}
+
+    def from_dict(self, data: dict) -> OptimizeResult:
+        return OptimizeResult(OnnxModel.from_dict(data["model"]), data["fused"])
+
+    def describe(self, result: object) -> str:
+        assert isinstance(result, OptimizeResult)
+        return "fused " + ", ".join(f"{k} x{v}" for k, v in result.fused.items())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.errors import ShapeMismatch, ToleranceExceeded
-from converters.steps.base import ort_session
+from converters.steps.base import ExportContext, Step, ort_session
 
 Feed = Mapping[str, np.ndarray]
 
@@ -82,3 +82,37 @@ def run(inp: ParityInput) -> dict[str, object]:
             "fix the export, or loosen --parity-atol/--parity-rtol knowingly\n" + format_table(table),
             table)
     return {"cases": shapes, "table": table}
+
+
+class ParityStep(Step):
+    """The served FP32 graph against the source on several shapes."""
+
+    name = "parity"
+    check = True
+
+    def run(self, ctx: ExportContext) -> dict[str, object]:
+        t = ctx.spec.thresholds
+        return run(ParityInput(ctx.served["fp32"].path, ctx.family.reference,
+                               ctx.family.parity_cases, t.parity_atol, t.parity_rtol))
+
+    def keep(self, ctx: ExportContext, result: object) -> None:
+        ctx.parity = result
+
+    def describe(self, result: object) -> str:
+        return "max |diff| " + ", ".join(f"{row['output']} {row['max_abs']:.2g}"
+                                          for row in result["table"])
+
+
+class ParityFp16Step(Step):
+    """The FP16 graph against the source, at FP16's tolerance."""
+
+    name = "parity-fp16"
+    check = True
+
+    def skipped_because(self, ctx: ExportContext) -> str | None:
+        return None if "fp16" in ctx.served else "no FP16 ONNX model"
+
+    def run(self, ctx: ExportContext) -> dict[str, object]:
+        return run(ParityInput(ctx.served["fp16"].path, ctx.family.reference,
+                               ctx.family.parity_cases, 1e-2, 1e-2,
+                               label="FP16 ONNX vs source"))

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.steps.base import OnnxModel, ort_session
+from converters.steps.base import ExportContext, OnnxModel, Step, ort_session
 
 Feed = Mapping[str, np.ndarray]
 SMOOTHED_PRODUCERS = ("LayerNormalization",)
@@ -167,3 +167,49 @@ def smooth_graph(model, groups: dict[str, list], maxima: Mapping[str, np.ndarray
     del graph.node[:]
     graph.node.extend(nodes)
     return count
+
+
+def per_token_applies(ctx: ExportContext) -> str | None:
+    """Why dynamic per-token INT8 (smoothing + per-token FFN scales) does not apply (None: it does)."""
+    from converters.sources.hf import HFSource
+    from converters.spec import Int8Mode, Precision
+
+    if Precision.INT8 not in ctx.spec.precisions:
+        return "int8 not asked"
+    if ctx.spec.effective_int8_mode is Int8Mode.STATIC:
+        return "static INT8 calibrates its own activation ranges"
+    if not isinstance(ctx.source, HFSource):
+        return "not a HF transformer"
+    if ctx.spec.int8_activations != "per-token":
+        return "--int8-activations per-tensor"
+    return None
+
+
+class SmoothStep(Step):
+    """Activation smoothing before dynamic per-token INT8 (HF transformer encoders)."""
+
+    name = "smooth"
+
+    def skipped_because(self, ctx: ExportContext) -> str | None:
+        return per_token_applies(ctx)
+
+    def run(self, ctx: ExportContext) -> SmoothResult:
+        assert ctx.raw is not None
+        size = ctx.spec.calibration_size
+        return run(SmoothInput(ctx.raw, ctx.work / "int8-dynamic" / "smoothed.onnx",
+                               lambda: ctx.family.calibration("corpus", size)))
+
+    def keep(self, ctx: ExportContext, result: object) -> None:
+        assert isinstance(result, SmoothResult)
+        ctx.smoothed = result.model
+
+    def to_dict(self, result: object) -> dict:
+        assert isinstance(result, SmoothResult)
+        return result.to_dict()
+
+    def from_dict(self, data: dict) -> SmoothResult:
+        return SmoothResult.from_dict(data)
+
+    def describe(self, result: object) -> str:
+        assert isinstance(result, SmoothResult)
+        return f"{result.smoothed} activations, {result.matmuls} MatMuls"

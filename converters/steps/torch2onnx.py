@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from converters.sources.torch_module import TorchInputSpec
-from converters.steps.base import OnnxModel
+from converters.steps.base import ExportContext, OnnxModel, OnnxStep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,3 +66,25 @@ def _fix_output_dims(path: Path, outputs) -> None:
                 changed = True
     if changed:
         onnx.save(model, str(path))
+
+
+class Torch2OnnxStep(OnnxStep):
+    """An ``nn.Module`` factory to its FP32 graph."""
+
+    name = "torch2onnx"
+
+    def skipped_because(self, ctx: ExportContext) -> str | None:
+        from converters.sources.resolve import TorchSource
+
+        if isinstance(ctx.source, TorchSource):
+            return None
+        return "source is a Hugging Face folder (hf2onnx ran)"
+
+    def run(self, ctx: ExportContext) -> OnnxModel:
+        source = ctx.source
+        return run(Torch2OnnxInput(source.module, source.spec, ctx.spec.opset,
+                                   ctx.work / "fp32" / "model.onnx"))
+
+    def keep(self, ctx: ExportContext, result: object) -> None:
+        assert isinstance(result, OnnxModel)
+        ctx.raw = ctx.served["fp32"] = result

@@ -154,3 +154,32 @@ def test_keep_bounds_the_versions_of_a_model(tmp_path):
     assert sorted(p.name for p in (tmp_path / "repo" / "cls").iterdir()) == ["2", "3", "config.pbtxt"]
     with pytest.raises(InvalidSpec, match="--keep must be 1..1000"):
         spec(tmp_path, source=CLASSIFIER, name="cls", keep=0)
+
+
+def test_a_new_step_is_its_class_and_a_line_in_the_plan(tmp_path, monkeypatch):
+    """export() itself does not change: the step says whether it applies, runs, and is recorded."""
+    import onnx
+
+    from converters import api
+    from converters import plan as plan_module
+    from converters.steps.base import Step
+
+    class CountNodes(Step):
+        name = "count-nodes"
+        check = True
+
+        def skipped_because(self, ctx):
+            return None if "int8" in ctx.served else "no INT8 model"
+
+        def run(self, ctx):
+            return {"nodes": len(onnx.load(str(ctx.served["int8"].path)).graph.node)}
+
+        def describe(self, result):
+            return f"{result['nodes']} nodes"
+
+    monkeypatch.setattr(api, "plan", lambda spec_: [*plan_module.plan(spec_), CountNodes()])
+    report = export(spec(tmp_path, source=CLASSIFIER, name="cls", precisions=("int8",)), progress=None)
+    step = {s.step: s for s in report.steps}["count-nodes"]
+    assert str(step.status) == "ok" and step.output["nodes"] > 0 and step.detail.endswith(" nodes")
+    meta = json.loads((report.models[0].path / "metadata.json").read_text())
+    assert "count-nodes" in [s["step"] for s in meta["steps"]]
