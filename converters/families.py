@@ -20,6 +20,7 @@ import numpy as np
 from converters import feeds as feeds_mod
 from converters.sources.hf import HFSource
 from converters.sources.resolve import TorchSource
+from converters.spec import EMBEDDING_OUTPUT
 
 Feed = dict[str, np.ndarray]
 Reference = Callable[[Feed], dict[str, np.ndarray]]
@@ -119,8 +120,6 @@ def _hf_reference(source: HFSource) -> Reference:
     state: dict[str, object] = {}
 
     def reference(feed: Feed) -> dict[str, np.ndarray]:
-        from converters.steps.hf2onnx import EMBEDDING
-
         if "model" not in state:
             from transformers import AutoModel, AutoModelForSequenceClassification
 
@@ -134,7 +133,7 @@ def _hf_reference(source: HFSource) -> Reference:
             return {"logits": out.logits.numpy()}
         mask = tensors["attention_mask"].unsqueeze(-1).float()
         pooled = (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return {EMBEDDING: torch.nn.functional.normalize(pooled, dim=-1).numpy()}
+        return {EMBEDDING_OUTPUT: torch.nn.functional.normalize(pooled, dim=-1).numpy()}
 
     return reference
 

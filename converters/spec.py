@@ -17,6 +17,8 @@ __all__ = ["ExportSpec", "Int8Mode", "Precision", "Target", "Thresholds", "TASKS
 TASKS = ("feature-extraction", "text-classification", "image-classification")
 #: Activation scales of dynamic INT8 for HF transformer encoders (see ExportSpec).
 INT8_ACTIVATIONS = ("per-token", "per-tensor")
+#: The output of an exported feature-extraction model: the pooled, L2-normalized sentence embedding.
+EMBEDDING_OUTPUT = "embedding"
 #: Model names every Triton backend loads (the Python backend's stub fails on non-ASCII names).
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 #: ExportSpec fields that only go into config.pbtxt (the serving spec), never into the artifact.

@@ -17,9 +17,10 @@ import shutil
 import warnings
 from pathlib import Path
 
+from converters.spec import EMBEDDING_OUTPUT
 from converters.steps.base import ExportContext, OnnxModel, OnnxStep
 
-EMBEDDING = "embedding"
+EMBEDDING = EMBEDDING_OUTPUT
 
 
 @dataclasses.dataclass(frozen=True)
