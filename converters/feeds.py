@@ -54,14 +54,14 @@ def tokenize(source: HFSource, sentences: list[str], *, batch_size: int, fixed_l
 
 
 def text_calibration(source: HFSource, size: int | None, fixed_length: int = 64) -> list[Feed]:
-    from converters.data import text_corpus
+    from demo.data import text_corpus
 
     sentences = text_corpus().calibration[: size or 256]
     return tokenize(source, sentences, batch_size=16, fixed_length=fixed_length)
 
 
 def text_evaluation(source: HFSource, size: int | None) -> tuple[list[Feed], None]:
-    from converters.data import text_corpus
+    from demo.data import text_corpus
 
     sentences = text_corpus().evaluation
     return tokenize(source, sentences[: size or len(sentences)], batch_size=64), None

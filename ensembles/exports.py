@@ -17,9 +17,10 @@ from pathlib import Path
 from converters.api import RUNNER_FILE, apply_serving, export
 from converters.repository import existing_versions
 from converters.spec import ExportSpec, Precision
+from demo import contract
 
-ENCODER = "minilm"
-CLASSIFIER = "digits_cnn"
+ENCODER = contract.ENCODER
+CLASSIFIER = contract.CLASSIFIER
 KEEP_VERSIONS = 2
 
 

@@ -18,6 +18,7 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from converters.triton_config import DynamicBatching
+from demo import contract
 from ensembles.processing.digits import LABELS
 
 
@@ -140,6 +141,15 @@ LABELS_FILE = "labels.txt"
 LABELS_TEXT = "\n".join(LABELS) + "\n"
 
 
+def _specs(tensors: tuple[contract.Tensor, ...],
+           label_filename: Mapping[str, str] | None = None) -> tuple[TensorSpec, ...]:
+    """The contract's tensors (demo.contract) as config specs."""
+    files = label_filename or {}
+    return tuple(TensorSpec(t.name, t.data_type, t.dims, **({"label_filename": files[t.name]}
+                                                            if t.name in files else {}))
+                 for t in tensors)
+
+
 def text_steps(encoder: str, max_length: int) -> tuple[PythonStep, Ensemble]:
     tokenizer = PythonStep(
         name=f"{encoder}_tokenizer", adapter="tokenizer",
@@ -148,9 +158,9 @@ def text_steps(encoder: str, max_length: int) -> tuple[PythonStep, Ensemble]:
         parameters={"max_length": str(max_length), "max_chars": "20000"},
     )
     embed = Ensemble(
-        name="embed", max_batch_size=EMBED_MAX_BATCH,
-        inputs=(TensorSpec("TEXT", "TYPE_STRING", (1,)),),
-        outputs=(TensorSpec("EMBEDDING", "TYPE_FP32", (384,)),),
+        name=contract.EMBED, max_batch_size=EMBED_MAX_BATCH,
+        inputs=_specs(contract.PIPELINES[0].inputs),
+        outputs=_specs(contract.PIPELINES[0].outputs),
         steps=(
             Step(tokenizer.name, {"TEXT": "TEXT"}, {t.name: t.name for t in TOKEN_OUTPUTS}),
             Step(encoder, {t.name: t.name for t in TOKEN_OUTPUTS}, {"embedding": "EMBEDDING"}),
@@ -160,12 +170,12 @@ def text_steps(encoder: str, max_length: int) -> tuple[PythonStep, Ensemble]:
 
 
 def digit_steps(classifier: str) -> tuple[PythonStep, PythonStep, Ensemble]:
-    probabilities = TensorSpec("PROBABILITIES", "TYPE_FP32", (10,), label_filename=LABELS_FILE)
-    label = TensorSpec("LABEL", "TYPE_INT64", (1,))
+    label, probabilities = _specs(contract.PIPELINES[1].outputs,
+                                  label_filename={"PROBABILITIES": LABELS_FILE})
     preprocess = PythonStep(
         name="digits_preprocess", adapter="digits_preprocess",
-        inputs=(TensorSpec("IMAGE", "TYPE_FP32", (8, 8)),),
-        outputs=(TensorSpec("image", "TYPE_FP32", (1, 8, 8)),),
+        inputs=_specs(contract.PIPELINES[1].inputs),
+        outputs=(TensorSpec("image", "TYPE_FP32", (1, *contract.DIGIT_SHAPE)),),
         max_batch_size=DIGITS_MAX_BATCH, batching=DIGITS_BATCHING,
     )
     postprocess = PythonStep(
@@ -174,8 +184,8 @@ def digit_steps(classifier: str) -> tuple[PythonStep, PythonStep, Ensemble]:
         max_batch_size=DIGITS_MAX_BATCH, batching=DIGITS_BATCHING, files={LABELS_FILE: LABELS_TEXT},
     )
     ensemble = Ensemble(
-        name="classify_digit", max_batch_size=DIGITS_MAX_BATCH,
-        inputs=(TensorSpec("IMAGE", "TYPE_FP32", (8, 8)),),
+        name=contract.CLASSIFY, max_batch_size=DIGITS_MAX_BATCH,
+        inputs=_specs(contract.PIPELINES[1].inputs),
         outputs=(label, probabilities),
         steps=(
             Step(preprocess.name, {"IMAGE": "IMAGE"}, {"image": "image"}),

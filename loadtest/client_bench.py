@@ -132,7 +132,8 @@ def run(url: str, calls: int, rounds: int, warmup: int = 200) -> dict[str, dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.client_bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.client_bench",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running Triton serving add_one (default: start one)")
     parser.add_argument("--calls", type=int, default=2000, help="calls per round (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default: %(default)s)")

@@ -89,12 +89,12 @@ def _texts(traffic: Traffic, rng: random.Random) -> list[bytes]:
     return pool
 
 
-def _data():  # noqa: ANN202 - converters.data is optional: stand-in models don't need it
+def _data():  # noqa: ANN202 - demo.data is optional: stand-in models don't need it
     try:
-        from converters import data
+        from demo import data
     except ImportError as exc:
         raise CampaignError(
-            f"demo pipeline inputs come from converters.data, which cannot be imported ({exc}); "
+            f"demo pipeline inputs come from demo.data, which cannot be imported ({exc}); "
             "install the project (pip install -e .) or target a model with fixed [inputs]"
         ) from None
     return data

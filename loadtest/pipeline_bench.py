@@ -87,7 +87,7 @@ def _rows_per_s(sessions: list, feeds: list[dict[str, np.ndarray]], seconds: flo
 
 def _text_feeds(batch: int) -> tuple[list[dict[str, np.ndarray]], list[dict[str, Any]]]:
     """Batches of evaluation texts for ORT, and the same texts pre-tokenized for perf_analyzer."""
-    from converters.data import text_corpus
+    from demo.data import text_corpus
     from ensembles.build import MAX_LENGTH, minilm_tokenizer_file
     from ensembles.processing.text import encode, load_tokenizer
 
@@ -107,7 +107,7 @@ def _text_feeds(batch: int) -> tuple[list[dict[str, np.ndarray]], list[dict[str,
 
 
 def _digit_feeds(batch: int) -> list[dict[str, np.ndarray]]:
-    from converters.data import digits_split
+    from demo.data import digits_split
     x = np.asarray(digits_split().x_test, dtype=np.float32)
     return [{"image": x[i:i + batch]} for i in range(0, len(x) - batch + 1, batch)]
 

@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from client import Client, ClientError
-    from converters.data import digits_split
     from converters.errors import ConverterError
+    from demo.data import digits_split
     from ensembles.build import build
     from server import ServerConfig, ServerError, TritonServer
 

@@ -3,7 +3,7 @@
 ``converters.sources.digits:factory`` is a torch source for the export pipeline: it returns the
 trained :class:`DigitsCNN` and a :class:`~converters.sources.torch_module.TorchInputSpec` whose
 calibration data is the digits calib split and whose evaluation data is the labelled test split
-(see :func:`converters.data.digits_split`).
+(see :func:`demo.data.digits_split`).
 
 Trained weights are cached on disk, keyed by a hash of the model and training code, the
 hyperparameters, the seeds and the torch version, so repeated exports skip training; with no
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from converters.data import DigitsSplit, digits_split
 from converters.sources.torch_module import TensorSpec, TorchInputSpec
+from demo.data import DigitsSplit, digits_split
 
 __all__ = [
     "DigitsCNN",
@@ -189,7 +189,7 @@ def train_digits_cnn(seed: int = 0, epochs: int = TrainConfig.epochs, *, split_s
     Args:
         seed: Seed for weight initialisation and batch order.
         epochs: Passes over the train split (shorthand for ``config.epochs``).
-        split_seed: Seed of :func:`converters.data.digits_split`; keep it equal to the split
+        split_seed: Seed of :func:`demo.data.digits_split`; keep it equal to the split
             used for evaluation, or the test set overlaps the training data.
         config: Full hyperparameters; ``epochs`` overrides its ``epochs``.
         use_cache: Read and write the weights cache.

@@ -1,4 +1,4 @@
-"""converters.data, converters.metrics and the digits CNN source, without Triton."""
+"""demo.data, converters.metrics and the digits CNN source, without Triton."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from converters import data
-from converters.data import digits_split, sentences, text_corpus
 from converters.metrics import classification_agreement, embedding_agreement
 from converters.sources import digits
 from converters.sources.digits import (
@@ -29,6 +27,8 @@ from converters.sources.digits import (
     train_digits_cnn,
     weights_path,
 )
+from demo import data
+from demo.data import digits_split, sentences, text_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def test_corpus_sizes_and_disjoint() -> None:
 
 def test_corpus_is_deterministic_across_processes() -> None:
     # A fresh interpreter with a different hash seed (set iteration order) gives the same corpus.
-    code = ("import hashlib, json; from converters.data import text_corpus; c = text_corpus(); "
+    code = ("import hashlib, json; from demo.data import text_corpus; c = text_corpus(); "
             "print(hashlib.sha256(json.dumps([c.calibration, c.evaluation]).encode()).hexdigest())")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, env={"PYTHONHASHSEED": "12345", "PATH": ""}).stdout.strip()

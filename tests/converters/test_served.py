@@ -121,7 +121,7 @@ def test_minilm_and_digits_demo_exports_serve_in_triton(tmp_path):
         int8 = infer(client, "minilm", enc, "embedding")
         np.testing.assert_allclose(fp32, reference, atol=1e-4)
         assert (np.sum(int8 * reference, axis=1) > 0.98).all()
-        from converters.data import digits_split
+        from demo.data import digits_split
 
         split = digits_split(0)
         logits = infer(client, "digits_cnn", {"image": np.ascontiguousarray(split.x_test[:32])}, "logits")

@@ -19,9 +19,9 @@ import onnxruntime as ort
 import pytest
 
 from client import Client
-from converters.data import digits_split, text_corpus
 from converters.repository import existing_versions
 from converters.runtime.ort_runner import int8_config_entries, make_session
+from demo.data import digits_split, text_corpus
 from ensembles.build import MAX_LENGTH, build, minilm_tokenizer_file
 from ensembles.processing.text import encode, load_tokenizer
 from loadtest.metrics import scrape

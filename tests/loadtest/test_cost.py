@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from loadtest import cost
-from tests.deploy.conftest import FIXTURES, ROOT
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[2]
 
 PRICES = FIXTURES / "gpus.toml"
 
