@@ -33,7 +33,7 @@ repository: $(STAMP)
 	$(PY) -m ensembles build --repository $(REPO)
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py --repository $(REPO)
+	$(PY) scripts/run_demo.py --repository $(REPO)
 
 serve: $(STAMP)
 	$(PY) -m server serve --model-repository $(REPO)

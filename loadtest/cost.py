@@ -335,13 +335,46 @@ def _parser() -> argparse.ArgumentParser:
                         help="add ESTIMATE rows for the other GPUs, scaled from this GPU's report")
     parser.add_argument("--prices", type=Path, default=PRICES_FILE, metavar="FILE",
                         help="price table (default: loadtest/gpus.toml)")
+    modal = parser.add_argument_group(
+        "serverless (--platform modal)",
+        "Containers, $/hour, $ per 1M requests and the warm pool's idle cost for a target rate on Modal, "
+        "from per-second prices ([modal] in the price table); a rate not measured on that GPU is an "
+        "ESTIMATE with its assumption")
+    modal.add_argument("--platform", choices=["cloud", "modal"], default="cloud",
+                       help="cloud: GPU-hour prices per GPU (default); modal: plan a Modal deployment")
+    modal.add_argument("--target-rps", type=float, metavar="N", help="requests/s the deployment must serve")
+    modal.add_argument("--min-containers", type=int, default=1, metavar="N",
+                       help="warm containers kept up with no traffic (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     return parser
 
 
+def _run_modal(args: argparse.Namespace) -> int:
+    from loadtest.modal_cost import format_plan, load_modal_prices, plan
+
+    if len(args.reports) != 1:
+        raise CostInputError("--platform modal prices one [GPU=]REPORT (the summary.json of a load test; "
+                             "GPU= says it was measured on that GPU)")
+    if not args.gpu:
+        raise CostInputError("--platform modal needs --gpu NAME (for example L4)")
+    if args.target_rps is None:
+        raise CostInputError("--platform modal needs --target-rps N, the rate to serve")
+    measured_on, _, path = args.reports[0].rpartition("=")
+    measurement = read_report(Path(path))
+    if measured_on:
+        measurement = dataclasses.replace(measurement, device=measured_on)
+    result = plan(measurement, load_modal_prices(args.prices), gpu=args.gpu,
+                  target_rps=args.target_rps, utilization=args.utilization,
+                  min_containers=args.min_containers, rps=args.rps)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_plan(result))
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     """Compute, print, and return the exit code."""
+    if args.platform == "modal":
+        return _run_modal(args)
     gpus = load_prices(args.prices)
     reports = [(name, read_report(path)) for name, path in _parse_report_args(args.reports, args.gpu)]
     for name, _ in reports:

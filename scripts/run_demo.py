@@ -1,6 +1,6 @@
 """The README's run command: build the demo repository, serve it, query it, load-test it.
 
-    python scripts/demo.py [--repository model_repository] [--campaign smoke]
+    python scripts/run_demo.py [--repository model_repository] [--campaign smoke]
 
 Steps, each printed as it runs:
 1. ``ensembles.build``: export MiniLM and the digits CNN (FP32 + INT8, parity and accuracy
