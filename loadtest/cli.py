@@ -75,6 +75,19 @@ def _parser() -> argparse.ArgumentParser:
     drill.add_argument("--timeout", type=float, default=60.0, metavar="S",
                        help="longest wait for one recovery (default: %(default)s)")
     drill.add_argument("--json", action="store_true", help="print the results as JSON")
+    cmp = sub.add_parser(
+        "compare", help="compare two runs side by side; exit 1 when B regressed past a bound",
+        description="Compare the throughput and p99 of two runs' report folders (A, then B) per traffic "
+        "entry, write compare.md and compare.html, and exit 1 when a bound is crossed. With repeated "
+        "windows in both runs, changes get a 95%% bootstrap interval and are marked when within noise.")
+    cmp.add_argument("run_a", metavar="RUN_A", help="report folder (or summary.json) of the baseline")
+    cmp.add_argument("run_b", metavar="RUN_B", help="report folder (or summary.json) of the candidate")
+    cmp.add_argument("--max-p99-regression", metavar="PCT", help="fail when B's p99 rose by more (e.g. 10%%)")
+    cmp.add_argument("--max-rps-regression", metavar="PCT",
+                     help="fail when B's throughput fell by more (e.g. 5%%)")
+    cmp.add_argument("--out", type=Path, metavar="DIR", help="where the report goes "
+                     "(default: reports/compare/A-vs-B)")
+    cmp.add_argument("--json", action="store_true", help="print the changes as JSON")
     validate = sub.add_parser("validate", help="check campaign files without running them")
     validate.add_argument("campaigns", nargs="+", metavar="CAMPAIGN")
     sub.add_parser("list", help="list the bundled campaigns")
@@ -242,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args)
         if args.command == "heal-drill":
             return _heal_drill(args)
+        if args.command == "compare":
+            from loadtest import compare
+
+            return compare.main(args)
         if args.command == "list":
             return _list()
         if args.command == "worker":

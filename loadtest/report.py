@@ -1,4 +1,5 @@
-"""The run's report folder: summary.json, report.md and, for step campaigns, latency-vs-throughput.png.
+"""The run's report folder: summary.json, report.md, report.html (:mod:`loadtest.html_report`) and,
+for step campaigns, latency-vs-throughput.png.
 
 Locust itself writes ``locust_stats.csv`` (and its history/failures CSVs) and ``locust.html``.
 """
@@ -163,8 +164,12 @@ def write_all(campaign: Campaign, summary: dict[str, Any], out: Path) -> list[st
         plot(campaign, summary, out / "latency-vs-throughput.png")
     elif any(s.window_s for s in campaign.stages):
         plot_over_time(campaign, summary, out / "over-time.png")
-    files = sorted(p.name for p in out.iterdir() if p.is_file()) + ["summary.json", "report.md"]
+    from loadtest import html_report
+
+    files = sorted(p.name for p in out.iterdir() if p.is_file()) + ["summary.json", "report.md",
+                                                                    "report.html"]
     summary["files"] = sorted(set(files))
     (out / "report.md").write_text(markdown(campaign, summary) + "\n", encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out / "report.html").write_text(html_report.render(campaign, summary, out), encoding="utf-8")
     return summary["files"]

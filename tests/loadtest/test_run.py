@@ -72,6 +72,13 @@ warmup_s = 0.5
     assert summary["server"]["cpu_pct"] is not None
     text = (report / "report.md").read_text()
     assert "| add_one |" in text and "µs CPU per request" in text and "avg batch" in text
+    page = (report / "report.html").read_text()  # one self-contained page per run
+    assert "report.html" in summary["files"] and "PASS</span></h1>" in page
+    for section in ("SLOs", "Traffic (measured window)", "Throughput and refusals over time",
+                    "Latency over time", "Latency distribution", "Triton per model", "Versions"):
+        assert f"<h2>{section}" in page, section
+    assert f"<td>{measured['rps']:,.1f}</td>" in page and "src='data:image/png;base64," in page
+    assert "src='http" not in page and "href=" not in page and "<script" not in page  # nothing fetched
 
 
 def test_a_long_stage_is_recorded_as_windows_with_server_memory(
