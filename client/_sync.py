@@ -12,7 +12,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from client._base import ClientBase, ReplicaHealth, model_states
 from client._config import ClientConfig
-from client._errors import ClientError, Status
+from client._errors import ClientError, Status, from_rpc_error
 from client._pipelines import (
     CLASSIFY_MODEL,
     EMBED_DIM,
@@ -25,6 +25,9 @@ from client._pipelines import (
 )
 from client._retry import Attempts
 from client._tensors import ModelInfo, ModelState, merge, model_info, parse_response
+
+#: Config parameter a reload changes so that Triton builds new instances (the launcher uses the same).
+RELOAD_PARAMETER = "triton_stack_reloaded_at"
 
 
 class Client(ClientBase):
@@ -124,6 +127,69 @@ class Client(ClientBase):
         response = self._call("RepositoryIndex", service_pb2.RepositoryIndexRequest(),
                               "list_models", None, timeout, deadline)
         return model_states(response)
+
+    # -- model management (explicit model control; every replica) ---------------------------
+    def load_model(self, model: str, *, timeout_s: float | None = None) -> list[str]:
+        """Load ``model`` (or its new versions) on every replica; returns the replicas done.
+
+        Triton needs ``--model-control explicit`` (the launcher's default); on a restricted
+        server set the access token. A failed load leaves the versions already served as they were.
+        """
+        request = service_pb2.RepositoryModelLoadRequest(model_name=model)
+        return self._on_every_replica("RepositoryModelLoad", request, f"load '{model}'", model,
+                                      timeout_s)
+
+    def unload_model(self, model: str, *, unload_dependents: bool = False,
+                     timeout_s: float | None = None) -> list[str]:
+        """Unload ``model`` on every replica (and the ensembles over it with ``unload_dependents``)."""
+        request = service_pb2.RepositoryModelUnloadRequest(model_name=model)
+        if unload_dependents:
+            request.parameters["unload_dependents"].bool_param = True
+        return self._on_every_replica("RepositoryModelUnload", request, f"unload '{model}'", model,
+                                      timeout_s)
+
+    def reload_model(self, model: str, *, timeout_s: float | None = None) -> list[str]:
+        """Build new instances of ``model`` on every replica, switching traffic once they are ready.
+
+        A plain load of an unchanged model does nothing in Triton; this loads it with its own
+        configuration plus one changed parameter (``RELOAD_PARAMETER``), which the models ignore.
+        """
+        import json
+
+        from google.protobuf import json_format
+
+        done = []
+        for index, url in enumerate(self.config.urls):
+            timeout, deadline = self._deadline(timeout_s)
+            try:
+                config = self._stubs[index].ModelConfig(service_pb2.ModelConfigRequest(name=model),
+                                                        timeout=timeout, metadata=self._metadata).config
+                as_json = json.loads(json_format.MessageToJson(config, preserving_proto_field_name=True))
+                stamp = {"string_value": f"{time.time():.6f}"}
+                as_json.setdefault("parameters", {})[RELOAD_PARAMETER] = stamp
+                request = service_pb2.RepositoryModelLoadRequest(model_name=model)
+                request.parameters["config"].string_param = json.dumps(as_json)
+                self._stubs[index].RepositoryModelLoad(request, timeout=timeout, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc, what=f"reload '{model}'", url=url, model=model, attempts=1,
+                                     timeout_s=timeout) from None
+            done.append(url)
+        self._forget(model, "")
+        return done
+
+    def _on_every_replica(self, method: str, request: Any, what: str, model: str,
+                          timeout_s: float | None) -> list[str]:
+        done = []
+        for index, url in enumerate(self.config.urls):
+            timeout, _ = self._deadline(timeout_s)
+            try:
+                getattr(self._stubs[index], method)(request, timeout=timeout, metadata=self._metadata)
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc, what=what, url=url, model=model, attempts=1,
+                                     timeout_s=timeout) from None
+            done.append(url)
+        self._forget(model, "")
+        return done
 
     def health(self, *, timeout_s: float = 2.0) -> list[ReplicaHealth]:
         """Liveness and readiness of every replica, each asked directly (no retries)."""

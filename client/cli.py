@@ -67,6 +67,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("health", help="liveness and readiness of every replica")
     sub.add_parser("models", help="models in the repository and their state")
+    sub.add_parser("repository", help="the model repository: every model, version and state (as models)")
+    for name, text in (("load", "load NAME (or its new versions) on every replica"),
+                       ("unload", "unload NAME on every replica"),
+                       ("reload", "build new instances of NAME on every replica (e.g. after its backend died "
+                                  "or its config.pbtxt changed), switching traffic once they are ready")):
+        manage = sub.add_parser(name, help=text + "; needs explicit model control and, on a "
+                                "restricted server, TRITON_ACCESS_TOKEN")
+        manage.add_argument("name", metavar="NAME")
+        if name == "unload":
+            manage.add_argument("--dependents", action="store_true",
+                                help="also unload the ensembles that use NAME")
     model = sub.add_parser("model", help="a model's inputs, outputs, max_batch_size and readiness")
     model.add_argument("name")
     embed = sub.add_parser("embed", help="sentence embeddings (float32 [n, 384]) from the embed pipeline")
@@ -142,6 +153,20 @@ def _models(client: Client, args: argparse.Namespace) -> int:
     lines = [f"{m.name:<{width}}  {m.version or '-':>3}  {m.state or '-'}"
              + (f"  {m.reason}" if m.reason else "") for m in models]
     _emit(args, [m.__dict__ for m in models], "\n".join(lines) or "(no models)")
+    return EXIT_OK
+
+
+def _manage(client: Client, args: argparse.Namespace) -> int:
+    """load / unload / reload NAME on every replica."""
+    if args.command == "load":
+        done = client.load_model(args.name)
+    elif args.command == "unload":
+        done = client.unload_model(args.name, unload_dependents=args.dependents)
+    else:
+        done = client.reload_model(args.name)
+    past = {"load": "loaded", "unload": "unloaded", "reload": "reloaded with new instances"}[args.command]
+    _emit(args, {"model": args.name, "action": args.command, "replicas": done},
+          "\n".join(f"{url}: {args.name} {past}" for url in done))
     return EXIT_OK
 
 
@@ -223,5 +248,6 @@ def _jsonable(array: np.ndarray) -> Any:
     return array.tolist()
 
 
-_COMMANDS = {"health": _health, "models": _models, "model": _model, "embed": _embed,
-             "classify": _classify, "infer": _infer}
+_COMMANDS = {"health": _health, "models": _models, "repository": _models, "model": _model,
+             "embed": _embed, "classify": _classify, "infer": _infer,
+             "load": _manage, "unload": _manage, "reload": _manage}
