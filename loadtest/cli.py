@@ -48,6 +48,8 @@ def _target_args(parser: argparse.ArgumentParser) -> None:
                         help="then measure the first traffic entry with perf_analyzer at the same rate")
     parser.add_argument("--no-preflight", action="store_true",
                         help="skip the readiness check and the test request per model")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no live progress on stderr (it is off anyway when stderr is not a terminal)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,6 +130,7 @@ def _run(args: argparse.Namespace, find_max: bool) -> int:
                          model_repository=args.model_repository, processes=args.processes,
                          workers=args.workers, master=args.master, expect_workers=args.expect_workers,
                          master_bind_port=args.master_bind_port, master_bind_host=args.master_bind_host,
+                         progress=sys.stderr.isatty() and not args.quiet,
                          server_pid=args.server_pid,
                          server_nice=args.server_nice, preflight=not args.no_preflight,
                          crosscheck=args.crosscheck)

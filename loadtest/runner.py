@@ -24,6 +24,7 @@ from typing import Any
 from loadtest import metrics, payloads, report, results
 from loadtest.campaign import Campaign
 from loadtest.errors import CampaignError, RunFailed, TargetError
+from loadtest.progress import LiveProgress
 from loadtest.slo import TOTAL, Verdict
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -52,6 +53,7 @@ class RunOptions:
     server_nice: int = 0
     preflight: bool = True
     crosscheck: bool = False
+    progress: bool = False  # live progress on stderr (the CLI: on when stderr is a terminal, not --quiet)
 
     def __post_init__(self) -> None:
         if self.processes is not None and self.processes < 1:
@@ -233,7 +235,8 @@ def _run_locust(campaign: Campaign, options: RunOptions, out: Path, grpc_url: st
             workers.append(subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.DEVNULL, start_new_session=True))
         try:
-            output, _ = proc.communicate(timeout=limit)
+            with LiveProgress(campaign, out / "locust_stats_history.csv", enabled=options.progress):
+                output, _ = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
             _stop(proc)
             raise RunFailed(f"Locust ran past {limit:.0f} s (campaign {campaign.duration_s:.0f} s + "
