@@ -144,6 +144,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--work-dir", type=Path, help="intermediate files + run state (default: a cache folder)")
     ex.add_argument("--fresh", action="store_true", help="ignore the run state of a previous attempt")
     ex.add_argument("--json", action="store_true", help="print the report as JSON")
+    ex.add_argument("--quiet", action="store_true",
+                    help="no progress bars on stderr (off anyway when stderr is not a terminal)")
     ex.add_argument("--verbose", action="store_true", help="tracebacks on errors")
     bar = ex.add_argument_group("thresholds (lowering one is explicit and recorded in metadata.json)")
     bar.add_argument("--parity-atol", type=float, default=1e-4, help="ONNX vs source (default 1e-4)")
@@ -231,9 +233,11 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from converters import progress
     from converters.api import export
     from converters.spec import ExportSpec, Thresholds
 
+    progress.set_enabled(sys.stderr.isatty() and not args.quiet and not args.json)
     spec = ExportSpec(
         source=args.source,
         name=args.name,

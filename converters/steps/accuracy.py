@@ -36,9 +36,10 @@ def run(inp: AccuracyInput) -> dict[str, object]:
 
     feeds, labels = inp.data()
     output = inp.reference.output_names[0]
-    ref = run_batches(ort_session(inp.reference.path), feeds, output)
+    ref = run_batches(ort_session(inp.reference.path), feeds, output, "gate: FP32 on held-out batches")
     # exact integer arithmetic on every CPU: the figures do not depend on the CPU measuring them
-    cand = run_batches(ort_session(inp.candidate.path, exact_int8=True), feeds, output)
+    cand = run_batches(ort_session(inp.candidate.path, exact_int8=True), feeds, output,
+                       "gate: INT8 on held-out batches")
     t = inp.thresholds
     failures: list[str] = []
     if inp.kind == "embedding":

@@ -86,10 +86,14 @@ def ort_session(path: Path, threads: int = 0, *, exact_int8: bool = False):
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def run_batches(session, feeds: Sequence[Mapping[str, np.ndarray]], output: str) -> np.ndarray:
+def run_batches(session, feeds: Sequence[Mapping[str, np.ndarray]], output: str,
+                label: str = "batches") -> np.ndarray:
     """Run ``session`` on each feed (only the inputs it has) and stack one output."""
+    from converters.progress import bar
+
     names = {i.name for i in session.get_inputs()}
-    parts = [session.run([output], {k: v for k, v in feed.items() if k in names})[0] for feed in feeds]
+    parts = [session.run([output], {k: v for k, v in feed.items() if k in names})[0]
+             for feed in bar(feeds, label)]
     return np.concatenate(parts, axis=0)
 
 

@@ -112,7 +112,9 @@ def activation_maxima(path: Path, names: list[str], feeds: Sequence[Feed]) -> di
         onnx.save(model, str(probe))
         session = ort_session(probe)
         inputs = {i.name for i in session.get_inputs()}
-        for feed in feeds:
+        from converters.progress import bar
+
+        for feed in bar(feeds, "smoothing: calibration batches"):
             outs = session.run(names, {k: v for k, v in feed.items() if k in inputs})
             mask = feed.get("attention_mask")
             for name, value in zip(names, outs, strict=True):
