@@ -21,6 +21,8 @@ import json
 import sys
 from pathlib import Path
 
+from converters.spec import Thresholds
+
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 EPILOG = """exit codes: 0 ok, 1 a check failed or a step crashed (nothing written), 2 usage/bad input,
@@ -32,6 +34,17 @@ examples:
   python -m converters export ./my-bert --name mybert --task feature-extraction --target onnxruntime
   python -m converters bench model_repository/minilm --batch 1 --batch 32
   python -m converters verify model_repository"""
+
+
+_DEFAULT_THRESHOLDS = Thresholds()
+_THRESHOLD_OPTIONS = (
+    ("--parity-atol", "parity_atol", "ONNX vs source, absolute"),
+    ("--parity-rtol", "parity_rtol", "ONNX vs source, relative"),
+    ("--min-mean-cosine", "min_mean_cosine", "INT8 embeddings, mean cosine to FP32"),
+    ("--min-min-cosine", "min_min_cosine", "INT8 embeddings, worst row"),
+    ("--min-recall-at-10", "min_recall_at_10", "INT8 embeddings, nearest-neighbour recall@10"),
+    ("--max-accuracy-drop", "max_accuracy_drop_points", "INT8 classification, percentage points"),
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -148,19 +161,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="no progress bars on stderr (off anyway when stderr is not a terminal)")
     ex.add_argument("--verbose", action="store_true", help="tracebacks on errors")
     bar = ex.add_argument_group("thresholds (lowering one is explicit and recorded in metadata.json)")
-    bar.add_argument("--parity-atol", type=float, default=1e-4, help="ONNX vs source (default 1e-4)")
-    bar.add_argument("--parity-rtol", type=float, default=1e-3, help="ONNX vs source (default 1e-3)")
-    bar.add_argument("--min-mean-cosine", type=float, default=0.99, help="INT8 embeddings (default 0.99)")
-    bar.add_argument(
-        "--min-min-cosine", type=float, default=0.90, help="INT8 embeddings, worst row (default 0.90)"
-    )
-    bar.add_argument("--min-recall-at-10", type=float, default=0.95, help="INT8 embeddings (default 0.95)")
-    bar.add_argument(
-        "--max-accuracy-drop",
-        type=float,
-        default=0.5,
-        help="INT8 classification, percentage points (default 0.5)",
-    )
+    # The defaults are Thresholds' own (converters.spec), shown here, never restated.
+    for option, field, what in _THRESHOLD_OPTIONS:
+        bar.add_argument(option, type=float, dest=field, metavar="X",
+                         help=f"{what} (default {getattr(_DEFAULT_THRESHOLDS, field)})")
 
     be = sub.add_parser("bench", help="in-process ONNX Runtime throughput of exported versions")
     be.add_argument(
@@ -235,7 +239,7 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
 def _export(args: argparse.Namespace) -> int:
     from converters import progress
     from converters.api import export
-    from converters.spec import ExportSpec, Thresholds
+    from converters.spec import ExportSpec
 
     progress.set_enabled(sys.stderr.isatty() and not args.quiet and not args.json)
     spec = ExportSpec(
@@ -263,14 +267,8 @@ def _export(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         calibration_size=args.calibration_size,
         evaluation_size=args.evaluation_size,
-        thresholds=Thresholds(
-            parity_atol=args.parity_atol,
-            parity_rtol=args.parity_rtol,
-            min_mean_cosine=args.min_mean_cosine,
-            min_min_cosine=args.min_min_cosine,
-            min_recall_at_10=args.min_recall_at_10,
-            max_accuracy_drop_points=args.max_accuracy_drop,
-        ),
+        thresholds=Thresholds(**{field: getattr(args, field) for _, field, _ in _THRESHOLD_OPTIONS
+                                 if getattr(args, field) is not None}),
     )
     report = export(spec, progress=None if args.json else _progress)
     if args.json:

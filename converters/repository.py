@@ -23,8 +23,8 @@ from pathlib import Path
 from converters.errors import InvalidSpec, RepositoryNotWritable
 from converters.triton_config import ModelConfig
 
-__all__ = ["existing_versions", "next_version", "prune_versions", "read_config", "write_config",
-           "write_version"]
+__all__ = ["atomic_write_text", "existing_versions", "next_version", "prune_versions", "read_config",
+           "replace_folder", "write_config", "write_version"]
 
 
 def existing_versions(model_dir: Path) -> list[int]:
@@ -71,6 +71,32 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_folder(repository: Path, name: str, fill) -> Path:
+    """Assemble ``REPOSITORY/NAME`` with ``fill(folder)`` beside its place and swap it in.
+
+    A Triton polling the repository never sees half a model, and a failed fill leaves the old
+    folder intact (the ensembles' Python steps and ensembles are written this way).
+    """
+    repository = Path(repository)
+    repository.mkdir(parents=True, exist_ok=True)
+    final = repository / name
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repository))
+    try:
+        fill(staging)
+        old = None
+        if final.exists():
+            old = final.with_name(f".{name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(staging, final)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
 
 
 def write_config(repo: Path, config: ModelConfig) -> Path:
