@@ -164,6 +164,7 @@ def _serve(args: argparse.Namespace) -> int:
             reason = supervisor.check()
             if reason:
                 print(f"Error: {reason}; last log lines:\n{server.log_tail()}", file=sys.stderr)
+                supervisor.stop()  # not waiting for instances a heal left behind
                 server.close()
                 return EXIT_FAILED
         print("stopping Triton (draining in-flight requests)...", flush=True)
