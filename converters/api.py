@@ -44,7 +44,7 @@ from converters.triton_config import config_for_target, io_from_onnx
 __all__ = ["ExportReport", "ExportSpec", "Thresholds", "WrittenModel", "apply_serving", "export"]
 
 # Bump when a step changes what it writes: a run state of another version is not reused.
-PIPELINE_VERSION = 4
+PIPELINE_VERSION = 5
 RUNNER_FILE = Path(__file__).parent / "runtime" / "ort_runner.py"
 TOOLS = (
     "torch",

@@ -121,19 +121,31 @@ def _hf_reference(source: HFSource) -> Reference:
 
     def reference(feed: Feed) -> dict[str, np.ndarray]:
         if "model" not in state:
+            import inspect
+
             from transformers import AutoModel, AutoModelForSequenceClassification
 
             cls = AutoModel if source.task == "feature-extraction" else AutoModelForSequenceClassification
             state["model"] = cls.from_pretrained(str(source.folder)).eval()
+            # the model's own inputs: DistilBERT, RoBERTa and others take no token_type_ids
+            state["inputs"] = set(inspect.signature(state["model"].forward).parameters)  # type: ignore[attr-defined]
         model = state["model"]
-        tensors = {k: torch.from_numpy(v) for k, v in feed.items()}
+        tensors = {k: torch.from_numpy(v) for k, v in feed.items() if k in state["inputs"]}  # type: ignore[operator]
         with torch.no_grad():
             out = model(**tensors)  # type: ignore[operator]
         if source.task != "feature-extraction":
             return {"logits": out.logits.numpy()}
+        hidden = out.last_hidden_state
         mask = tensors["attention_mask"].unsqueeze(-1).float()
-        pooled = (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return {EMBEDDING_OUTPUT: torch.nn.functional.normalize(pooled, dim=-1).numpy()}
+        if source.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif source.pooling == "max":
+            pooled = (hidden - (1 - mask) * 1e9).max(dim=1).values
+        else:
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        if source.normalize:
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return {EMBEDDING_OUTPUT: pooled.numpy()}
 
     return reference
 

@@ -29,6 +29,8 @@ class Hf2OnnxInput:
     task: str
     opset: int
     output: Path
+    pooling: str = "mean"  # feature-extraction: mean | cls | max
+    normalize: bool = True
 
 
 def run(inp: Hf2OnnxInput) -> OnnxModel:
@@ -50,16 +52,19 @@ def run(inp: Hf2OnnxInput) -> OnnxModel:
             lg.setLevel(level)
     exported = raw_dir / "model.onnx"
     if inp.task == "feature-extraction":
-        append_mean_pooling(exported, inp.output)
+        append_pooling(exported, inp.output, inp.pooling, inp.normalize)
     else:
         shutil.copyfile(exported, inp.output)
     return OnnxModel.load(inp.output)
 
 
-def append_mean_pooling(src: Path, dest: Path, hidden_output: str = "last_hidden_state") -> None:
-    """Replace the encoder output by ``embedding = l2norm(sum(h * m) / max(sum(m), 1e-9))``.
+def append_pooling(src: Path, dest: Path, pooling: str = "mean", normalize: bool = True,
+                   hidden_output: str = "last_hidden_state") -> None:
+    """Replace the encoder output by the pooled (and, with ``normalize``, L2-normalized) embedding.
 
-    Same arithmetic as sentence-transformers' mean pooling + Normalize (eps 1e-12 on the norm).
+    Same arithmetic as sentence-transformers' Pooling (+ Normalize, eps 1e-12 on the norm):
+    ``mean`` = ``sum(h * m) / max(sum(m), 1e-9)``; ``cls`` = the first token's state; ``max`` =
+    the largest value per channel over the real tokens (padding set to -1e9 first).
     """
     import numpy as np
     import onnx
@@ -74,28 +79,50 @@ def append_mean_pooling(src: Path, dest: Path, hidden_output: str = "last_hidden
     dims = hidden.type.tensor_type.shape.dim
     width = dims[2].dim_value if len(dims) == 3 else 0
     batch_axis = dims[0].dim_param or "batch_size"
+    if pooling not in ("mean", "cls", "max"):
+        raise ValueError(f"pooling {pooling!r}: choose mean, cls or max")
     consts = {
         "pool_axis_last": np.array([-1], np.int64),
         "pool_axis_seq": np.array([1], np.int64),
         "pool_min_count": np.array(1e-9, np.float32),
         "pool_min_norm": np.array(1e-12, np.float32),
+        "pool_first": np.array([0], np.int64),
+        "pool_one": np.array(1.0, np.float32),
+        "pool_big": np.array(1e9, np.float32),
     }
     graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
     n = helper.make_node
-    graph.node.extend([
-        n("Cast", ["attention_mask"], ["pool_mask_f"], to=TensorProto.FLOAT),
-        n("Unsqueeze", ["pool_mask_f", "pool_axis_last"], ["pool_mask"]),
-        n("Mul", [hidden_output, "pool_mask"], ["pool_masked"]),
-        n("ReduceSum", ["pool_masked", "pool_axis_seq"], ["pool_sum"], keepdims=0),
-        n("ReduceSum", ["pool_mask", "pool_axis_seq"], ["pool_count_raw"], keepdims=0),
-        n("Max", ["pool_count_raw", "pool_min_count"], ["pool_count"]),
-        n("Div", ["pool_sum", "pool_count"], ["pool_mean"]),
-        n("Mul", ["pool_mean", "pool_mean"], ["pool_sq"]),
-        n("ReduceSum", ["pool_sq", "pool_axis_last"], ["pool_sumsq"], keepdims=1),
-        n("Sqrt", ["pool_sumsq"], ["pool_norm_raw"]),
-        n("Max", ["pool_norm_raw", "pool_min_norm"], ["pool_norm"]),
-        n("Div", ["pool_mean", "pool_norm"], [EMBEDDING]),
-    ])
+    pooled = "pool_pooled" if normalize else EMBEDDING
+    nodes = [n("Cast", ["attention_mask"], ["pool_mask_f"], to=TensorProto.FLOAT),
+             n("Unsqueeze", ["pool_mask_f", "pool_axis_last"], ["pool_mask"])]
+    if pooling == "mean":
+        nodes += [n("Mul", [hidden_output, "pool_mask"], ["pool_masked"]),
+                  n("ReduceSum", ["pool_masked", "pool_axis_seq"], ["pool_sum"], keepdims=0),
+                  n("ReduceSum", ["pool_mask", "pool_axis_seq"], ["pool_count_raw"], keepdims=0),
+                  n("Max", ["pool_count_raw", "pool_min_count"], ["pool_count"]),
+                  n("Div", ["pool_sum", "pool_count"], [pooled])]
+    elif pooling == "cls":
+        nodes = [n("Gather", [hidden_output, "pool_first"], ["pool_first_token"], axis=1),
+                 n("Squeeze", ["pool_first_token", "pool_axis_seq"], [pooled])]
+    else:  # max over real tokens: padding pushed to -1e9 first, as sentence-transformers does
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+        reduce_max = (n("ReduceMax", ["pool_masked", "pool_axis_seq"], [pooled], keepdims=0) if opset >= 18
+                      else n("ReduceMax", ["pool_masked"], [pooled], axes=[1], keepdims=0))
+        nodes += [n("Sub", ["pool_one", "pool_mask"], ["pool_pad"]),
+                  n("Mul", ["pool_pad", "pool_big"], ["pool_penalty"]),
+                  n("Sub", [hidden_output, "pool_penalty"], ["pool_masked"]),
+                  reduce_max]
+    if normalize:
+        nodes += [n("Mul", [pooled, pooled], ["pool_sq"]),
+                  n("ReduceSum", ["pool_sq", "pool_axis_last"], ["pool_sumsq"], keepdims=1),
+                  n("Sqrt", ["pool_sumsq"], ["pool_norm_raw"]),
+                  n("Max", ["pool_norm_raw", "pool_min_norm"], ["pool_norm"]),
+                  n("Div", [pooled, "pool_norm"], [EMBEDDING])]
+    graph.node.extend(nodes)
+    used = {i for node in graph.node for i in node.input}
+    kept = [i for i in graph.initializer if i.name in used or not i.name.startswith("pool_")]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
     del graph.output[:]
     shape = [batch_axis, width or None]
     graph.output.append(helper.make_tensor_value_info(EMBEDDING, TensorProto.FLOAT, shape))
@@ -114,8 +141,9 @@ class Hf2OnnxStep(OnnxStep):
         return None if isinstance(ctx.source, HFSource) else "source is a torch factory (torch2onnx runs)"
 
     def run(self, ctx: ExportContext) -> OnnxModel:
-        return run(Hf2OnnxInput(ctx.source.folder, ctx.family.task, ctx.spec.opset,
-                                ctx.work / "fp32" / "model.onnx"))
+        source = ctx.source
+        return run(Hf2OnnxInput(source.folder, ctx.family.task, ctx.spec.opset,
+                                ctx.work / "fp32" / "model.onnx", source.pooling, source.normalize))
 
     def keep(self, ctx: ExportContext, result: object) -> None:
         assert isinstance(result, OnnxModel)

