@@ -136,8 +136,9 @@ class Client(ClientBase):
         server set the access token. A failed load leaves the versions already served as they were.
         """
         request = service_pb2.RepositoryModelLoadRequest(model_name=model)
-        return self._on_every_replica("RepositoryModelLoad", request, f"load '{model}'", model,
-                                      timeout_s)
+        return self._on_every_replica(
+            lambda stub, timeout: stub.RepositoryModelLoad(request, timeout=timeout, metadata=self._metadata),
+            f"load '{model}'", model, timeout_s)
 
     def unload_model(self, model: str, *, unload_dependents: bool = False,
                      timeout_s: float | None = None) -> list[str]:
@@ -145,8 +146,10 @@ class Client(ClientBase):
         request = service_pb2.RepositoryModelUnloadRequest(model_name=model)
         if unload_dependents:
             request.parameters["unload_dependents"].bool_param = True
-        return self._on_every_replica("RepositoryModelUnload", request, f"unload '{model}'", model,
-                                      timeout_s)
+        return self._on_every_replica(
+            lambda stub, timeout: stub.RepositoryModelUnload(request, timeout=timeout,
+                                                             metadata=self._metadata),
+            f"unload '{model}'", model, timeout_s)
 
     def reload_model(self, model: str, *, timeout_s: float | None = None) -> list[str]:
         """Build new instances of ``model`` on every replica, switching traffic once they are ready.
@@ -158,32 +161,25 @@ class Client(ClientBase):
 
         from google.protobuf import json_format
 
-        done = []
-        for index, url in enumerate(self.config.urls):
-            timeout, deadline = self._deadline(timeout_s)
-            try:
-                config = self._stubs[index].ModelConfig(service_pb2.ModelConfigRequest(name=model),
-                                                        timeout=timeout, metadata=self._metadata).config
-                as_json = json.loads(json_format.MessageToJson(config, preserving_proto_field_name=True))
-                stamp = {"string_value": f"{time.time():.6f}"}
-                as_json.setdefault("parameters", {})[RELOAD_PARAMETER] = stamp
-                request = service_pb2.RepositoryModelLoadRequest(model_name=model)
-                request.parameters["config"].string_param = json.dumps(as_json)
-                self._stubs[index].RepositoryModelLoad(request, timeout=timeout, metadata=self._metadata)
-            except grpc.RpcError as exc:
-                raise from_rpc_error(exc, what=f"reload '{model}'", url=url, model=model, attempts=1,
-                                     timeout_s=timeout) from None
-            done.append(url)
-        self._forget(model, "")
-        return done
+        def reload(stub: Any, timeout: float) -> None:
+            config = stub.ModelConfig(service_pb2.ModelConfigRequest(name=model), timeout=timeout,
+                                      metadata=self._metadata).config
+            as_json = json.loads(json_format.MessageToJson(config, preserving_proto_field_name=True))
+            as_json.setdefault("parameters", {})[RELOAD_PARAMETER] = {"string_value": f"{time.time():.6f}"}
+            request = service_pb2.RepositoryModelLoadRequest(model_name=model)
+            request.parameters["config"].string_param = json.dumps(as_json)
+            stub.RepositoryModelLoad(request, timeout=timeout, metadata=self._metadata)
 
-    def _on_every_replica(self, method: str, request: Any, what: str, model: str,
-                          timeout_s: float | None) -> list[str]:
+        return self._on_every_replica(reload, f"reload '{model}'", model, timeout_s)
+
+    def _on_every_replica(self, call: Any, what: str, model: str, timeout_s: float | None) -> list[str]:
+        """``call(stub, timeout)`` on each replica in turn (no retries: management is not
+        idempotent across replicas); the first failure is raised, naming its replica."""
         done = []
-        for index, url in enumerate(self.config.urls):
+        for stub, url in zip(self._stubs, self.config.urls, strict=True):
             timeout, _ = self._deadline(timeout_s)
             try:
-                getattr(self._stubs[index], method)(request, timeout=timeout, metadata=self._metadata)
+                call(stub, timeout)
             except grpc.RpcError as exc:
                 raise from_rpc_error(exc, what=what, url=url, model=model, attempts=1,
                                      timeout_s=timeout) from None
