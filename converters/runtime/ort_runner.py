@@ -48,6 +48,7 @@ At load (``initialize``), before the model takes traffic:
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -296,6 +297,7 @@ def make_session(model_path: str, params: Mapping[str, str], device_id: int = 0,
                                    provider_options=provider_options)
     return session, dropped
 
+
 # --- INT8 kernel probe and golden self-check (also run by `python -m converters verify`) ---
 
 #: The session option that makes ORT run int8 weights on its exact u8 x u8 kernels.
@@ -321,8 +323,6 @@ def probe_matmul(config_entries: Mapping[str, str] | None = None) -> int:
     options.log_severity_level = 3
     for key, value in (config_entries or {}).items():
         options.add_session_config_entry(key, value)
-    import base64
-
     session = ort.InferenceSession(base64.b64decode(_PROBE_MODEL), sess_options=options,
                                    providers=["CPUExecutionProvider"])
     return int(session.run(None, {"a": np.full((1, _PROBE_K), 255, np.uint8)})[0][0, 0])
@@ -382,6 +382,7 @@ class GoldenResult:
     rows: int
     figures: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    built_on: Mapping[str, object] | None = None  # metadata.json's build_cpu
 
     def summary(self) -> str:
         shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
@@ -424,18 +425,18 @@ def judge_golden(figures: Mapping[str, float], bounds: Mapping[str, float], rows
 
 
 def load_golden(folder: str) -> tuple[dict[str, np.ndarray], dict] | None:
-    """(arrays, the ``golden`` section of metadata.json) of a version folder; None without them."""
-    meta_path = os.path.join(folder, "metadata.json")
+    """(arrays, metadata.json) of a version folder with golden data; None without it."""
     try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f).get("golden")
+        with open(os.path.join(folder, "metadata.json"), encoding="utf-8") as f:
+            metadata = json.load(f)
     except (OSError, ValueError):
         return None
-    if not meta or not os.path.isfile(os.path.join(folder, meta.get("file", "golden.npz"))):
+    golden = metadata.get("golden")
+    if not golden or not os.path.isfile(os.path.join(folder, golden.get("file", "golden.npz"))):
         return None
-    with np.load(os.path.join(folder, meta.get("file", "golden.npz"))) as data:
+    with np.load(os.path.join(folder, golden.get("file", "golden.npz"))) as data:
         arrays = {k: data[k] for k in data.files}
-    return arrays, meta
+    return arrays, metadata
 
 
 def golden_check(session, folder: str) -> GoldenResult | None:
@@ -443,26 +444,22 @@ def golden_check(session, folder: str) -> GoldenResult | None:
     loaded = load_golden(folder)
     if loaded is None:
         return None
-    arrays, meta = loaded
+    arrays, metadata = loaded
+    meta = metadata["golden"]
     output = meta["output"]
     names = {i.name for i in session.get_inputs()}
     feed = {k.split(":", 1)[1]: v for k, v in arrays.items()
             if k.startswith("input:") and k.split(":", 1)[1] in names}
     outputs = session.run([output], feed)[0]
     figures = golden_figures(outputs, arrays, output, meta.get("kind", "embedding"))
-    return judge_golden(figures, meta["bounds"], int(len(outputs)))
+    result = judge_golden(figures, meta["bounds"], int(len(outputs)))
+    result.built_on = metadata.get("build_cpu")
+    return result
 
 
-def golden_failure_message(result: GoldenResult, meta_folder: str) -> str:
+def golden_failure_message(result: GoldenResult) -> str:
     """One line for Triton's load error: the figures, this CPU and kernel, the build CPU."""
-    built = "an unknown CPU"
-    try:
-        with open(os.path.join(meta_folder, "metadata.json"), encoding="utf-8") as f:
-            build_cpu = json.load(f).get("build_cpu")
-        if build_cpu:
-            built = describe_cpu(build_cpu)
-    except (OSError, ValueError):
-        pass
+    built = describe_cpu(result.built_on) if result.built_on else "an unknown CPU"
     return (f"golden self-check failed on this CPU, {describe_cpu()}, int8 kernel {int8_kernel()}: "
             f"{'; '.join(result.failures)} over {result.rows} golden rows (built on {built}). "
             "The version already serving keeps serving; re-export on this CPU or serve the FP32 "
@@ -483,7 +480,7 @@ class TritonPythonModel:
             pb_utils.Logger.log_warn(f"execution providers not available here, dropped: {dropped}")
         golden = golden_check(self.session, folder)
         if golden is not None and not golden.ok:
-            raise pb_utils.TritonModelException(golden_failure_message(golden, folder))
+            raise pb_utils.TritonModelException(golden_failure_message(golden))
         if golden is not None:
             pb_utils.Logger.log_info(f"{args['model_name']} v{args['model_version']}: golden self-check "
                                      f"passed on {describe_cpu()}, int8 kernel {int8_kernel()}: "
