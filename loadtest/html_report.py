@@ -48,23 +48,25 @@ def _table(headers: list[str], rows: list[list[str]], raw: bool = False) -> str:
 
 
 def history(path: Path) -> list[dict[str, float]]:
-    """Locust's stats history, aggregated rows: t (s from start), rps, failures/s, p50, p99, users."""
-    if not path.is_file():
+    """Locust's stats history (it appends while it runs), all-traffic rows: t (s from the first
+    row), rps, fail_s, p50, p99 (ms; NaN before the first response), users, and the requests and
+    failures so far. Empty when the file is missing or unreadable."""
+    def num(value: str | None) -> float:
+        try:
+            return float(value) if value not in (None, "", "N/A") else float("nan")
+        except ValueError:
+            return float("nan")
+
+    try:
+        with path.open(newline="") as f:
+            rows = [{"t": num(r.get("Timestamp")), "rps": num(r.get("Requests/s")),
+                     "fail_s": num(r.get("Failures/s")), "users": num(r.get("User Count")),
+                     "p50": num(r.get("50%")), "p99": num(r.get("99%")),
+                     "requests": num(r.get("Total Request Count")),
+                     "failures": num(r.get("Total Failure Count"))}
+                    for r in csv.DictReader(f) if r.get("Name") == "Aggregated"]
+    except (OSError, csv.Error):
         return []
-    rows: list[dict[str, float]] = []
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get("Name") != "Aggregated":
-                continue
-            try:
-                t = float(row["Timestamp"])
-                values = {"t": t, "rps": float(row["Requests/s"]), "fail_s": float(row["Failures/s"]),
-                          "users": float(row["User Count"])}
-                values["p50"] = float(row["50%"]) if row["50%"] not in ("N/A", "") else float("nan")
-                values["p99"] = float(row["99%"]) if row["99%"] not in ("N/A", "") else float("nan")
-            except (KeyError, ValueError):
-                continue
-            rows.append(values)
     if rows:
         start = rows[0]["t"]
         for r in rows:

@@ -7,7 +7,6 @@ appends to while it runs), drawn with rich on stderr, so stdout stays the result
 
 from __future__ import annotations
 
-import csv
 import threading
 import time
 from pathlib import Path
@@ -17,28 +16,13 @@ from rich.live import Live
 from rich.text import Text
 
 from loadtest.campaign import Campaign
+from loadtest.html_report import history
 
 
 def latest(history_csv: Path) -> dict[str, float] | None:
-    """The newest all-traffic row: rps, failures/s, p50, p99 (ms), requests and failures so far."""
-    try:
-        with history_csv.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("Name") == "Aggregated"]
-    except (OSError, csv.Error):
-        return None
-    if not rows:
-        return None
-    row = rows[-1]
-
-    def num(key: str) -> float:
-        try:
-            return float(row.get(key) or "nan")
-        except ValueError:
-            return float("nan")
-
-    return {"rps": num("Requests/s"), "fail_s": num("Failures/s"), "p50": num("50%"), "p99": num("99%"),
-            "requests": num("Total Request Count"), "failures": num("Total Failure Count"),
-            "users": num("User Count")}
+    """The newest all-traffic row of Locust's stats history (:func:`loadtest.html_report.history`)."""
+    rows = history(history_csv)
+    return rows[-1] if rows else None
 
 
 def stage_at(campaign: Campaign, elapsed_s: float) -> str:
