@@ -6,6 +6,8 @@
         vectors = triton.embed(["a sentence", "another"])     # float32 [2, 384]
         labels, probabilities = triton.classify_digits(images)  # images: [n, 8, 8], 0..16
         outputs = triton.infer("add_one", {"INPUT": x})         # any model: dict in, dict out
+        names, probs = triton.classify_texts(["great!"], model="sentiment")  # `ensembles add` pipelines
+        scores = triton.rerank("a query", ["passage 1", "passage 2"], model="rerank")
 
 One long-lived channel per replica, round-robin with failover, one deadline per call in
 seconds (retries included), retries with backoff only on UNAVAILABLE (and, opted in, on shed
@@ -16,7 +18,7 @@ from client._aio import AsyncClient
 from client._base import ReplicaHealth
 from client._config import ClientConfig, TlsConfig
 from client._errors import ClientError, Status, is_shed
-from client._pipelines import DigitPredictions
+from client._pipelines import DigitPredictions, TextPredictions
 from client._sync import Client
 from client._tensors import ModelInfo, ModelState, TensorSpec
 
@@ -31,6 +33,7 @@ __all__ = [
     "ReplicaHealth",
     "Status",
     "TensorSpec",
+    "TextPredictions",
     "TlsConfig",
     "is_shed",
 ]

@@ -23,10 +23,14 @@ from client._pipelines import (
     EMBED_DIM,
     EMBED_MODEL,
     DigitPredictions,
+    TextPredictions,
     digit_inputs,
     digit_outputs,
     embed_inputs,
     embed_output,
+    rerank_inputs,
+    rerank_output,
+    text_class_outputs,
 )
 from client._retry import Attempts
 from client._tensors import ModelInfo, ModelState, merge, model_info, parse_response
@@ -78,7 +82,7 @@ class AsyncClient(ClientBase):
     async def embed(self, texts: str | Sequence[str], *, model: str = EMBED_MODEL,
                     timeout_s: float | None = None) -> np.ndarray:
         """See ``Client.embed``."""
-        inputs = embed_inputs(texts)
+        inputs = embed_inputs(texts, model)
         n = len(inputs["TEXT"])
         if n == 0:
             return np.empty((0, EMBED_DIM), dtype=np.float32)
@@ -93,6 +97,26 @@ class AsyncClient(ClientBase):
         n = len(inputs["IMAGE"])
         outputs = await self.infer(model, inputs, ["LABEL", "PROBABILITIES"], timeout_s=timeout_s)
         return digit_outputs(outputs, n, model)
+
+    async def classify_texts(self, texts: str | Sequence[str], *, model: str,
+                             timeout_s: float | None = None) -> TextPredictions:
+        """See ``Client.classify_texts``."""
+        inputs = embed_inputs(texts, model, "classify_texts")
+        n = len(inputs["TEXT"])
+        if n == 0:
+            return TextPredictions([], np.empty((0, 0), dtype=np.float32))
+        outputs = await self.infer(model, inputs, ["LABEL", "PROBABILITIES"], timeout_s=timeout_s)
+        return text_class_outputs(outputs, n, model)
+
+    async def rerank(self, query: str, texts: Sequence[str], *, model: str,
+                     timeout_s: float | None = None) -> np.ndarray:
+        """See ``Client.rerank``."""
+        inputs = rerank_inputs(query, texts, model)
+        n = len(inputs["TEXT"])
+        if n == 0:
+            return np.empty((0,), dtype=np.float32)
+        outputs = await self.infer(model, inputs, ["SCORE"], timeout_s=timeout_s)
+        return rerank_output(outputs, n, model)
 
     async def model_info(self, model: str, *, version: str = "",
                          timeout_s: float | None = None) -> ModelInfo:

@@ -1,5 +1,6 @@
-"""The demo pipelines' contracts: inputs built and outputs checked for ``embed`` and
-``classify_digit`` (pure functions; the clients add the RPC)."""
+"""The pipelines' contracts: inputs built and outputs checked for the demo's ``embed`` and
+``classify_digit``, and for the text pipelines ``python -m ensembles add`` writes (embeddings of
+any width, text classification, reranking). Pure functions; the clients add the RPC."""
 
 from __future__ import annotations
 
@@ -24,26 +25,64 @@ class DigitPredictions(NamedTuple):
     probabilities: np.ndarray
 
 
-def embed_inputs(texts: str | Sequence[str]) -> dict[str, np.ndarray]:
-    """The ``embed`` request: TEXT as BYTES [n, 1] (one str is one text)."""
+class TextPredictions(NamedTuple):
+    """``classify_texts`` result: ``labels`` the class names [n], ``probabilities`` float32 [n, k]."""
+
+    labels: list[str]
+    probabilities: np.ndarray
+
+
+def embed_inputs(texts: str | Sequence[str], model: str = EMBED_MODEL,
+                 call: str = "embed") -> dict[str, np.ndarray]:
+    """A text pipeline's request: TEXT as BYTES [n, 1] (one str is one text)."""
+    return {"TEXT": _text_column(texts, model, call)}
+
+
+def _text_column(texts: str | Sequence[str], model: str, call: str) -> np.ndarray:
     items = [texts] if isinstance(texts, str | bytes) else list(texts)
     for i, text in enumerate(items):
         if not isinstance(text, str | bytes):
-            raise invalid(f"embed() takes strings; item {i} is {type(text).__name__}", EMBED_MODEL)
+            raise invalid(f"{call}() takes strings; item {i} is {type(text).__name__}", model)
     encoded = []
     for i, text in enumerate(items):
         try:
             encoded.append(text.encode("utf-8") if isinstance(text, str) else text)
         except UnicodeEncodeError:  # lone surrogates, e.g. from invalid UTF-8 on a command line
             raise invalid(f"text {i} is not valid Unicode (it holds lone surrogates, as undecodable "
-                          "bytes become); pass UTF-8 text", EMBED_MODEL) from None
+                          "bytes become); pass UTF-8 text", model) from None
     array = np.empty((len(items), 1), dtype=object)
     array[:, 0] = encoded
-    return {"TEXT": array}
+    return array
 
 
 def embed_output(outputs: dict[str, np.ndarray], n: int, model: str) -> np.ndarray:
-    return _checked(outputs, "EMBEDDING", (n, EMBED_DIM), np.float32, model)
+    """EMBEDDING float32 [n, d]: the demo's MiniLM has d = 384, other encoders their own."""
+    array = outputs.get("EMBEDDING")
+    if array is None or array.ndim != 2 or len(array) != n or array.dtype != np.float32:
+        raise _broken(model, "EMBEDDING", f"float32 ({n}, d)", array)
+    return array
+
+
+def rerank_inputs(query: str, texts: Sequence[str], model: str) -> dict[str, np.ndarray]:
+    """A rerank pipeline's request: the query repeated beside each text, QUERY and TEXT [n, 1]."""
+    if isinstance(texts, str | bytes):
+        texts = [texts]
+    column = _text_column(list(texts), model, "rerank")
+    return {"QUERY": _text_column([query] * len(column), model, "rerank"), "TEXT": column}
+
+
+def rerank_output(outputs: dict[str, np.ndarray], n: int, model: str) -> np.ndarray:
+    return _checked(outputs, "SCORE", (n, 1), np.float32, model).reshape(n)
+
+
+def text_class_outputs(outputs: dict[str, np.ndarray], n: int, model: str) -> TextPredictions:
+    labels = _checked(outputs, "LABEL", (n, 1), np.object_, model).reshape(n)
+    probabilities = outputs.get("PROBABILITIES")
+    if (probabilities is None or probabilities.ndim != 2 or len(probabilities) != n
+            or probabilities.dtype != np.float32):
+        raise _broken(model, "PROBABILITIES", f"float32 ({n}, classes)", probabilities)
+    names = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in labels]
+    return TextPredictions(names, probabilities)
 
 
 def digit_inputs(images: np.ndarray | Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -76,7 +115,11 @@ def _checked(outputs: dict[str, np.ndarray], name: str, shape: tuple[int, ...],
              dtype: type, model: str) -> np.ndarray:
     array = outputs.get(name)
     if array is None or array.shape != shape or array.dtype != dtype:
-        got = "nothing" if array is None else f"{array.dtype} {array.shape}"
-        raise ClientError(Status.INTERNAL, f"model '{model}' broke its contract: expected output "
-                          f"{name} {np.dtype(dtype)} {shape}, got {got}", model=model)
+        raise _broken(model, name, f"{np.dtype(dtype)} {shape}", array)
     return array
+
+
+def _broken(model: str, name: str, expected: str, array: np.ndarray | None) -> ClientError:
+    got = "nothing" if array is None else f"{array.dtype} {array.shape}"
+    return ClientError(Status.INTERNAL, f"model '{model}' broke its contract: expected output "
+                       f"{name} {expected}, got {got}", model=model)

@@ -18,10 +18,14 @@ from client._pipelines import (
     EMBED_DIM,
     EMBED_MODEL,
     DigitPredictions,
+    TextPredictions,
     digit_inputs,
     digit_outputs,
     embed_inputs,
     embed_output,
+    rerank_inputs,
+    rerank_output,
+    text_class_outputs,
 )
 from client._retry import Attempts
 from client._tensors import ModelInfo, ModelState, merge, model_info, parse_response
@@ -87,8 +91,9 @@ class Client(ClientBase):
 
     def embed(self, texts: str | Sequence[str], *, model: str = EMBED_MODEL,
               timeout_s: float | None = None) -> np.ndarray:
-        """Sentence embeddings: float32 [n, 384], L2-normalized (one str counts as one text)."""
-        inputs = embed_inputs(texts)
+        """Sentence embeddings, float32 [n, d] (one str counts as one text): from the demo's
+        ``embed`` (MiniLM: d = 384, L2-normalized) or a pipeline ``python -m ensembles add`` wrote."""
+        inputs = embed_inputs(texts, model)
         n = len(inputs["TEXT"])
         if n == 0:
             return np.empty((0, EMBED_DIM), dtype=np.float32)
@@ -101,6 +106,28 @@ class Client(ClientBase):
         n = len(inputs["IMAGE"])
         outputs = self.infer(model, inputs, ["LABEL", "PROBABILITIES"], timeout_s=timeout_s)
         return digit_outputs(outputs, n, model)
+
+    def classify_texts(self, texts: str | Sequence[str], *, model: str,
+                       timeout_s: float | None = None) -> TextPredictions:
+        """Class names [n] and probabilities float32 [n, k] from a text-classification pipeline
+        (``python -m ensembles add NAME --model M`` over a sequence-classification export)."""
+        inputs = embed_inputs(texts, model, "classify_texts")
+        n = len(inputs["TEXT"])
+        if n == 0:
+            return TextPredictions([], np.empty((0, 0), dtype=np.float32))
+        outputs = self.infer(model, inputs, ["LABEL", "PROBABILITIES"], timeout_s=timeout_s)
+        return text_class_outputs(outputs, n, model)
+
+    def rerank(self, query: str, texts: Sequence[str], *, model: str,
+               timeout_s: float | None = None) -> np.ndarray:
+        """Relevance of each text to ``query`` from a cross-encoder pipeline: float32 [n], in the
+        order of ``texts``, higher is more relevant (``np.argsort(-scores)`` ranks them). The
+        scores are the model's raw logits, as TEI's ``raw_scores``."""
+        inputs = rerank_inputs(query, texts, model)
+        n = len(inputs["TEXT"])
+        if n == 0:
+            return np.empty((0,), dtype=np.float32)
+        return rerank_output(self.infer(model, inputs, ["SCORE"], timeout_s=timeout_s), n, model)
 
     # -- metadata and health ---------------------------------------------------------------
     def model_info(self, model: str, *, version: str = "", timeout_s: float | None = None) -> ModelInfo:

@@ -2,9 +2,10 @@
 
     python -m client [--url HOST:PORT]... [--timeout S] [--json] COMMAND ...
 
-Commands: health, models, model NAME, embed TEXT..., classify IMAGE..., infer MODEL --input
-NAME=FILE.npy. The access token for restricted protocols is read from TRITON_ACCESS_TOKEN;
-the default replica list from TRITON_GRPC_URLS (comma-separated), else 127.0.0.1:8001.
+Commands: health, models, model NAME, embed TEXT..., classify IMAGE...|TEXT..., rerank QUERY
+TEXT... --model M, infer MODEL --input NAME=FILE.npy, load/unload/reload NAME.
+The access token for restricted protocols is read from TRITON_ACCESS_TOKEN; the default
+replica list from TRITON_GRPC_URLS (comma-separated), else 127.0.0.1:8001.
 
 Exit codes (decided in ``exit_code`` only):
     0  success (health: every replica live and ready)
@@ -80,13 +81,22 @@ def _parser() -> argparse.ArgumentParser:
                                 help="also unload the ensembles that use NAME")
     model = sub.add_parser("model", help="a model's inputs, outputs, max_batch_size and readiness")
     model.add_argument("name")
-    embed = sub.add_parser("embed", help="sentence embeddings (float32 [n, 384]) from the embed pipeline")
+    embed = sub.add_parser("embed", help="sentence embeddings (float32 [n, d]) from a text pipeline")
     embed.add_argument("texts", nargs="+", metavar="TEXT")
-    embed.add_argument("--model", default="embed", help="default: %(default)s")
-    classify = sub.add_parser("classify", help="digit labels from the classify_digit pipeline")
-    classify.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
-                          help="a PNG (any size; shrunk to 8x8) or a .npy [8,8]/[n,8,8] on the 0..16 scale")
+    embed.add_argument("--model", default="embed",
+                       help="the pipeline: the demo's embed (default) or one `python -m ensembles add` wrote")
+    classify = sub.add_parser(
+        "classify", help="labels from the classify_digit pipeline (images), or from a text-classification "
+        "pipeline (texts) with --model")
+    classify.add_argument("items", nargs="+", metavar="IMAGE|TEXT",
+                          help="images: a PNG (any size; shrunk to 8x8) or a .npy [8,8]/[n,8,8] on the 0..16 "
+                          "scale; texts when --model is a text pipeline (its input is TEXT)")
     classify.add_argument("--model", default="classify_digit", help="default: %(default)s")
+    rerank = sub.add_parser("rerank", help="score passages against a query with a cross-encoder pipeline, "
+                            "best first")
+    rerank.add_argument("query", metavar="QUERY")
+    rerank.add_argument("texts", nargs="+", metavar="TEXT")
+    rerank.add_argument("--model", required=True, help="a rerank pipeline `python -m ensembles add` wrote")
     infer = sub.add_parser("infer", help="run any model on .npy inputs")
     infer.add_argument("model")
     infer.add_argument("--input", action="append", required=True, metavar="NAME=FILE.npy",
@@ -195,8 +205,11 @@ def _embed(client: Client, args: argparse.Namespace) -> int:
 
 
 def _classify(client: Client, args: argparse.Namespace) -> int:
+    # the demo's digits pipeline is checked locally first; another model says what it takes
+    if args.model != "classify_digit" and any(t.name == "TEXT" for t in client.model_info(args.model).inputs):
+        return _classify_texts(client, args)
     names, images = [], []
-    for path in args.images:
+    for path in map(Path, args.items):
         batch = load_digit(path)
         images.append(batch)
         names += [str(path)] if len(batch) == 1 else [f"{path}[{i}]" for i in range(len(batch))]
@@ -206,6 +219,23 @@ def _classify(client: Client, args: argparse.Namespace) -> int:
             for name, label, p in zip(names, labels, probabilities, strict=True)]
     lines = [f"{r['image']}: {r['label']} (p={r['probability']:.3f})" for r in rows]
     _emit(args, rows, "\n".join(lines))
+    return EXIT_OK
+
+
+def _classify_texts(client: Client, args: argparse.Namespace) -> int:
+    labels, probabilities = client.classify_texts(args.items, model=args.model)
+    rows = [{"text": text, "label": label, "probability": float(p.max()), "probabilities": p.tolist()}
+            for text, label, p in zip(args.items, labels, probabilities, strict=True)]
+    _emit(args, rows, "\n".join(f"{r['text']!r}: {r['label']} (p={r['probability']:.3f})" for r in rows))
+    return EXIT_OK
+
+
+def _rerank(client: Client, args: argparse.Namespace) -> int:
+    scores = client.rerank(args.query, args.texts, model=args.model)
+    order = np.argsort(-scores, kind="stable")
+    rows = [{"index": int(i), "text": args.texts[i], "score": float(scores[i])} for i in order]
+    _emit(args, {"query": args.query, "ranking": rows},
+          "\n".join(f"{r['score']:+.4f}  [{r['index']}] {r['text']!r}" for r in rows))
     return EXIT_OK
 
 
@@ -249,5 +279,5 @@ def _jsonable(array: np.ndarray) -> Any:
 
 
 _COMMANDS = {"health": _health, "models": _models, "repository": _models, "model": _model,
-             "embed": _embed, "classify": _classify, "infer": _infer,
+             "embed": _embed, "classify": _classify, "rerank": _rerank, "infer": _infer,
              "load": _manage, "unload": _manage, "reload": _manage}

@@ -44,6 +44,7 @@ _THRESHOLD_OPTIONS = (
     ("--min-min-cosine", "min_min_cosine", "INT8 embeddings, worst row"),
     ("--min-recall-at-10", "min_recall_at_10", "INT8 embeddings, nearest-neighbour recall@10"),
     ("--max-accuracy-drop", "max_accuracy_drop_points", "INT8 classification, percentage points"),
+    ("--min-score-spearman", "min_score_spearman", "INT8 one-logit heads (cross-encoders), rank correlation"),
 )
 
 

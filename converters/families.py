@@ -32,7 +32,7 @@ class Family:
 
     name: str
     task: str
-    kind: str  # "embedding" | "classification"
+    kind: str  # "embedding" | "classification" | "score" (one logit: a cross-encoder reranker)
     reference: Reference
     parity_cases: Sequence[Feed]
     calibration: Callable[[str, int | None], Sequence[Feed]]  # (mode, size) -> fixed-shape feeds
@@ -47,17 +47,28 @@ def hf_config(source: HFSource) -> dict:
     return json.loads((source.folder / "config.json").read_text())
 
 
+def hf_kind(source: HFSource) -> str:
+    """embedding, classification, or score: a head with one logit scores its input (a
+    cross-encoder reranker scores a (query, passage) pair), so it is judged by rank, not argmax."""
+    if source.task == "feature-extraction":
+        return "embedding"
+    config = hf_config(source)
+    labels = config.get("num_labels") or len(config.get("id2label") or {}) or 2
+    return "score" if labels == 1 else "classification"
+
+
 def _hf_family(source: HFSource) -> Family:
     task = source.task
     vocab = int(hf_config(source).get("vocab_size", 1000))
+    kind = hf_kind(source)
+    pairs = kind == "score"
     return Family(
-        name="huggingface", task=task,
-        kind="embedding" if task == "feature-extraction" else "classification",
+        name="huggingface", task=task, kind=kind,
         reference=_hf_reference(source),
         parity_cases=feeds_mod.hf_parity_cases(vocab),
-        calibration=lambda _mode, size: feeds_mod.text_calibration(source, size),
-        evaluation=lambda size: feeds_mod.text_evaluation(source, size),
-        golden_feed=lambda size: feeds_mod.text_evaluation(source, size)[0][0],
+        calibration=lambda _mode, size: feeds_mod.text_calibration(source, size, pairs=pairs),
+        evaluation=lambda size: feeds_mod.text_evaluation(source, size, pairs=pairs),
+        golden_feed=lambda size: feeds_mod.text_evaluation(source, size, pairs=pairs)[0][0],
         limits=lambda path: text_limits(source, path),
         fusable_as=source.fusable_as or None,
         default_calibration="corpus",

@@ -36,35 +36,43 @@ def hf_parity_cases(vocab_size: int, seed: int = 0) -> list[Feed]:
 
 
 def tokenize(source: HFSource, sentences: list[str], *, batch_size: int, fixed_length: int | None = None,
-             max_length: int = 128) -> list[Feed]:
-    """Tokenized batches (int64); ``fixed_length`` pads/truncates every batch to that length."""
+             max_length: int = 128, pairs: bool = False) -> list[Feed]:
+    """Tokenized batches (int64); ``fixed_length`` pads/truncates every batch to that length.
+
+    ``pairs``: sentence ``i`` is paired with sentence ``i + 1`` (query, passage), the input a
+    cross-encoder scores.
+    """
     tokenizer = source.tokenizer()
     feeds = []
     for i in range(0, len(sentences), batch_size):
         chunk = sentences[i:i + batch_size]
+        second = ([sentences[(i + j + 1) % len(sentences)] for j in range(len(chunk))]
+                  if pairs else None)
         if fixed_length:
-            enc = tokenizer(chunk, padding="max_length", truncation=True, max_length=fixed_length,
-                            return_tensors="np")
+            enc = tokenizer(chunk, second, padding="max_length", truncation=True,
+                            max_length=fixed_length, return_tensors="np")
         else:
-            enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+            enc = tokenizer(chunk, second, padding=True, truncation=True, max_length=max_length,
+                            return_tensors="np")
         feed = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in TEXT_INPUTS}
         feed.setdefault("token_type_ids", np.zeros_like(feed["input_ids"]))
         feeds.append(feed)
     return feeds
 
 
-def text_calibration(source: HFSource, size: int | None, fixed_length: int = 64) -> list[Feed]:
+def text_calibration(source: HFSource, size: int | None, fixed_length: int = 64,
+                     pairs: bool = False) -> list[Feed]:
     from demo.data import text_corpus
 
     sentences = text_corpus().calibration[: size or 256]
-    return tokenize(source, sentences, batch_size=16, fixed_length=fixed_length)
+    return tokenize(source, sentences, batch_size=16, fixed_length=fixed_length, pairs=pairs)
 
 
-def text_evaluation(source: HFSource, size: int | None) -> tuple[list[Feed], None]:
+def text_evaluation(source: HFSource, size: int | None, pairs: bool = False) -> tuple[list[Feed], None]:
     from demo.data import text_corpus
 
     sentences = text_corpus().evaluation
-    return tokenize(source, sentences[: size or len(sentences)], batch_size=64), None
+    return tokenize(source, sentences[: size or len(sentences)], batch_size=64, pairs=pairs), None
 
 
 def chunk(batch: Mapping[str, np.ndarray], rows: int, limit: int | None = None) -> list[Feed]:

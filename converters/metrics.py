@@ -160,6 +160,47 @@ def embedding_agreement(reference: object, candidate: object) -> EmbeddingAgreem
                               recall_at_10=recall, spearman=spearman, k=k)
 
 
+@dataclass(frozen=True)
+class ScoreAgreement:
+    """Agreement between two single-score models (cross-encoder rerankers) on the same inputs.
+
+    Attributes:
+        n: Number of scored inputs.
+        spearman: Spearman rank correlation of the two score lists (the order a reranker gives).
+        max_abs_error: Largest absolute difference of a score.
+        mean_abs_error: Mean absolute difference.
+    """
+
+    n: int
+    spearman: float
+    max_abs_error: float
+    mean_abs_error: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The fields as plain Python numbers (JSON-ready)."""
+        return asdict(self)
+
+
+def score_agreement(reference: object, candidate: object) -> ScoreAgreement:
+    """Compare two score lists ``[n]`` or ``[n, 1]`` of the same inputs.
+
+    Raises:
+        ValueError: Shapes differ, more than one score per row, fewer than 3 rows, or NaN/inf.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape:
+        raise ValueError(f"score_agreement: shapes differ, {ref.shape} vs {cand.shape}")
+    ref, cand = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1)
+    if ref.shape[1] != 1 or len(ref) < 3:
+        raise ValueError(f"score_agreement: needs [n] or [n, 1] scores with n >= 3, got {ref.shape}")
+    if not (np.isfinite(ref).all() and np.isfinite(cand).all()):
+        raise ValueError("score_agreement: scores contain NaN or inf")
+    diff = np.abs(ref[:, 0] - cand[:, 0])
+    return ScoreAgreement(n=len(ref), spearman=_spearman(ref[:, 0], cand[:, 0]),
+                          max_abs_error=float(diff.max()), mean_abs_error=float(diff.mean()))
+
+
 def classification_agreement(reference_logits: object, candidate_logits: object,
                              labels: object) -> ClassificationAgreement:
     """Compare two classifiers' logits ``[n, classes]`` against integer labels ``[n]``.

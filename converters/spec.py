@@ -63,6 +63,8 @@ class Thresholds:
         min_min_cosine: ...worst single sentence.
         min_recall_at_10: ...overlap of the 10 nearest neighbours.
         max_accuracy_drop_points: INT8 vs FP32 classification accuracy drop, percentage points.
+        min_score_spearman: INT8 vs FP32 scores of a single-logit head (a cross-encoder reranker),
+            Spearman rank correlation: what a reranker is used for is the order it gives.
     """
 
     parity_atol: float = 1e-4
@@ -71,13 +73,14 @@ class Thresholds:
     min_min_cosine: float = 0.90
     min_recall_at_10: float = 0.95
     max_accuracy_drop_points: float = 0.5
+    min_score_spearman: float = 0.98
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, int | float) or value < 0:
                 raise InvalidSpec(f"threshold {f.name} must be a number >= 0, got {value!r}")
-        for name in ("min_mean_cosine", "min_min_cosine", "min_recall_at_10"):
+        for name in ("min_mean_cosine", "min_min_cosine", "min_recall_at_10", "min_score_spearman"):
             if getattr(self, name) > 1:
                 raise InvalidSpec(f"threshold {name} must be <= 1, got {getattr(self, name)}")
 

@@ -1,4 +1,5 @@
 """``python -m ensembles build``: build the demo model repository from scratch, idempotently.
+``python -m ensembles add NAME --model MODEL``: serve an exported text model as a pipeline.
 
 Exit codes (the project's convention): 0 built, 1 an export or gate failed, 2 bad command line or
 input, 3 environment (repository not writable, no GPU), 4 internal error, 130 interrupted.
@@ -16,7 +17,8 @@ EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ensembles",
-        description="Pre/post-processing steps and the embed / classify_digit ensembles.")
+        description="Pre/post-processing steps and ensembles: the demo repository, and a pipeline for "
+        "any exported text model.")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     build = sub.add_parser(
@@ -27,15 +29,37 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--repository", type=Path, default=Path("model_repository"), metavar="DIR",
                        help="model repository to write (default: %(default)s)")
     build.add_argument("--force", action="store_true", help="re-export models that are already there")
+    add = sub.add_parser(
+        "add", help="serve an exported text model: its tokenizer step and an ensemble named NAME",
+        description="Write the tokenizer step (the model's own tokenizer, pad token, maximum length "
+        "and inputs), a labels step for classifiers, and the ensemble NAME next to a model exported "
+        "with `python -m converters export`. Tasks: feature-extraction (TEXT -> EMBEDDING), "
+        "text-classification (TEXT -> LABEL, PROBABILITIES), rerank (QUERY, TEXT -> SCORE).",
+        epilog="example: python -m converters export ./my-bert --name my_bert --precision int8 "
+        "--precision fp32 && python -m ensembles add my_bert_embed --model my_bert")
+    add.add_argument("name", metavar="NAME", help="the ensemble callers will use")
+    add.add_argument("--model", required=True, metavar="MODEL",
+                     help="the exported model in the repository (its --name at export)")
+    add.add_argument("--repository", type=Path, default=Path("model_repository"), metavar="DIR",
+                     help="model repository (default: %(default)s)")
+    add.add_argument("--task", choices=["feature-extraction", "text-classification", "rerank"],
+                     help="default: the export's (a classifier with one logit is a reranker)")
+    add.add_argument("--tokenizer", type=Path, metavar="DIR",
+                     help="the model's Hugging Face folder (default: the one it was exported from)")
+    add.add_argument("--max-length", type=int, metavar="N",
+                     help="truncate texts at N tokens (default: the model's own maximum)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from converters.errors import ConverterError
-    from ensembles.build import build
 
     try:
+        if args.command == "add":
+            return _add(args)
+        from ensembles.build import build
+
         report = build(args.repository, force=args.force)
     except ConverterError as exc:
         return _fail(args, exc, exc.exit_code)
@@ -50,6 +74,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:<20} {what}")
     print(f"repository ready: {report.repository} ({report.seconds:.0f}s)")
     print(f"serve it: python -m server serve --model-repository {args.repository}")
+    return EXIT_OK
+
+
+def _add(args: argparse.Namespace) -> int:
+    from ensembles.add import AddSpec, add
+
+    report = add(AddSpec(args.name, args.model, args.repository, args.task, args.tokenizer,
+                         args.max_length))
+    m = report.model
+    print(f"  {report.ensemble:<20} {report.task}: {m.name} ({', '.join(m.inputs)}; "
+          f"max {m.max_length} tokens, batches of <= {m.max_batch_size})")
+    for name in report.written[:-1]:
+        print(f"  {name:<20} written")
+    call = {"feature-extraction": f"python -m client embed --model {report.ensemble} \"some text\"",
+            "text-classification": f"python -m client classify --model {report.ensemble} \"some text\"",
+            "rerank": f"python -m client rerank --model {report.ensemble} \"a query\" \"passage 1\" "
+                      "\"passage 2\""}[report.task]
+    print(f"serve it: python -m server serve --model-repository {args.repository} "
+          f"(on a running server: python -m client load {report.ensemble})")
+    print(f"call it:  {call}")
     return EXIT_OK
 
 

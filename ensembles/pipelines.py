@@ -92,6 +92,8 @@ class Ensemble:
     outputs: tuple[TensorSpec, ...]
     steps: tuple[Step, ...]
     max_batch_size: int
+    # Files written into the model folder beside config.pbtxt (the outputs' label files).
+    files: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         available = {t.name for t in self.inputs}
@@ -135,10 +137,10 @@ DIGITS_BATCHING = DynamicBatching(max_queue_delay_us=200)
 # payload prefetching, after which a step whose queue fills while its instance is busy can sleep
 # 500 ms before the batcher looks again (seen as 500 ms queue waits in Triton's trace during the
 # spike campaign; README, Reliability).
-TOKEN_OUTPUTS = tuple(TensorSpec(n, "TYPE_INT64", (-1,)) for n in
-                      ("input_ids", "attention_mask", "token_type_ids"))
+TOKEN_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 LABELS_FILE = "labels.txt"
 LABELS_TEXT = "\n".join(LABELS) + "\n"
+TEXT_TASKS = ("feature-extraction", "text-classification", "rerank")
 
 
 def _specs(tensors: tuple[contract.Tensor, ...],
@@ -150,22 +152,90 @@ def _specs(tensors: tuple[contract.Tensor, ...],
                  for t in tensors)
 
 
+@dataclasses.dataclass(frozen=True)
+class TextModel:
+    """What a text pipeline needs to know of an exported text model."""
+
+    name: str
+    task: str  # one of TEXT_TASKS
+    inputs: tuple[str, ...]  # the token tensors it takes (a subset of TOKEN_NAMES)
+    output: str  # its one output: embedding or logits
+    output_dims: tuple[int, ...]
+    max_batch_size: int
+    max_length: int  # tokens, the tokenizer truncates there
+    pad_token: str | None = None  # None: the tokenizer file's own
+    labels: tuple[str, ...] = ()  # text-classification: index -> name
+
+    def __post_init__(self) -> None:
+        if self.task not in TEXT_TASKS:
+            raise ValueError(f"task {self.task!r}: choose one of {', '.join(TEXT_TASKS)}")
+        unknown = [i for i in self.inputs if i not in TOKEN_NAMES]
+        if unknown or "input_ids" not in self.inputs:
+            raise ValueError(f"model {self.name} takes inputs {list(self.inputs)}; a tokenizer step "
+                             f"produces {', '.join(TOKEN_NAMES)} only, input_ids among them")
+        if self.max_length < 2 or self.max_batch_size < 1:
+            raise ValueError(f"model {self.name}: max_length must be >= 2 and max_batch_size >= 1")
+        if self.task == "text-classification" and len(self.labels) != self.output_dims[-1]:
+            raise ValueError(f"model {self.name} has {self.output_dims[-1]} logits but "
+                             f"{len(self.labels)} label names")
+        if self.task == "rerank" and self.output_dims != (1,):
+            raise ValueError(f"model {self.name} outputs {list(self.output_dims)} values per row; "
+                             "a reranker (cross-encoder) outputs one score")
+
+
+def text_pipeline(ensemble: str, model: TextModel) -> tuple[tuple[PythonStep, ...], Ensemble]:
+    """The Python steps and the ensemble that serve ``model`` under the name ``ensemble``:
+
+    * feature-extraction: TEXT [1] BYTES -> tokenizer -> model -> EMBEDDING [d] FP32;
+    * text-classification: TEXT -> tokenizer -> model -> labels -> LABEL [1] BYTES (the class
+      name), PROBABILITIES [k] FP32 (with labels.txt, so Triton's classification extension works);
+    * rerank: QUERY [1] BYTES, TEXT [1] BYTES -> tokenizer (the pair) -> model -> SCORE [1] FP32,
+      the cross-encoder's raw logit (higher ranks first).
+    """
+    text = TensorSpec("TEXT", "TYPE_STRING", (1,))
+    pair = model.task == "rerank"
+    inputs = (TensorSpec("QUERY", "TYPE_STRING", (1,)), text) if pair else (text,)
+    tokens = tuple(TensorSpec(n, "TYPE_INT64", (-1,)) for n in model.inputs)
+    parameters = {"max_length": str(model.max_length), "max_chars": "20000",
+                  "outputs": ",".join(model.inputs)}
+    if model.pad_token:
+        parameters["pad_token"] = model.pad_token
+    if pair:
+        parameters["pair_input"] = "QUERY"
+    tokenizer = PythonStep(name=f"{model.name}_tokenizer", adapter="tokenizer", inputs=inputs,
+                           outputs=tokens, max_batch_size=model.max_batch_size, parameters=parameters)
+    steps = [Step(tokenizer.name, {t.name: t.name for t in inputs}, {t.name: t.name for t in tokens}),
+             Step(model.name, {t.name: t.name for t in tokens}, {})]
+    python_steps: tuple[PythonStep, ...] = (tokenizer,)
+    files: dict[str, str] = {}
+    if model.task == "feature-extraction":
+        outputs: tuple[TensorSpec, ...] = (TensorSpec("EMBEDDING", "TYPE_FP32", model.output_dims),)
+        steps[1] = dataclasses.replace(steps[1], output_map={model.output: "EMBEDDING"})
+    elif pair:
+        outputs = (TensorSpec("SCORE", "TYPE_FP32", (1,)),)
+        steps[1] = dataclasses.replace(steps[1], output_map={model.output: "SCORE"})
+    else:
+        labels_text = "\n".join(model.labels) + "\n"
+        outputs = (TensorSpec("LABEL", "TYPE_STRING", (1,)),
+                   TensorSpec("PROBABILITIES", "TYPE_FP32", model.output_dims, label_filename=LABELS_FILE))
+        post = PythonStep(name=f"{model.name}_labels", adapter="text_labels",
+                          inputs=(TensorSpec("logits", "TYPE_FP32", model.output_dims),), outputs=outputs,
+                          max_batch_size=model.max_batch_size, files={LABELS_FILE: labels_text})
+        steps[1] = dataclasses.replace(steps[1], output_map={model.output: "logits"})
+        steps.append(Step(post.name, {"logits": "logits"},
+                          {"LABEL": "LABEL", "PROBABILITIES": "PROBABILITIES"}))
+        python_steps += (post,)
+        files[LABELS_FILE] = labels_text
+    return python_steps, Ensemble(name=ensemble, inputs=inputs, outputs=outputs, steps=tuple(steps),
+                                  max_batch_size=model.max_batch_size, files=files)
+
+
 def text_steps(encoder: str, max_length: int) -> tuple[PythonStep, Ensemble]:
-    tokenizer = PythonStep(
-        name=f"{encoder}_tokenizer", adapter="tokenizer",
-        inputs=(TensorSpec("TEXT", "TYPE_STRING", (1,)),), outputs=TOKEN_OUTPUTS,
-        max_batch_size=EMBED_MAX_BATCH,
-        parameters={"max_length": str(max_length), "max_chars": "20000"},
-    )
-    embed = Ensemble(
-        name=contract.EMBED, max_batch_size=EMBED_MAX_BATCH,
-        inputs=_specs(contract.PIPELINES[0].inputs),
-        outputs=_specs(contract.PIPELINES[0].outputs),
-        steps=(
-            Step(tokenizer.name, {"TEXT": "TEXT"}, {t.name: t.name for t in TOKEN_OUTPUTS}),
-            Step(encoder, {t.name: t.name for t in TOKEN_OUTPUTS}, {"embedding": "EMBEDDING"}),
-        ),
-    )
+    """The demo's embed pipeline over MiniLM (demo.contract), through the general text pipeline."""
+    (tokenizer,), embed = text_pipeline(contract.EMBED, TextModel(
+        name=encoder, task="feature-extraction", inputs=TOKEN_NAMES, output="embedding",
+        output_dims=contract.PIPELINES[0].outputs[0].dims, max_batch_size=EMBED_MAX_BATCH,
+        max_length=max_length))
     return tokenizer, embed
 
 
@@ -193,5 +263,6 @@ def digit_steps(classifier: str) -> tuple[PythonStep, PythonStep, Ensemble]:
             Step(postprocess.name, {"logits": "logits"},
                  {"LABEL": "LABEL", "PROBABILITIES": "PROBABILITIES"}),
         ),
+        files={LABELS_FILE: LABELS_TEXT},
     )
     return preprocess, postprocess, ensemble

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from converters.repository import replace_folder
-from ensembles.pipelines import LABELS_FILE, LABELS_TEXT, Ensemble, PythonStep, to_pbtxt
+from ensembles.pipelines import Ensemble, PythonStep, to_pbtxt
 
 
 def write_python_step(repository: Path, step: PythonStep,
@@ -32,8 +32,8 @@ def write_ensemble(repository: Path, ensemble: Ensemble) -> Path:
     """``REPO/<ensemble>/config.pbtxt`` and the empty version folder Triton expects."""
     def fill(folder: Path) -> None:
         (folder / "1").mkdir()
-        if any(t.label_filename == LABELS_FILE for t in ensemble.outputs):
-            (folder / LABELS_FILE).write_text(LABELS_TEXT)
+        for name, text in ensemble.files.items():
+            (folder / name).write_text(text)
         (folder / "config.pbtxt").write_text(to_pbtxt(ensemble.config()))
 
     return replace_folder(repository, ensemble.name, fill)

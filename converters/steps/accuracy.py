@@ -2,7 +2,9 @@
 
 * embeddings (``feature-extraction``): mean cosine >= ``min_mean_cosine`` (0.99), worst cosine
   >= ``min_min_cosine`` (0.90), recall@10 >= ``min_recall_at_10`` (0.95); Spearman reported;
-* classification: accuracy drop <= ``max_accuracy_drop_points`` (0.5 points); agreement reported.
+* classification: accuracy drop <= ``max_accuracy_drop_points`` (0.5 points); agreement reported;
+* scores (a single-logit head: a cross-encoder reranker): Spearman rank correlation of the scores
+  >= ``min_score_spearman`` (0.98); absolute errors reported.
 
 Crossing a threshold raises :class:`~converters.errors.AccuracyBelowThreshold`: the export fails
 unless the user lowered that threshold explicitly (recorded in metadata.json).
@@ -26,13 +28,13 @@ Feed = Mapping[str, np.ndarray]
 class AccuracyInput:
     reference: OnnxModel  # FP32
     candidate: OnnxModel  # INT8
-    kind: str  # "embedding" | "classification"
+    kind: str  # "embedding" | "classification" | "score"
     data: Callable[[], tuple[Sequence[Feed], np.ndarray | None]]  # batches, labels (or None)
     thresholds: Thresholds
 
 
 def run(inp: AccuracyInput) -> dict[str, object]:
-    from converters.metrics import classification_agreement, embedding_agreement
+    from converters.metrics import classification_agreement, embedding_agreement, score_agreement
 
     feeds, labels = inp.data()
     output = inp.reference.output_names[0]
@@ -48,6 +50,10 @@ def run(inp: AccuracyInput) -> dict[str, object]:
         checks = [("mean_cosine", m.mean_cosine, ">=", t.min_mean_cosine),
                   ("min_cosine", m.min_cosine, ">=", t.min_min_cosine),
                   ("recall_at_10", m.recall_at_10, ">=", t.min_recall_at_10)]
+    elif inp.kind == "score":
+        s = score_agreement(ref, cand)
+        metrics = s.to_dict()
+        checks = [("spearman", s.spearman, ">=", t.min_score_spearman)]
     else:
         if labels is None:  # no ground truth: FP32's own predictions are the labels
             labels = ref.argmax(axis=1)
@@ -66,7 +72,8 @@ def run(inp: AccuracyInput) -> dict[str, object]:
         raise AccuracyBelowThreshold(
             f"INT8 model {inp.candidate.path.name} fails the accuracy gate vs FP32 on {len(ref)} held-out "
             f"rows: {'; '.join(failures)}. Try --int8-mode static / more calibration data, or lower the "
-            "bar explicitly (--min-mean-cosine, --min-recall-at-10, --max-accuracy-drop ...)",
+            "bar explicitly (--min-mean-cosine, --min-recall-at-10, --max-accuracy-drop, "
+            "--min-score-spearman)",
             metrics, failures)
     return result
 
@@ -100,8 +107,9 @@ class AccuracyStep(Step):
 
     def describe(self, result: object) -> str:
         metrics = result["metrics"]  # type: ignore[index]
-        keys = (("mean_cosine", "min_cosine", "recall_at_10", "spearman")
-                if result["kind"] == "embedding"  # type: ignore[index]
-                else ("reference_accuracy", "candidate_accuracy", "accuracy_drop_points", "agreement"))
+        keys = {"embedding": ("mean_cosine", "min_cosine", "recall_at_10", "spearman"),
+                "score": ("spearman", "max_abs_error", "mean_abs_error")}.get(
+            result["kind"],  # type: ignore[index]
+            ("reference_accuracy", "candidate_accuracy", "accuracy_drop_points", "agreement"))
         return (", ".join(f"{k} {float(metrics[k]):.4f}" for k in keys if k in metrics)
                 + f" (n={result['n']})")  # type: ignore[index]

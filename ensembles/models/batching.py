@@ -22,11 +22,34 @@ def invalid(message: str) -> Any:
         error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG))
 
 
+class Quality:
+    """Inputs refused or repaired, per reason, on Triton's own /metrics:
+    ``triton_stack_data_quality_total{model, reason}`` (a Python-backend custom metric)."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.family = pb_utils.MetricFamily(
+            name="triton_stack_data_quality_total", kind=pb_utils.MetricFamily.COUNTER,
+            description="inputs refused (empty, too_long, out_of_range, ...) or repaired (truncated), "
+                        "per reason")
+        self.counters: dict[str, Any] = {}
+
+    def count(self, reason: str, n: int = 1) -> None:
+        if n <= 0:
+            return
+        counter = self.counters.get(reason)
+        if counter is None:
+            counter = self.counters[reason] = self.family.Metric(
+                labels={"model": self.model, "reason": reason})
+        counter.increment(n)
+
+
 def respond(requests: Sequence[Any], parse: Callable[[Any], T],
-            compute: Callable[[list[T]], list[list[Any]]]) -> list[Any]:
+            compute: Callable[[list[T]], list[list[Any]]], quality: Quality | None = None) -> list[Any]:
     """``parse`` each request (may raise InvalidInput); ``compute`` all parsed ones at once.
 
     ``compute`` returns, per parsed request, the list of ``pb_utils.Tensor`` to answer with.
+    Each refusal is counted under its reason in ``quality``.
     """
     responses: list[Any] = [None] * len(requests)
     good: list[tuple[int, T]] = []
@@ -35,6 +58,8 @@ def respond(requests: Sequence[Any], parse: Callable[[Any], T],
             good.append((i, parse(request)))
         except InvalidInput as exc:
             responses[i] = invalid(str(exc))
+            if quality is not None:
+                quality.count(exc.reason)
     if good:
         try:
             outputs = compute([parsed for _, parsed in good])
@@ -51,7 +76,7 @@ def respond(requests: Sequence[Any], parse: Callable[[Any], T],
 def input_array(request: Any, name: str) -> np.ndarray:
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
-        raise InvalidInput(f"missing input {name}")
+        raise InvalidInput(f"missing input {name}", "missing")
     return tensor.as_numpy()
 
 

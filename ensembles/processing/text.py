@@ -24,13 +24,22 @@ class Encoded:
     input_ids: np.ndarray       # int64 [n, seq]
     attention_mask: np.ndarray  # int64 [n, seq]
     token_type_ids: np.ndarray  # int64 [n, seq]
+    truncated: int = 0  # rows cut at the maximum length
 
 
-def load_tokenizer(path: Path | str, max_length: int) -> Tokenizer:
-    """The fast tokenizer from ``tokenizer.json``, padding to the longest, truncating at max_length."""
+def load_tokenizer(path: Path | str, max_length: int, pad_token: str | None = None) -> Tokenizer:
+    """The fast tokenizer from ``tokenizer.json``, padding to the longest, truncating at max_length.
+
+    The pad token is ``pad_token`` (what ``python -m ensembles add`` read from the model's
+    tokenizer config), else the file's own padding token, else BERT's ``[PAD]``.
+    """
     tokenizer = Tokenizer.from_file(str(path))
+    pad = pad_token or (tokenizer.padding or {}).get("pad_token") or "[PAD]"
+    pad_id = tokenizer.token_to_id(pad)
+    if pad_id is None:
+        raise ValueError(f"{path}: the pad token {pad!r} is not in the vocabulary")
     tokenizer.no_padding()
-    tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0, pad_token="[PAD]")
+    tokenizer.enable_padding(pad_id=pad_id, pad_token=pad)
     tokenizer.enable_truncation(max_length=max_length)
     return tokenizer
 
@@ -43,30 +52,35 @@ def decode_texts(raw: Sequence[object], max_chars: int = DEFAULT_MAX_CHARS) -> l
             try:
                 text = bytes(item).decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise InvalidInput(
-                    f"TEXT[{i}] is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+                raise InvalidInput(f"TEXT[{i}] is not valid UTF-8 ({exc.reason} at byte {exc.start})",
+                                   "invalid_utf8") from None
         elif isinstance(item, str):
             text = item
         else:
-            raise InvalidInput(f"TEXT[{i}] must be a string, got {type(item).__name__}")
+            raise InvalidInput(f"TEXT[{i}] must be a string, got {type(item).__name__}", "not_text")
         if not text.strip():
-            raise InvalidInput(f"TEXT[{i}] is empty; send at least one non-blank character")
+            raise InvalidInput(f"TEXT[{i}] is empty; send at least one non-blank character", "empty")
         if len(text) > max_chars:
             raise InvalidInput(f"TEXT[{i}] has {len(text):,} characters, over the limit of {max_chars:,}; "
-                               "split long documents into passages")
+                               "split long documents into passages", "too_long")
         texts.append(text)
     return texts
 
 
-def encode(tokenizer: Tokenizer, texts: Sequence[str]) -> Encoded:
-    """Tokenize ``texts`` in one batch call."""
+def encode(tokenizer: Tokenizer, texts: Sequence[str], firsts: Sequence[str] | None = None) -> Encoded:
+    """Tokenize ``texts`` in one batch call; with ``firsts``, the pairs (firsts[i], texts[i]),
+    as a cross-encoder reads (query, passage)."""
     if not texts:
         raise InvalidInput("no text to encode")
-    batch = tokenizer.encode_batch(list(texts))
+    if firsts is not None and len(firsts) != len(texts):
+        raise InvalidInput(f"{len(firsts)} queries for {len(texts)} texts; send one query per text")
+    batch = tokenizer.encode_batch(list(zip(firsts, texts, strict=True)) if firsts is not None
+                                   else list(texts))
     return Encoded(
         input_ids=np.array([e.ids for e in batch], dtype=np.int64),
         attention_mask=np.array([e.attention_mask for e in batch], dtype=np.int64),
         token_type_ids=np.array([e.type_ids for e in batch], dtype=np.int64),
+        truncated=sum(1 for e in batch if e.overflowing),
     )
 
 

@@ -6,7 +6,7 @@ import client
 
 EXPECTED = {
     "AsyncClient", "Client", "ClientConfig", "ClientError", "DigitPredictions", "ModelInfo",
-    "ModelState", "ReplicaHealth", "Status", "TensorSpec", "TlsConfig", "is_shed",
+    "ModelState", "ReplicaHealth", "Status", "TensorSpec", "TextPredictions", "TlsConfig", "is_shed",
 }
 
 

@@ -72,3 +72,22 @@ def test_a_text_generation_model_is_refused_in_one_line(tmp_path, capsys) -> Non
     assert main(["export", str(tmp_path / "gpt"), "--name", "gpt"]) == 2
     err = capsys.readouterr().err.strip()
     assert "vLLM, TGI or Triton's TensorRT-LLM backend" in err and len(err.splitlines()) == 1
+
+
+def test_a_cross_encoder_is_gated_on_the_order_of_its_scores(tmp_path) -> None:
+    """One logit: argmax agreement would be vacuous, so the gate ranks the scores of
+    (query, passage) pairs. A random tiny cross-encoder's scores barely vary, so INT8 noise
+    reorders them: refused at the default bar, with the figure; accepted only when lowered."""
+    from converters.errors import AccuracyBelowThreshold
+
+    folder = tiny.write_tiny_family(tmp_path / "ce", "bert", reranker=True)
+    spec = dict(source=str(folder), name="ce", precisions=("int8", "fp32"), work_dir=tmp_path / "w",
+                evaluation_size=200)
+    with pytest.raises(AccuracyBelowThreshold, match=r"spearman -?0\.\d+ \(needs >= 0.98\)"):
+        export(ExportSpec(**spec, repository=tmp_path / "refused"), progress=None)
+    assert not (tmp_path / "refused" / "ce").exists()
+    report = export(ExportSpec(**spec, repository=tmp_path / "repo",
+                               thresholds=Thresholds(min_score_spearman=0.0)), progress=None)
+    assert report.accuracy["kind"] == "score"
+    assert set(report.accuracy["metrics"]) >= {"spearman", "max_abs_error", "mean_abs_error"}
+    assert report.thresholds_lowered == ["min_score_spearman: 0.98 -> 0.0"]

@@ -119,9 +119,10 @@ def classifier_onnx(folder: Path) -> Path:
     return torch2onnx.run(torch2onnx.Torch2OnnxInput(model, spec, 17, folder / "cls.onnx")).path
 
 
-def write_tiny_family(folder: Path, family: str, *, classifier: bool = False) -> Path:
+def write_tiny_family(folder: Path, family: str, *, classifier: bool = False, reranker: bool = False) -> Path:
     """A random tiny encoder of ``family`` (HF folder + MiniLM's WordPiece tokenizer files, whose
-    ids all fall inside these models' 30,522-token vocabularies)."""
+    ids all fall inside these models' 30,522-token vocabularies); ``classifier``: with a 3-class
+    sequence-classification head; ``reranker``: with a one-logit head (a cross-encoder)."""
     import transformers as tf
 
     small = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -138,7 +139,10 @@ def write_tiny_family(folder: Path, family: str, *, classifier: bool = False) ->
     }
     config = configs[family]()
     torch.manual_seed(0)
-    if classifier:
+    if reranker:
+        config.num_labels = 1
+        model = tf.AutoModelForSequenceClassification.from_config(config)
+    elif classifier:
         config.num_labels = 3
         config.id2label = {0: "negative", 1: "neutral", 2: "positive"}
         config.label2id = {v: k for k, v in config.id2label.items()}
