@@ -46,6 +46,8 @@ __all__ = ["ExportReport", "ExportSpec", "Thresholds", "WrittenModel", "apply_se
 # Bump when a step changes what it writes: a run state of another version is not reused.
 PIPELINE_VERSION = 5
 RUNNER_FILE = Path(__file__).parent / "runtime" / "ort_runner.py"
+# Beside model.py in every python-ort version: the runner imports it from its own folder.
+DRIFT_FILE = Path(__file__).parent / "runtime" / "drift.py"
 TOOLS = (
     "torch",
     "transformers",
@@ -197,6 +199,9 @@ def _write_versions(ctx: ExportContext, runner: Runner, repo: Path,
             files = {"model.onnx": onnx_file.path}
             if spec.target is Target.PYTHON_ORT:
                 files["model.py"] = RUNNER_FILE
+                files["drift.py"] = DRIFT_FILE
+        if str(precision) in ctx.profiles:
+            files["profile.json"] = Path(ctx.profiles[str(precision)])
         golden_files = ctx.goldens.get(str(precision))
         if golden_files:
             files["golden.npz"] = Path(str(golden_files["file"]))

@@ -19,6 +19,7 @@ from converters.steps.onnx2trt import Onnx2TrtStep
 from converters.steps.optimize import OptimizeStep
 from converters.steps.parity import ParityFp16Step, ParityStep
 from converters.steps.portability import PortabilityStep
+from converters.steps.profile import ProfileStep
 from converters.steps.smooth import SmoothStep
 from converters.steps.torch2onnx import Torch2OnnxStep
 
@@ -39,5 +40,6 @@ def plan(spec: ExportSpec) -> list[Step]:
         AccuracyStep(),  # the INT8 gate
         PortabilityStep(),  # exact on every x86 integer kernel?
         GoldenStep(),  # data for the load-time self-check
+        ProfileStep(),  # the reference drift is measured against in serving
         *(Onnx2TrtStep(str(p)) for p in spec.precisions),
     ]

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from converters.api import RUNNER_FILE, apply_serving, export
+from converters.api import DRIFT_FILE, RUNNER_FILE, apply_serving, export
 from converters.repository import existing_versions
 from converters.spec import ExportSpec, Precision
 from demo import contract
@@ -61,9 +61,10 @@ def _up_to_date(spec: ExportSpec) -> bool:
         meta_file = folder / str(versions[-1]) / "metadata.json"
         if not meta_file.is_file():
             return False
-        runner = folder / str(versions[-1]) / "model.py"
-        if runner.is_file() and runner.read_bytes() != RUNNER_FILE.read_bytes():
-            return False  # served by an older python-ort runner
+        version = folder / str(versions[-1])
+        for served, current in ((version / "model.py", RUNNER_FILE), (version / "drift.py", DRIFT_FILE)):
+            if not served.is_file() or served.read_bytes() != current.read_bytes():
+                return False  # served by an older python-ort runner, or without drift monitoring
         meta = json.loads(meta_file.read_text())
         if meta.get("spec_fingerprint") != spec.fingerprint():
             return False

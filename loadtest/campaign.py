@@ -30,6 +30,10 @@ MAX_RPS = 100_000
 MAX_USERS = 10_000
 MAX_BATCH = 4096
 MAX_POOL = 100_000
+# Stated input shifts of the demo pipelines, for drift campaigns (loadtest/payloads.py):
+# long-texts: each text is 6 evaluation sentences joined (about 6x the tokens);
+# inverted: digits drawn light-on-dark (16 - pixel); noisy: Gaussian noise (sd 4) on the pixels.
+SHIFTS = {"embed": ("long-texts",), "classify_digit": ("inverted", "noisy")}
 MAX_POOL_ROWS = 1_000_000  # pool x batch rows held in memory per traffic entry
 
 
@@ -110,6 +114,7 @@ class Traffic:
     batch: int = 1
     pool: int = 256
     version: str = ""
+    shift: str | None = None  # a stated distribution shift of a demo pipeline's inputs (SHIFTS)
 
     def __post_init__(self) -> None:
         if self.pool * self.batch > MAX_POOL_ROWS:
@@ -125,7 +130,7 @@ class Traffic:
     @classmethod
     def from_dict(cls, where: str, data: Mapping[str, Any]) -> Traffic:
         _check_keys(where, data, ("model", "pipeline", "weight", "label", "inputs", "outputs", "batch",
-                                  "pool", "version"))
+                                  "pool", "version", "shift"))
         pipeline = data.get("pipeline")
         if pipeline is not None and pipeline not in PIPELINES:
             raise CampaignError(f"{where}.pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
@@ -141,6 +146,11 @@ class Traffic:
                                 f"[inputs] (for example INPUT = {{ datatype = \"FP32\", shape = [1, 4] }})")
         if pipeline is not None and raw_inputs:
             raise CampaignError(f"{where}: pipeline {pipeline!r} draws real inputs; remove `inputs`")
+        shift = data.get("shift")
+        if shift is not None and shift not in SHIFTS.get(pipeline or "", ()):
+            choices = ", ".join(f"{p}: {', '.join(s)}" for p, s in SHIFTS.items())
+            raise CampaignError(f"{where}.shift {shift!r} is not a shift of {pipeline or model!r}; "
+                                f"shifts exist for demo pipelines only ({choices})")
         inputs = tuple(InputSpec.from_dict(f"{where}.inputs.{name}", name, spec)
                        for name, spec in raw_inputs.items())
         outputs = data.get("outputs", [])
@@ -153,7 +163,7 @@ class Traffic:
                           maximum=MAX_BATCH),
             pool=_number(f"{where}.pool", data.get("pool", 256), minimum=1, strict=False, integer=True,
                          maximum=MAX_POOL),
-            version=str(data.get("version", "")),
+            version=str(data.get("version", "")), shift=shift,
         )
 
 

@@ -56,6 +56,79 @@ def scrape(url: str | None, timeout_s: float = 2.0) -> Counters | None:
         return None
 
 
+_LABEL = re.compile(r'(?P<key>[a-z_]+)="(?P<value>[^"]*)"')
+PSI_SHIFTED = 0.25  # the alert rules' threshold (docker/monitoring/alerts.yml)
+
+
+def parse_monitoring(text: str) -> dict[str, Any]:
+    """The stack's own series on Triton's /metrics: drift per model, version and feature (with
+    the rows its window holds) and data-quality counts per model and reason."""
+    drift: dict[tuple[str, str, str], float] = {}
+    rows: dict[tuple[str, str], float] = {}
+    quality: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        if not line.startswith("triton_stack_"):
+            continue
+        match = _LINE.match(line)
+        if not match:
+            continue
+        labels = {m["key"]: m["value"] for m in _LABEL.finditer(match["labels"])}
+        value = float(match["value"])
+        if match["name"] == "triton_stack_drift_psi":
+            drift[(labels.get("model", ""), labels.get("version", ""), labels.get("feature", ""))] = value
+        elif match["name"] == "triton_stack_drift_window_rows":
+            rows[(labels.get("model", ""), labels.get("version", ""))] = value
+        elif match["name"] == "triton_stack_data_quality_total":
+            quality.setdefault(labels.get("model", ""), {})[labels.get("reason", "")] = value
+    return {"drift": [{"model": m, "version": v, "feature": f, "psi": psi,
+                       "window_rows": rows.get((m, v), 0.0), "shifted": psi > PSI_SHIFTED}
+                      for (m, v, f), psi in sorted(drift.items()) if rows.get((m, v), 0.0) > 0],
+            "data_quality": quality}
+
+
+def scrape_monitoring(url: str | None, timeout_s: float = 2.0) -> dict[str, Any] | None:
+    """:func:`parse_monitoring` of the metrics endpoint; None when it does not answer."""
+    if not url:
+        return None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - local URL
+            return parse_monitoring(response.read().decode("utf-8", "replace"))
+    except OSError:
+        return None
+
+
+def quality_deltas(after: dict[str, Any] | None,
+                   before: dict[str, Any] | None) -> dict[str, dict[str, float]]:
+    """Data-quality events per model and reason during a window."""
+    if not after:
+        return {}
+    then = (before or {}).get("data_quality", {})
+    out = {}
+    for model, reasons in after["data_quality"].items():
+        delta = {r: n - then.get(model, {}).get(r, 0.0) for r, n in reasons.items()}
+        delta = {r: n for r, n in delta.items() if n > 0}
+        if delta:
+            out[model] = delta
+    return out
+
+
+def summarize_drift(drift: list[dict[str, Any]], quality: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Markdown lines: each monitored model's features with their PSI, and data-quality counts."""
+    if not drift and not quality:
+        return ["(no drift metrics: the models have no profile.json, or no traffic reached them)"]
+    lines = [f"PSI of each feature over the last window of rows, against the export's profile "
+             f"(> {PSI_SHIFTED}: shifted, the alert's threshold).", "",
+             "| model | version | feature | PSI | window rows | |", "|---|---|---|---:|---:|---|"]
+    for row in drift:
+        lines.append(f"| {row['model']} | {row['version']} | {row['feature']} | {row['psi']:.3f} "
+                     f"| {row['window_rows']:.0f} | {'**shifted**' if row['shifted'] else ''} |")
+    if quality:
+        lines += ["", "Data quality during the run: " + "; ".join(
+            f"{model}: " + ", ".join(f"{n:.0f} {reason}" for reason, n in sorted(reasons.items()))
+            for model, reasons in sorted(quality.items()))]
+    return lines
+
+
 def model_deltas(after: Counters | None, before: Counters | None, duration_s: float) -> dict[str, dict]:
     """Per model with traffic in the window: throughput, average batch, queue and compute times."""
     if after is None or before is None:

@@ -5,7 +5,9 @@ in ``raw_input_contents``). The Locust user sends those bytes as they are, throu
 whose request serializer is the identity, so the generator spends no CPU per request on building
 or serializing protobufs. Demo pipelines draw realistic inputs: ``embed`` texts from the
 evaluation corpus (its natural length spread), ``classify_digit`` images from the digits test
-split; other models get the fixed tensors their campaign describes.
+split; other models get the fixed tensors their campaign describes. A traffic entry's ``shift``
+(campaign.SHIFTS) moves those inputs away from what the models were exported on, for drift
+campaigns.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ def _digits(traffic: Traffic, rng: random.Random) -> list[bytes]:
     images = np.asarray(_data().digits_split().x_test_raw, dtype=np.float32)
     if images.ndim != 3 or images.shape[1:] != (8, 8):
         raise CampaignError(f"digits test split has shape {images.shape}, expected [n, 8, 8]")
+    if traffic.shift == "inverted":
+        images = 16.0 - images
+    elif traffic.shift == "noisy":
+        noise = np.random.default_rng(rng.randrange(2**32)).normal(0.0, 4.0, images.shape)
+        images = np.clip(images + noise, 0.0, 16.0).astype(np.float32)
     pool = []
     for _ in range(traffic.pool):
         index = [rng.randrange(len(images)) for _ in range(traffic.batch)]
@@ -80,9 +87,11 @@ def _texts(traffic: Traffic, rng: random.Random) -> list[bytes]:
     texts = [t for t in _data().text_corpus().evaluation if t]
     if not texts:
         raise CampaignError("the evaluation text corpus is empty")
+    joined = 6 if traffic.shift == "long-texts" else 1
     pool = []
     for _ in range(traffic.pool):
-        batch = [rng.choice(texts).encode("utf-8") for _ in range(traffic.batch)]
+        batch = [" ".join(rng.choice(texts) for _ in range(joined)).encode("utf-8")
+                 for _ in range(traffic.batch)]
         pool.append(infer_request(traffic.model, traffic.version,
                                   [("TEXT", "BYTES", (len(batch), 1), serialize_bytes(batch))],
                                   traffic.outputs))

@@ -82,6 +82,9 @@ def markdown(campaign: Campaign, summary: dict[str, Any]) -> str:
                       for label, m in procs.items()]
     lines += ["", "## Triton, per model (whole run)", ""]
     lines += metrics.summarize_models(summary["server"]["models"])
+    lines += ["", "## Drift and data quality (at the end of the run)", ""]
+    lines += metrics.summarize_drift(summary["server"].get("drift", []),
+                                     summary["server"].get("data_quality", {}))
     gen = summary["generator"]
     lines += ["", "## CPU (percent of one core; this machine has "
               f"{_cpu_count()} cores)", "",

@@ -29,6 +29,7 @@ from loadtest.slo import TOTAL, Verdict
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 GRACE_S = 60.0  # beyond the campaign's length before the run is killed
+DRIFT_PUBLISH_S = 1.2  # the python-ort runners publish drift scores at most once a second
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +225,7 @@ def _run_locust(campaign: Campaign, options: RunOptions, out: Path, grpc_url: st
     limit = campaign.duration_s + GRACE_S
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     before = {"t": time.monotonic(), "server": metrics.tree_cpu_s(server_pid), "gen": _children_cpu_s(),
-              "triton": metrics.scrape(metrics_url)}
+              "triton": metrics.scrape(metrics_url), "monitoring": metrics.scrape_monitoring(metrics_url)}
     workers: list[subprocess.Popen] = []
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -247,8 +248,9 @@ def _run_locust(campaign: Campaign, options: RunOptions, out: Path, grpc_url: st
     finally:
         for worker in workers:
             _stop(worker)
+    time.sleep(DRIFT_PUBLISH_S)  # the runners publish drift scores at most once a second
     after = {"t": time.monotonic(), "server": metrics.tree_cpu_s(server_pid), "gen": _children_cpu_s(),
-             "triton": metrics.scrape(metrics_url)}
+             "triton": metrics.scrape(metrics_url), "monitoring": metrics.scrape_monitoring(metrics_url)}
     (out / "locust.stdout.txt").write_bytes(output or b"")
     windows_file = out / "windows.json"
     if not windows_file.exists():
@@ -290,7 +292,9 @@ def build_summary(campaign: Campaign, recorded: dict[str, Any], generators: list
         "windows": windows, "find_max": find_max,
         "server": {"cpu_pct": metrics.cpu_percent(after["server"], before["server"], wall),
                    "models": metrics.model_deltas(after["triton"], before["triton"], wall),
-                   "memory": memory, "memory_by_process": memory_by_process},
+                   "memory": memory, "memory_by_process": memory_by_process,
+                   "drift": (after.get("monitoring") or {}).get("drift", []),
+                   "data_quality": metrics.quality_deltas(after.get("monitoring"), before.get("monitoring"))},
         "generator": {
             "processes": generators, "requests": requests, "cpu_s_during_load": gen_cpu,
             "cpu_us_per_request": 1e6 * gen_cpu / requests if requests else None,

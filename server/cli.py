@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="write Triton's log here (default: a temporary file, printed at start)")
     serve.add_argument("--log-verbose", type=int, default=0, metavar="N",
                        help="Triton log verbosity, 0 = info only (default: %(default)s)")
+    serve.add_argument("--no-latency-summaries", action="store_true",
+                       help="turn off Triton's per-model latency quantiles "
+                       "(nv_inference_request_summary_us), which the p99 alert and dashboard in "
+                       "docker/monitoring read")
     serve.add_argument("--nice", type=int, default=0, metavar="N",
                        help="run Triton at a lower CPU priority (Unix nice 0-19), for example beside a "
                             "load generator on the same machine (default: %(default)s)")
@@ -125,6 +129,7 @@ def _serve(args: argparse.Namespace) -> int:
         model_control=control, load_models=load,
         poll_interval_s=args.poll_interval, log_file=args.log_file, log_verbose=args.log_verbose,
         nice=args.nice,
+        latency_summaries=not args.no_latency_summaries,
         tritonserver=args.tritonserver, exit_timeout_s=args.exit_timeout,
         restricted_apis=tuple(args.restrict),
         restricted_value=os.environ.get("TRITON_ACCESS_TOKEN") if args.restrict else None,

@@ -72,6 +72,9 @@ class ServerConfig:
     # CPU priority (Unix nice, 0-19) of tritonserver and its backend stubs, for a server that
     # shares its machine with work that must go first (a load generator, for example).
     nice: int = 0
+    # Triton's per-model latency summaries (nv_inference_request_summary_us{quantile=...}): what
+    # the p99 alert and dashboard read (docker/monitoring).
+    latency_summaries: bool = True
 
     @property
     def grpc_restricted_header(self) -> str:

@@ -149,6 +149,8 @@ class TritonServer:
             f"--log-verbose={c.log_verbose}",
             f"--exit-timeout-secs={c.exit_timeout_s}",
         ]
+        if c.latency_summaries:
+            cmd.append("--metrics-config=summary_latencies=true")
         if c.model_control is ModelControl.POLL:
             cmd.append(f"--repository-poll-secs={c.poll_interval_s}")
         cmd += [f"--load-model={m}" for m in c.load_models]

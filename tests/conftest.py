@@ -45,8 +45,17 @@ def _qemu_missing() -> str | None:
     return None
 
 
+def _prometheus_missing() -> str | None:
+    missing = [tool for tool in ("prometheus", "promtool") if shutil.which(tool) is None]
+    if missing:
+        return (f"{' and '.join(missing)} not found (Debian prometheus; `make venv` installs it as "
+                "root): cannot check the alert rules or run a real Prometheus")
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reasons = {"triton": _triton_missing(), "gpu": _gpu_missing(), "emulated": _qemu_missing()}
+    reasons = {"triton": _triton_missing(), "gpu": _gpu_missing(), "emulated": _qemu_missing(),
+               "prometheus": _prometheus_missing()}
     for item in items:
         for marker, reason in reasons.items():
             if reason and marker in item.keywords:

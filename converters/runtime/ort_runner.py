@@ -30,7 +30,9 @@ Config ``parameters`` (all optional, string values):
 * ``axis_limits``: ``axis:longest,...``, e.g. ``sequence_length:512`` (the position embeddings);
 * ``execution_providers``: comma list in priority order, e.g.
   ``TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider``; providers this
-  onnxruntime build lacks are dropped (logged). Default ``CPUExecutionProvider``.
+  onnxruntime build lacks are dropped (logged). Default ``CPUExecutionProvider``;
+* ``drift_window``: rows the drift scores are measured over (default: the profile's, 1,000;
+  0 turns drift monitoring off).
 
 At load (``initialize``), before the model takes traffic:
 
@@ -44,14 +46,22 @@ At load (``initialize``), before the model takes traffic:
    holds the bounds. The model is run on them here; a version that misses a bound on this CPU
    fails to load with the figures, the CPU and the kernel in Triton's reason, and the version
    already serving keeps serving. ``python -m converters verify`` runs the same check.
+
+In serving, when the version has ``profile.json`` (the export's reference) and ``drift.py``
+beside this file, every batch's features go into a sliding window and the Population Stability
+Index of each feature against the reference is published on Triton's ``/metrics`` as
+``triton_stack_drift_psi{model, version, feature}`` (with ``triton_stack_drift_window_rows``),
+at most once a second (:mod:`converters.runtime.drift`).
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import importlib.util
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -466,6 +476,86 @@ def golden_failure_message(result: GoldenResult) -> str:
             "twin (python -m converters verify REPOSITORY lists what passes here)")
 
 
+def load_sibling(folder: str, module: str):
+    """``module``.py from the version folder (None if absent): the stub puts no folder on sys.path."""
+    path = os.path.join(folder, f"{module}.py")
+    if not os.path.isfile(path):
+        return None
+    spec = importlib.util.spec_from_file_location(f"triton_stack_{module}_{abs(hash(folder))}", path)
+    loaded = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(loaded)  # type: ignore[union-attr]
+    return loaded
+
+
+class DriftMetrics:
+    """A drift window whose PSI per feature is published on Triton's /metrics (custom metrics of
+    the Python backend), at most once every ``interval_s``: a metric update is a message to
+    the Triton process, too dear for every batch. A batch that comes too soon schedules one
+    publication at the end of the interval, so the last batch of a burst is published too."""
+
+    def __init__(self, window, model: str, version: str, interval_s: float = 1.0):
+        import threading
+
+        self.window = window
+        self.interval_s = interval_s
+        self.published = 0.0
+        self.lock = threading.Lock()
+        self.timer: threading.Timer | None = None
+        psi = pb_utils.MetricFamily(
+            name="triton_stack_drift_psi", kind=pb_utils.MetricFamily.GAUGE,
+            description="Population Stability Index of a feature over the last window of rows "
+                        "against the export's reference profile (> 0.25: shifted)")
+        rows = pb_utils.MetricFamily(
+            name="triton_stack_drift_window_rows", kind=pb_utils.MetricFamily.GAUGE,
+            description="rows in the drift window the scores are measured over")
+        self.labels = {"model": model, "version": version}
+        # a feature's series appears with its first score (window >= min_rows): never a 0 that
+        # would read as "no drift" before there is anything to judge
+        self.gauges: dict[str, object] = {}
+        self.rows = rows.Metric(labels=self.labels)
+        self.families = (psi, rows)  # kept alive with their metrics
+
+    def observe(self, feed: Mapping[str, np.ndarray], output: np.ndarray) -> None:
+        import threading
+
+        with self.lock:
+            self.window.observe(feed, output)
+            wait = self.published + self.interval_s - time.monotonic()
+            if wait > 0:
+                if self.timer is None:
+                    self.timer = threading.Timer(wait, self.publish)
+                    self.timer.daemon = True
+                    self.timer.start()
+                return
+        self.publish()
+
+    def publish(self) -> None:
+        with self.lock:
+            self.timer = None
+            self.published = time.monotonic()
+            rows = float(self.window.rows)
+            scores = self.window.scores()
+        self.rows.set(rows)
+        for feature, score in scores.items():
+            gauge = self.gauges.get(feature)
+            if gauge is None:
+                gauge = self.gauges[feature] = self.families[0].Metric(
+                    labels={**self.labels, "feature": feature})
+            gauge.set(score)  # type: ignore[attr-defined]
+
+
+def drift_metrics(folder: str, params: Mapping[str, str], model: str, version: str) -> DriftMetrics | None:
+    """The version's drift monitor, or None (no profile, no drift.py, or ``drift_window`` 0)."""
+    drift = load_sibling(folder, "drift")
+    profile = drift.load_profile(folder) if drift is not None else None
+    if profile is None or params.get("drift_window") == "0":
+        return None
+    if params.get("drift_window"):
+        profile["window"] = int(params["drift_window"])
+        profile["min_rows"] = min(int(profile.get("min_rows") or 0), profile["window"])
+    return DriftMetrics(drift.DriftWindow(profile), model, version)
+
+
 class TritonPythonModel:
     """Thin adapter: config parsed once in ``initialize``; one ``session.run`` per batch."""
 
@@ -500,6 +590,7 @@ class TritonPythonModel:
         self.output_names = [o.name for o in self.outputs]
         self.max_padding = float(params.get("max_padding_fraction", "0.25") or 0.25)
         self.limits = Limits.from_parameters(params)
+        self.drift = drift_metrics(folder, params, args["model_name"], args["model_version"])
 
     def execute(self, requests: list) -> list:
         responses: list = [None] * len(requests)
@@ -527,6 +618,8 @@ class TritonPythonModel:
                 values = self.session.run(self.output_names, feed)
             except Exception as exc:  # an ORT failure on valid-looking input fails this batch
                 raise pb_utils.TritonModelException(f"onnxruntime failed: {exc}") from exc
+            if self.drift is not None:
+                self.drift.observe(feed, values[0])
             per_request = split_outputs(dict(zip(self.output_names, values, strict=True)),
                                         [sizes[j] for j in run], self.outputs)
             for j, outputs in zip(run, per_request, strict=True):
@@ -535,4 +628,6 @@ class TritonPythonModel:
         return responses
 
     def finalize(self) -> None:
+        if self.drift is not None and self.drift.timer is not None:
+            self.drift.timer.cancel()
         self.session = None

@@ -117,6 +117,7 @@ class ExportContext:
     accuracy: dict[str, object] | None = None
     portability: dict[str, object] | None = None
     goldens: dict[str, dict[str, object]] = dataclasses.field(default_factory=dict)
+    profiles: dict[str, str] = dataclasses.field(default_factory=dict)  # precision -> profile.json
     plans: dict[str, Path] = dataclasses.field(default_factory=dict)  # precision -> TensorRT plan
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from ensembles.models.batching import input_array, respond, split_rows
+from ensembles.models.batching import Quality, input_array, respond, split_rows
 from ensembles.processing.digits import preprocess
 
 
@@ -16,6 +16,9 @@ def _compute(images: list[np.ndarray]) -> list[list[object]]:
 
 
 class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        self.quality = Quality(args["model_name"])
+
     def execute(self, requests: list) -> list:
         # Validation is per request (one bad image fails only its own request); it also scales.
-        return respond(requests, lambda r: preprocess(input_array(r, "IMAGE")), _compute)
+        return respond(requests, lambda r: preprocess(input_array(r, "IMAGE")), _compute, self.quality)

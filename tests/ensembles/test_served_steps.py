@@ -112,3 +112,27 @@ def test_dynamic_batching_batched_the_tokenizer(server: TritonServer) -> None:
     count = metric("nv_inference_count", "minilm_tokenizer") - before[0]
     execs = metric("nv_inference_exec_count", "minilm_tokenizer") - before[1]
     assert count == 64 and execs < count, (count, execs)
+
+
+def test_refused_and_truncated_inputs_are_counted_per_reason_on_tritons_metrics(server: TritonServer) -> None:
+    from loadtest.metrics import scrape_monitoring
+
+    def counts() -> dict[str, dict[str, float]]:
+        return (scrape_monitoring(server.metrics_url, timeout_s=5) or {}).get("data_quality", {})
+
+    before = counts()
+    with grpcclient.InferenceServerClient(server.grpc_url) as c:
+        for model, inputs in (("embed", [_text([b"  "])]), ("embed", [_text([b"\xff"])]),
+                              ("classify_digit", [_image(np.full((1, 8, 8), 17.0, np.float32))])):
+            with pytest.raises(InferenceServerException):
+                c.infer(model, inputs)
+        c.infer("embed", [_text([b"word " * 400, b"short"])])  # 400 words: past 256 tokens
+    after = counts()
+
+    def delta(model: str, reason: str) -> float:
+        return after.get(model, {}).get(reason, 0.0) - before.get(model, {}).get(reason, 0.0)
+
+    assert delta("minilm_tokenizer", "empty") == 1
+    assert delta("minilm_tokenizer", "invalid_utf8") == 1
+    assert delta("minilm_tokenizer", "truncated") == 1  # the long text only
+    assert delta("digits_preprocess", "out_of_range") == 1
