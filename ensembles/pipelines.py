@@ -47,6 +47,10 @@ class TensorSpec:
         return spec
 
 
+WARMUP_TEXT = b"A sentence that warms up the step before it takes traffic."
+WARMUP_LENGTH = 4  # a variable axis' size in the warmup request
+
+
 @dataclasses.dataclass(frozen=True)
 class PythonStep:
     """A Python-backend model whose ``model.py`` is ``ensembles/models/<adapter>.py``."""
@@ -66,6 +70,8 @@ class PythonStep:
     def __post_init__(self) -> None:
         if self.max_batch_size < 1 or self.instances < 1:
             raise ValueError(f"{self.name}: max_batch_size and instances must be >= 1")
+        if any(t.data_type == "TYPE_STRING" and t.dims != (1,) for t in self.inputs):
+            raise ValueError(f"{self.name}: text inputs are one string per row (dims [1])")
 
     def config(self) -> model_config_pb2.ModelConfig:
         return _parse({
@@ -75,7 +81,27 @@ class PythonStep:
             "dynamic_batching": self.batching.to_dict(),
             "instance_group": [{"kind": "KIND_CPU", "count": self.instances}],
             "parameters": {k: {"string_value": v} for k, v in self.parameters.items()},
+            "model_warmup": [self.warmup()],
         })
+
+    def warmup(self) -> dict:
+        """One request through ``execute`` before the step takes traffic (imports, first calls),
+        so the first caller does not pay for them: zeros for numbers, a sentence for text
+        (an empty string would be refused), from ``warmup/`` beside config.pbtxt."""
+        inputs = {}
+        for t in self.inputs:
+            dims = [d if d > 0 else WARMUP_LENGTH for d in t.dims]
+            if t.data_type == "TYPE_STRING":
+                inputs[t.name] = {"data_type": t.data_type, "dims": dims, "input_data_file": t.name}
+            else:
+                inputs[t.name] = {"data_type": t.data_type, "dims": dims, "zero_data": True}
+        return {"name": "warmup", "batch_size": 1, "inputs": inputs}
+
+    def warmup_files(self) -> dict[str, bytes]:
+        """``warmup/<input>`` for each text input (one element, dims [1]): Triton's BYTES layout,
+        a little-endian uint32 length then the bytes."""
+        return {t.name: len(WARMUP_TEXT).to_bytes(4, "little") + WARMUP_TEXT
+                for t in self.inputs if t.data_type == "TYPE_STRING"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,9 @@ def write_python_step(repository: Path, step: PythonStep,
             shutil.copy2(path, folder / "1" / name)
         for name, text in step.files.items():
             (folder / name).write_text(text)
+        (folder / "warmup").mkdir()
+        for name, data in step.warmup_files().items():
+            (folder / "warmup" / name).write_bytes(data)
         (folder / "config.pbtxt").write_text(to_pbtxt(step.config()))
 
     return replace_folder(repository, step.name, fill)

@@ -98,6 +98,19 @@ def _parser() -> argparse.ArgumentParser:
                        help="require client certificates signed by this CA (mutual TLS)")
 
     sub.add_parser("locate", help="print which tritonserver would run, and exit")
+    prof = sub.add_parser(
+        "profile", help="cold start of a repository: time to ready, load per model, first request "
+        "against steady state, memory per process",
+        description="Start the repository twice on free ports: once loading everything (time to "
+        "ready), once loading each model alone (load time, warmup included), then compare each entry "
+        "point's first request with the median of the next N, and sample memory per process at idle "
+        "and during a short burst. Exit 1 if a first request takes more than 2x its steady median.")
+    prof.add_argument("--model-repository", type=Path, default=Path("model_repository"), metavar="DIR",
+                      help="model repository to profile (default: %(default)s)")
+    prof.add_argument("--requests", type=int, default=50, metavar="N",
+                      help="sequential requests for the steady median (default: %(default)s)")
+    prof.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
+                      help="write profile.json and profile.md under DIR/cold-start-* (default: %(default)s)")
     return parser
 
 
@@ -200,6 +213,8 @@ def _locate(_: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "profile":
+            return _profile(args)
         return _serve(args) if args.command == "serve" else _locate(args)
     except BinaryNotFound as exc:
         return _fail(args, exc, EXIT_NO_BINARY)
@@ -207,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc, EXIT_USAGE)
     except ServerError as exc:  # start-up failures (model load, early exit, timeout) included
         return _fail(args, exc, EXIT_FAILED)
+    except KeyboardInterrupt:
+        print("Interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: one line, the traceback with --verbose
         print(f"InternalError: {type(exc).__name__}: {exc} (a bug in the launcher; rerun with --verbose "
               "for the traceback and report it)", file=sys.stderr)
@@ -214,6 +232,23 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
             traceback.print_exception(exc)
         return EXIT_INTERNAL
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from server.profile import FIRST_REQUEST_BOUND, profile_repository, write_report
+
+    if not 1 <= args.requests <= 10_000:
+        raise ConfigError(f"--requests must be 1..10000, got {args.requests}")
+    ServerConfig(model_repository=args.model_repository)  # the repository's checks, one-line errors
+    result = profile_repository(args.model_repository, requests=args.requests, progress=_log)
+    folder = write_report(result, args.out)
+    print(result.markdown())
+    print(f"report: {folder}")
+    for model in result.slow_first:
+        print(f"SLOW FIRST REQUEST {model.name}: {model.first_ms:.1f} ms, {model.first_over_p50:.1f}x its "
+              f"steady p50 (bound {FIRST_REQUEST_BOUND:g}x); give it a warmup that covers that path",
+              file=sys.stderr)
+    return EXIT_FAILED if result.slow_first else EXIT_OK
 
 
 def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:

@@ -136,9 +136,10 @@ class DriftWindow:
             index = self.seen + np.arange(n)  # each row's global index; its slot is index % window
             slots = index % self.window
             replaced = index >= self.window  # that slot held a row of the window: it leaves
-            np.subtract.at(self.counts[name], self.bins[name][slots[replaced]], 1)
+            size = len(self.counts[name])
+            self.counts[name] += (np.bincount(new, minlength=size)
+                                  - np.bincount(self.bins[name][slots[replaced]], minlength=size))
             self.bins[name][slots] = new
-            np.add.at(self.counts[name], new, 1)
         self.seen += n
 
     @property
@@ -146,10 +147,10 @@ class DriftWindow:
         return min(self.seen, self.window)
 
     def scores(self) -> dict[str, float]:
-        """PSI per feature, once the window holds ``min_rows`` rows (else nothing)."""
-        if self.rows < self.min_rows:
-            return {}
-        return {name: psi(counts / self.rows, self.reference[name]) for name, counts in self.counts.items()}
+        """PSI per feature whose window holds ``min_rows`` rows (no score before, nor for a
+        feature these batches do not have)."""
+        return {name: psi(counts / counts.sum(), self.reference[name])
+                for name, counts in self.counts.items() if counts.sum() >= self.min_rows}
 
 
 def load_profile(folder: str) -> dict | None:
