@@ -120,6 +120,9 @@ class Ensemble:
     max_batch_size: int
     # Files written into the model folder beside config.pbtxt (the outputs' label files).
     files: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Triton's response cache for the whole pipeline: every one here is deterministic (same input,
+    # same bytes out). Active only on a server started with a cache (--response-cache-mb).
+    response_cache: bool = True
 
     def __post_init__(self) -> None:
         available = {t.name for t in self.inputs}
@@ -142,6 +145,7 @@ class Ensemble:
                 {"model_name": s.model, "model_version": -1,
                  "input_map": dict(s.input_map), "output_map": dict(s.output_map)}
                 for s in self.steps]},
+            "response_cache": {"enable": self.response_cache},
         })
 
 

@@ -115,6 +115,10 @@ class Traffic:
     pool: int = 256
     version: str = ""
     shift: str | None = None  # a stated distribution shift of a demo pipeline's inputs (SHIFTS)
+    # embed only: texts drawn from `distinct` different queries with Zipf(s = zipf) frequencies,
+    # the repetition a response cache meets in front of search or chat traffic
+    zipf: float | None = None
+    distinct: int = 50_000
 
     def __post_init__(self) -> None:
         if self.pool * self.batch > MAX_POOL_ROWS:
@@ -130,7 +134,7 @@ class Traffic:
     @classmethod
     def from_dict(cls, where: str, data: Mapping[str, Any]) -> Traffic:
         _check_keys(where, data, ("model", "pipeline", "weight", "label", "inputs", "outputs", "batch",
-                                  "pool", "version", "shift"))
+                                  "pool", "version", "shift", "zipf", "distinct"))
         pipeline = data.get("pipeline")
         if pipeline is not None and pipeline not in PIPELINES:
             raise CampaignError(f"{where}.pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
@@ -151,6 +155,14 @@ class Traffic:
             choices = ", ".join(f"{p}: {', '.join(s)}" for p, s in SHIFTS.items())
             raise CampaignError(f"{where}.shift {shift!r} is not a shift of {pipeline or model!r}; "
                                 f"shifts exist for demo pipelines only ({choices})")
+        zipf = data.get("zipf")
+        if zipf is not None:
+            if pipeline != "embed" or shift is not None:
+                raise CampaignError(f"{where}.zipf draws embed queries; use it with pipeline = \"embed\" "
+                                    "and no shift")
+            zipf = _number(f"{where}.zipf", zipf, maximum=5)
+        elif "distinct" in data:
+            raise CampaignError(f"{where}.distinct sets how many queries zipf draws from; add zipf = 1.0")
         inputs = tuple(InputSpec.from_dict(f"{where}.inputs.{name}", name, spec)
                        for name, spec in raw_inputs.items())
         outputs = data.get("outputs", [])
@@ -163,7 +175,9 @@ class Traffic:
                           maximum=MAX_BATCH),
             pool=_number(f"{where}.pool", data.get("pool", 256), minimum=1, strict=False, integer=True,
                          maximum=MAX_POOL),
-            version=str(data.get("version", "")), shift=shift,
+            version=str(data.get("version", "")), shift=shift, zipf=zipf,
+            distinct=_number(f"{where}.distinct", data.get("distinct", 50_000), minimum=2, strict=False,
+                             integer=True, maximum=MAX_POOL_ROWS),
         )
 
 
@@ -316,6 +330,8 @@ class Campaign:
     target: Target = Target()
     processes: int = 1
     description: str = ""
+    # the response cache of the Triton the runner starts itself (--model-repository); 0: none
+    response_cache_mb: int = 0
 
     def __post_init__(self) -> None:
         if not self.traffic:
@@ -370,6 +386,7 @@ class Campaign:
             stages=tuple(Stage(**s) for s in data["stages"]),
             find_max=FindMax(**data["find_max"]) if data.get("find_max") else None,
             target=Target(**data["target"]), processes=data.get("processes", 1),
+            response_cache_mb=data.get("response_cache_mb", 0),
         )
 
 
@@ -378,7 +395,7 @@ def parse(data: Mapping[str, Any], name: str) -> Campaign:
     if not isinstance(data, Mapping):
         raise CampaignError(f"campaign {name!r} must be a table of keys, got {type(data).__name__}")
     _check_keys(f"campaign {name!r}", data, ("name", "description", "traffic", "stages", "steps",
-                                             "find_max", "slo", "target", "processes"))
+                                             "find_max", "slo", "target", "processes", "response_cache_mb"))
     traffic = data.get("traffic", [])
     if not isinstance(traffic, list):
         raise CampaignError("`traffic` must be a list of tables ([[traffic]] in TOML)")
@@ -406,6 +423,8 @@ def parse(data: Mapping[str, Any], name: str) -> Campaign:
         find_max=FindMax.from_dict(data["find_max"]) if "find_max" in data else None,
         target=target,
         processes=_number("processes", data.get("processes", 1), minimum=1, strict=False, integer=True),
+        response_cache_mb=_number("response_cache_mb", data.get("response_cache_mb", 0), minimum=0,
+                                  strict=False, integer=True, maximum=65_536),
     )
 
 

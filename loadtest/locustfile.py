@@ -15,6 +15,7 @@ _grpc_gevent.init_gevent()
 
 import json  # noqa: E402
 import os  # noqa: E402
+import random  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -43,6 +44,8 @@ class TritonUser(users.TritonGrpcUser):
     names = [t.stats_name for t in _CAMPAIGN.traffic]
     pools = [payloads.build_pool(t, seed=i) for i, t in enumerate(_CAMPAIGN.traffic)]
     schedule = payloads.mix_schedule([t.weight for t in _CAMPAIGN.traffic])
+    # each process starts somewhere else in the pools (several processes share the same pools)
+    cursors = [random.randrange(len(pool)) for pool in pools]
 
 
 _Shape = shapes.FindMaxShape if _CAMPAIGN.find_max else shapes.CampaignShape

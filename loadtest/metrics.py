@@ -21,6 +21,8 @@ COUNTERS = (
     "nv_inference_exec_count", "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
     "nv_inference_compute_input_duration_us", "nv_inference_compute_infer_duration_us",
     "nv_inference_compute_output_duration_us",
+    # Triton's response cache (a server started with one, models that enable it)
+    "nv_cache_num_hits_per_model", "nv_cache_num_misses_per_model",
 )
 _LINE = re.compile(r'^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\}\s+(?P<value>[-+0-9.eE]+|NaN)\s*$')
 _MODEL = re.compile(r'model="(?P<model>[^"]*)"')
@@ -32,7 +34,7 @@ def parse_prometheus(text: str) -> Counters:
     """Triton's per-model inference counters from the metrics endpoint's text."""
     out: Counters = {}
     for line in text.splitlines():
-        if not line.startswith("nv_inference"):
+        if not line.startswith(("nv_inference", "nv_cache_num")):
             continue
         match = _LINE.match(line)
         if not match or match["name"] not in COUNTERS:
@@ -157,6 +159,8 @@ def model_deltas(after: Counters | None, before: Counters | None, duration_s: fl
             **{f"avg_{phase}_us": d[f"nv_inference_{phase}_duration_us"] / per_request
                for phase in ("compute_input", "compute_infer", "compute_output")},
             "avg_exec_infer_us": d["nv_inference_compute_infer_duration_us"] / execs if execs else 0.0,
+            "cache_hits": d["nv_cache_num_hits_per_model"],
+            "cache_misses": d["nv_cache_num_misses_per_model"],
         }
     return rows
 
@@ -271,9 +275,16 @@ def summarize_models(rows: Mapping[str, Mapping[str, float]]) -> list[str]:
     """Markdown table lines for :func:`model_deltas` rows."""
     if not rows:
         return ["(no Triton metrics: pass --metrics URL or start the server with --model-repository)"]
-    lines = ["| model | requests/s | avg batch | avg queue (ms) | avg compute (ms) | failures |",
-             "|---|---:|---:|---:|---:|---:|"]
+    cached = any(r.get("cache_hits", 0) + r.get("cache_misses", 0) > 0 for r in rows.values())
+    lines = ["| model | requests/s | avg batch | avg queue (ms) | avg compute (ms) | failures |"
+             + (" cache hits | cache hit rate |" if cached else ""),
+             "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if cached else "")]
     for model, r in sorted(rows.items()):
-        lines.append(f"| {model} | {r['rps']:.1f} | {r['avg_batch']:.2f} | {r['avg_queue_us'] / 1000:.2f} "
-                     f"| {r['avg_compute_us'] / 1000:.2f} | {r['failures']:.0f} |")
+        line = (f"| {model} | {r['rps']:.1f} | {r['avg_batch']:.2f} | {r['avg_queue_us'] / 1000:.2f} "
+                f"| {r['avg_compute_us'] / 1000:.2f} | {r['failures']:.0f} |")
+        if cached:
+            lookups = r.get("cache_hits", 0) + r.get("cache_misses", 0)
+            line += (f" {r.get('cache_hits', 0):.0f} | {100 * r['cache_hits'] / lookups:.1f} % |" if lookups
+                     else " | |")
+        lines.append(line)
     return lines

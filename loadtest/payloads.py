@@ -87,6 +87,8 @@ def _texts(traffic: Traffic, rng: random.Random) -> list[bytes]:
     texts = [t for t in _data().text_corpus().evaluation if t]
     if not texts:
         raise CampaignError("the evaluation text corpus is empty")
+    if traffic.zipf is not None:
+        return _zipf_texts(traffic, texts, rng)
     joined = 6 if traffic.shift == "long-texts" else 1
     pool = []
     for _ in range(traffic.pool):
@@ -96,6 +98,29 @@ def _texts(traffic: Traffic, rng: random.Random) -> list[bytes]:
                                   [("TEXT", "BYTES", (len(batch), 1), serialize_bytes(batch))],
                                   traffic.outputs))
     return pool
+
+
+def zipf_queries(texts: list[str], distinct: int) -> list[str]:
+    """``distinct`` different queries made from the corpus: its sentences, then pairs of them."""
+    n = len(texts)
+    return [texts[i] if i < n else f"{texts[i % n]} {texts[(i // n * 7919 + i) % n]}"
+            for i in range(distinct)]
+
+
+def _zipf_texts(traffic: Traffic, texts: list[str], rng: random.Random) -> list[bytes]:
+    """The pool's rows drawn with P(query of rank r) proportional to r^-zipf."""
+    queries = zipf_queries(texts, traffic.distinct)
+    draws = np.random.default_rng(rng.randrange(2**32)).choice(
+        len(queries), size=(traffic.pool, traffic.batch), p=_zipf_weights(len(queries), traffic.zipf or 1.0))
+    return [infer_request(traffic.model, traffic.version,
+                          [("TEXT", "BYTES", (traffic.batch, 1),
+                            serialize_bytes([queries[i].encode("utf-8") for i in row]))], traffic.outputs)
+            for row in draws]
+
+
+def _zipf_weights(n: int, s: float) -> np.ndarray:
+    weights = np.arange(1, n + 1, dtype=np.float64) ** -s
+    return weights / weights.sum()
 
 
 def _data():  # noqa: ANN202 - demo.data is optional: stand-in models don't need it

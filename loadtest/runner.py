@@ -180,7 +180,9 @@ def run(campaign: Campaign, options: RunOptions = RunOptions()) -> RunResult:
                 server = TritonServer(ServerConfig(model_repository=options.model_repository, http_port=0,
                                                    grpc_port=0, metrics_port=0,
                                                    log_file=out / "tritonserver.log",
-                                                   nice=options.server_nice)).start()
+                                                   nice=options.server_nice,
+                                                   response_cache_bytes=campaign.response_cache_mb * 2**20
+                                                   )).start()
             except ServerError as exc:
                 raise TargetError(f"could not start Triton on {options.model_repository}: {exc}") from None
             grpc_url, metrics_url, server_pid = server.grpc_url, server.metrics_url, server.pid

@@ -45,6 +45,11 @@ class TritonGrpcUser(User):
     Configure by subclassing (the locustfile does): ``target``, ``timeout_s``, ``names`` (stats
     name per traffic entry), ``pools`` (serialized requests per entry) and ``schedule`` (entry
     indices in proportion to the campaign's weights).
+
+    All users of a process read each pool through one cursor, in order: the process sends the
+    pool's rows as they were drawn, none twice before the pool wraps. (A cursor per user, each
+    starting near the same place, replayed the same rows from every user, so a query mix drawn
+    with Zipf frequencies reached a response cache at a 97.6 % hit rate instead of its ~73 %.)
     """
 
     abstract = True
@@ -53,6 +58,7 @@ class TritonGrpcUser(User):
     names: ClassVar[list[str]] = []
     pools: ClassVar[list[list[bytes]]] = []
     schedule: ClassVar[list[int]] = []
+    cursors: ClassVar[list[int]] = []  # per pool: the next row this process sends
     channels: ClassVar[set[grpc.Channel]] = set()
 
     def on_start(self) -> None:
@@ -83,7 +89,9 @@ class TritonGrpcUser(User):
         self._turn += 1
         entry = self.schedule[self._turn % len(self.schedule)]
         pool = self.pools[entry]
-        payload = pool[self._turn % len(pool)]
+        cursor = self.cursors[entry]
+        self.cursors[entry] = cursor + 1  # gevent: no other user runs between the read and the write
+        payload = pool[cursor % len(pool)]
         Counter.requests += 1
         error: Exception | None = None
         name = self.names[entry]

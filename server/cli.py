@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="turn off Triton's per-model latency quantiles "
                        "(nv_inference_request_summary_us), which the p99 alert and dashboard in "
                        "docker/monitoring read")
+    serve.add_argument("--response-cache-mb", type=int, default=0, metavar="MB",
+                       help="Triton's local response cache of MB megabytes for the models that enable it "
+                       "(the demo's embed and classify_digit): a repeated request is answered without "
+                       "running the model (default: 0, off)")
     serve.add_argument("--nice", type=int, default=0, metavar="N",
                        help="run Triton at a lower CPU priority (Unix nice 0-19), for example beside a "
                             "load generator on the same machine (default: %(default)s)")
@@ -143,6 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
         poll_interval_s=args.poll_interval, log_file=args.log_file, log_verbose=args.log_verbose,
         nice=args.nice,
         latency_summaries=not args.no_latency_summaries,
+        response_cache_bytes=args.response_cache_mb * 2**20,
         tritonserver=args.tritonserver, exit_timeout_s=args.exit_timeout,
         restricted_apis=tuple(args.restrict),
         restricted_value=os.environ.get("TRITON_ACCESS_TOKEN") if args.restrict else None,

@@ -43,6 +43,9 @@ class GrpcTls:
         return args
 
 
+MAX_CACHE_BYTES = 64 * 2**30  # beyond any machine this runs on: a typo, not a size
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerConfig:
     """Everything needed to start one tritonserver.
@@ -75,6 +78,10 @@ class ServerConfig:
     # Triton's per-model latency summaries (nv_inference_request_summary_us{quantile=...}): what
     # the p99 alert and dashboard read (docker/monitoring).
     latency_summaries: bool = True
+    # Triton's local response cache, in bytes (0: none). Models opt in with `response_cache
+    # { enable: true }` in their config (the demo's ensembles do); a hit is answered without
+    # running the model.
+    response_cache_bytes: int = 0
 
     @property
     def grpc_restricted_header(self) -> str:
@@ -119,5 +126,9 @@ class ServerConfig:
             raise ConfigError("an access token was given but no API group to restrict (--restrict GROUP)")
         if not 0 <= self.nice <= 19:
             raise ConfigError(f"--nice must be 0-19 (a lower CPU priority), got {self.nice}")
+        cache = self.response_cache_bytes
+        if not isinstance(cache, int) or not 0 <= cache <= MAX_CACHE_BYTES:
+            raise ConfigError(f"the response cache must be 0 (off) to {MAX_CACHE_BYTES // 2**20:,} MB, got "
+                              f"{self.response_cache_bytes!r} bytes; pass --response-cache-mb N")
         if self.log_verbose < 0:
             raise ConfigError("--log-verbose must be 0 or more")

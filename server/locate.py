@@ -40,6 +40,12 @@ class TritonInstall:
     def from_wheel(self) -> bool:
         return self.stubs is not None
 
+    @property
+    def caches(self) -> Path:
+        """Triton's cache implementations (``local/libtritoncache_local.so``), beside the backends:
+        the wheel's copy, or /opt/tritonserver/caches in the NGC container."""
+        return self.backends.parent / "caches"
+
 
 def _wheel_install() -> TritonInstall | None:
     spec = importlib.util.find_spec("pytriton")

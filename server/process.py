@@ -151,6 +151,10 @@ class TritonServer:
         ]
         if c.latency_summaries:
             cmd.append("--metrics-config=summary_latencies=true")
+        if c.response_cache_bytes:
+            cmd += [f"--cache-config=local,size={c.response_cache_bytes}"]
+            if self.install.caches.is_dir():
+                cmd.append(f"--cache-directory={self.install.caches}")
         if c.model_control is ModelControl.POLL:
             cmd.append(f"--repository-poll-secs={c.poll_interval_s}")
         cmd += [f"--load-model={m}" for m in c.load_models]
