@@ -31,7 +31,8 @@ def _promtool(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.prometheus
 def test_rules_and_config_pass_promtool_check() -> None:
-    for args in (("check", "rules", "alerts.yml"), ("check", "config", "prometheus.yml")):
+    for args in (("check", "rules", "alerts.yml"), ("check", "config", "prometheus.yml"),
+                 ("check", "config", "prometheus-compose.yml")):
         proc = _promtool(*args)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "7 rules found" in _promtool("check", "rules", "alerts.yml").stdout
@@ -71,3 +72,20 @@ def test_the_dashboard_covers_what_operators_watch_and_reads_known_series() -> N
         assert names and names <= KNOWN_METRICS, (title, names - KNOWN_METRICS)
     rules = (MONITORING / "alerts.yml").read_text()
     assert set(re.findall(r"\b((?:nv|triton_stack)_[a-z_]+)\b", rules)) <= KNOWN_METRICS
+
+
+def test_the_compose_overlay_mounts_what_exists_and_provisions_the_dashboard() -> None:
+    import yaml
+
+    compose = MONITORING.parent / "compose.monitoring.yaml"
+    services = yaml.safe_load(compose.read_text())["services"]
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert (compose.parent / source).exists(), volume
+    command = " ".join(services["prometheus"]["command"])
+    assert "/etc/prometheus/prometheus-compose.yml" in command
+    providers = yaml.safe_load((MONITORING / "grafana" / "provisioning" / "dashboards" /
+                                "triton-stack.yml").read_text())["providers"]
+    assert providers[0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert DASHBOARD.parent.name == "grafana"  # mounted at that path
