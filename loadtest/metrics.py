@@ -47,15 +47,21 @@ def parse_prometheus(text: str) -> Counters:
     return out
 
 
-def scrape(url: str | None, timeout_s: float = 2.0) -> Counters | None:
-    """Read and parse the metrics endpoint; None when there is none or it does not answer."""
+def _fetch(url: str | None, timeout_s: float) -> str | None:
+    """The metrics endpoint's text; None when there is none or it does not answer."""
     if not url:
         return None
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - local URL
-            return parse_prometheus(response.read().decode("utf-8", "replace"))
+            return response.read().decode("utf-8", "replace")
     except OSError:
         return None
+
+
+def scrape(url: str | None, timeout_s: float = 2.0) -> Counters | None:
+    """Read and parse the metrics endpoint; None when there is none or it does not answer."""
+    text = _fetch(url, timeout_s)
+    return None if text is None else parse_prometheus(text)
 
 
 _LABEL = re.compile(r'(?P<key>[a-z_]+)="(?P<value>[^"]*)"')
@@ -90,13 +96,8 @@ def parse_monitoring(text: str) -> dict[str, Any]:
 
 def scrape_monitoring(url: str | None, timeout_s: float = 2.0) -> dict[str, Any] | None:
     """:func:`parse_monitoring` of the metrics endpoint; None when it does not answer."""
-    if not url:
-        return None
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - local URL
-            return parse_monitoring(response.read().decode("utf-8", "replace"))
-    except OSError:
-        return None
+    text = _fetch(url, timeout_s)
+    return None if text is None else parse_monitoring(text)
 
 
 def quality_deltas(after: dict[str, Any] | None,

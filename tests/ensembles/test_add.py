@@ -1,6 +1,7 @@
 """``python -m ensembles add``: every encoder family, from a tiny random HF folder to a served
 endpoint with one export and one ``add``, its served answers compared with transformers run in
-this process (embeddings, text classification, cross-encoder reranking). One Triton serves them
+this process (embeddings of every family; text classification and cross-encoder reranking for
+families whose inputs differ: with and without token_type_ids). One Triton serves them
 all; the exports are FP32 so that the comparison is tight (INT8 through the gate per family is
 tests/converters/test_families.py)."""
 
@@ -21,7 +22,8 @@ from tests.conftest import start_server
 from tests.converters import tiny
 
 EMBEDDERS = ["bert", "distilbert", "roberta", "mpnet", "electra", "deberta-v2"]
-CLASSIFIER, RERANKER = "distilbert", "bert"
+CLASSIFIERS = ["distilbert", "roberta", "deberta-v2"]  # no token_type_ids / type_vocab 1 / 0
+RERANKERS = ["bert", "electra"]  # pairs with segment ids
 TEXTS = ["where is my parcel", "How do I reset my password? I have tried twice already and the "
          "link in the e-mail has expired both times.", "ok", "Ünïcödé text, with punctuation!"]
 PASSAGES = ["your parcel ships on monday", "reset the password from the login page", "bananas are yellow"]
@@ -38,10 +40,10 @@ def families(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     repo = tmp / "repo"
     folders: dict[str, Path] = {}
     plan = [(f"{_model(f)}_embed", _model(f), tiny.write_tiny_family(tmp / f, f)) for f in EMBEDDERS]
-    plan.append(("sentiment", "sentiment_model",
-                 tiny.write_tiny_family(tmp / "classifier", CLASSIFIER, classifier=True)))
-    plan.append(("rerank", "cross_encoder",
-                 tiny.write_tiny_family(tmp / "reranker", RERANKER, reranker=True)))
+    plan += [(f"sentiment_{_model(f)}", f"classifier_{_model(f)}",
+              tiny.write_tiny_family(tmp / f"classifier-{f}", f, classifier=True)) for f in CLASSIFIERS]
+    plan += [(f"rerank_{_model(f)}", f"cross_encoder_{_model(f)}",
+              tiny.write_tiny_family(tmp / f"reranker-{f}", f, reranker=True)) for f in RERANKERS]
     for ensemble, model, folder in plan:
         export(ExportSpec(str(folder), model, repository=repo, work_dir=tmp / "work" / model), progress=None)
         assert main(["add", ensemble, "--model", model, "--repository", str(repo)]) == 0
@@ -92,35 +94,37 @@ def test_each_family_embeds_as_transformers_does(family, families, client) -> No
 
 
 @pytest.mark.triton
-def test_a_classifier_answers_with_its_own_label_names(families, client) -> None:
+@pytest.mark.parametrize("family", CLASSIFIERS)
+def test_a_classifier_answers_with_its_own_label_names(family, families, client) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    folder = families[1]["sentiment"]
+    folder = families[1][f"sentiment_{_model(family)}"]
     model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
     batch = _tokenize(folder, TEXTS)
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     expected = torch.softmax(logits, dim=-1).numpy()
-    labels, probabilities = client.classify_texts(TEXTS, model="sentiment")
+    labels, probabilities = client.classify_texts(TEXTS, model=f"sentiment_{_model(family)}")
     np.testing.assert_allclose(probabilities, expected, atol=2e-4)
     assert labels == [model.config.id2label[int(i)] for i in expected.argmax(axis=1)]
     assert set(labels) <= {"negative", "neutral", "positive"}
 
 
 @pytest.mark.triton
-def test_a_cross_encoder_scores_pairs_as_transformers_does(families, client) -> None:
+@pytest.mark.parametrize("family", RERANKERS)
+def test_a_cross_encoder_scores_pairs_as_transformers_does(family, families, client) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    folder = families[1]["rerank"]
+    folder = families[1][f"rerank_{_model(family)}"]
     model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
     query = TEXTS[0]
     batch = _tokenize(folder, [query] * len(PASSAGES), PASSAGES)
     assert int(batch["token_type_ids"].max()) == 1  # a real pair: the passage is segment 1
     with torch.no_grad():
         expected = model(**batch).logits[:, 0].numpy()
-    scores = client.rerank(query, PASSAGES, model="rerank")
+    scores = client.rerank(query, PASSAGES, model=f"rerank_{_model(family)}")
     np.testing.assert_allclose(scores, expected, atol=2e-4)
 
 
@@ -137,12 +141,12 @@ def test_the_client_cli_classifies_texts_and_reranks_passages(server, client, ca
     from client.cli import main as client_main
 
     url = ["--url", server.grpc_url, "--json"]
-    assert client_main([*url, "classify", "--model", "sentiment", *TEXTS[:2]]) == 0
+    assert client_main([*url, "classify", "--model", "sentiment_distilbert", *TEXTS[:2]]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["label"] for r in rows] == client.classify_texts(TEXTS[:2], model="sentiment").labels
-    assert client_main([*url, "rerank", "--model", "rerank", TEXTS[0], *PASSAGES]) == 0
+    assert [r["label"] for r in rows] == client.classify_texts(TEXTS[:2], model="sentiment_distilbert").labels
+    assert client_main([*url, "rerank", "--model", "rerank_bert", TEXTS[0], *PASSAGES]) == 0
     ranking = json.loads(capsys.readouterr().out)["ranking"]
-    scores = client.rerank(TEXTS[0], PASSAGES, model="rerank")
+    scores = client.rerank(TEXTS[0], PASSAGES, model="rerank_bert")
     assert [r["index"] for r in ranking] == list(np.argsort(-scores, kind="stable"))
     assert client_main([*url, "embed", "--model", "mpnet_embed", "hello"]) == 0
     assert len(json.loads(capsys.readouterr().out)["embeddings"][0]) == 32
@@ -154,7 +158,7 @@ def test_add_refuses_what_it_cannot_serve_in_one_line(families, capsys) -> None:
         (["add", "x", "--model", "nope", "--repository", repo], "no exported model 'nope'"),
         (["add", "x", "--model", "bert", "--task", "rerank", "--repository", repo],
          "was exported for feature-extraction"),
-        (["add", "x", "--model", "sentiment_model", "--task", "rerank", "--repository", repo],
+        (["add", "x", "--model", "classifier_distilbert", "--task", "rerank", "--repository", repo],
          "outputs 3 logits"),
         (["add", "bert", "--model", "bert", "--repository", repo], "the exported model's own name"),
         (["add", "x", "--model", "bert", "--max-length", "4096", "--repository", repo],
