@@ -7,6 +7,7 @@ Create it inside the running event loop (its channels bind to that loop) and clo
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,8 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from client._base import ClientBase, ReplicaHealth, model_states
 from client._config import ClientConfig
-from client._errors import ClientError, Status
+from client._errors import ClientError, Status, limit_wait_expired, refused_for_load
+from client._limit import AsyncGate
 from client._pipelines import (
     CLASSIFY_MODEL,
     EMBED_DIM,
@@ -58,6 +60,8 @@ class AsyncClient(ClientBase):
             for url in self.config.urls
         ]
         self._stubs = [service_pb2_grpc.GRPCInferenceServiceStub(c) for c in self._channels]
+        self._gates = ([AsyncGate(self.config.adaptive_concurrency_max) for _ in self._channels]
+                       if self.config.adaptive_concurrency else [])
 
     async def infer(self, model: str, inputs: Mapping[str, np.ndarray],
                     outputs: Sequence[str] | None = None, *, version: str = "",
@@ -186,14 +190,23 @@ class AsyncClient(ClientBase):
         attempts = Attempts(self.config, self._endpoints, deadline, timeout, what, model)
         while True:
             index, remaining = attempts.next()
+            gate = self._gates[index] if self._gates and method == "ModelInfer" else None
+            if gate is not None and not await gate.enter(deadline):
+                raise limit_wait_expired(what, self.config.urls[index], gate.limit.limit, timeout, model,
+                                         attempts.count)
             try:
                 response = await getattr(self._stubs[index], method)(
-                    request, timeout=remaining, metadata=self._metadata)
+                    request, timeout=max(deadline - time.monotonic(), 0.001) if gate else remaining,
+                    metadata=self._metadata)
             except grpc.RpcError as exc:
+                if gate is not None:
+                    await gate.leave(overloaded=refused_for_load(exc) or None)
                 delay = attempts.failed(index, exc)
                 if delay:
                     await asyncio.sleep(delay)
                 continue
+            if gate is not None:
+                await gate.leave(overloaded=False)
             attempts.succeeded(index)
             return response
 

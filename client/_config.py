@@ -79,6 +79,10 @@ class ClientConfig:
         headers: extra metadata sent with every call.
         validate_inputs: check input names, dtypes and shapes against the model's config before
             sending (False: send as given and let Triton judge).
+        adaptive_concurrency: hold inference calls in the client above an adaptive number in
+            flight per replica (AIMD: +1 per limit's worth of answers, halved on each refusal),
+            so many callers do not storm an overloaded server (client/_limit.py).
+        adaptive_concurrency_max: the most in flight per replica under that limit.
     """
 
     urls: tuple[str, ...] = (DEFAULT_URL,)
@@ -98,6 +102,8 @@ class ClientConfig:
     access_token_header: str = "triton-access-token"
     headers: tuple[tuple[str, str], ...] = ()
     validate_inputs: bool = True
+    adaptive_concurrency: bool = False
+    adaptive_concurrency_max: int = 64
 
     def __post_init__(self) -> None:
         urls = (self.urls,) if isinstance(self.urls, str) else tuple(self.urls)
@@ -120,6 +126,10 @@ class ClientConfig:
             _positive("keepalive_time_s", self.keepalive_time_s)
         if not isinstance(self.retries, int) or self.retries < 0:
             raise config_error(f"retries must be an integer >= 0, got {self.retries!r}")
+        most = self.adaptive_concurrency_max
+        if not isinstance(most, int) or not 1 <= most <= 100_000:
+            raise config_error("adaptive_concurrency_max must be an integer in 1..100000, got "
+                               f"{self.adaptive_concurrency_max!r}")
         if self.backoff_initial_s > self.backoff_max_s:
             raise config_error(f"backoff_initial_s ({self.backoff_initial_s}) is above "
                                f"backoff_max_s ({self.backoff_max_s})")

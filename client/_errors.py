@@ -135,6 +135,24 @@ def is_shed(details: str) -> bool:
     return any(marker in details for marker in SHED_MESSAGES)
 
 
+def refused_for_load(exc: grpc.RpcError) -> bool:
+    """Whether a failed call was the server refusing work it has no room for (what the adaptive
+    limit backs off on)."""
+    code = exc.code() if hasattr(exc, "code") else None
+    details = (exc.details() if hasattr(exc, "details") else "") or ""
+    return code == grpc.StatusCode.RESOURCE_EXHAUSTED or (
+        code == grpc.StatusCode.UNAVAILABLE and is_shed(details))
+
+
+def limit_wait_expired(what: str, url: str, limit: float, timeout_s: float, model: str | None,
+                       attempts: int) -> ClientError:
+    """The deadline passed while the call waited for room under the client's adaptive limit."""
+    return ClientError(Status.DEADLINE_EXCEEDED,
+                       f"{what}: no room within the {timeout_s:g} s deadline under the client's adaptive "
+                       f"limit of {limit:.1f} requests in flight to {url} (the server has been refusing "
+                       "work; add capacity or lower the load)", model=model, attempts=attempts)
+
+
 # Triton's message for a request that reached a Python-backend instance whose stub died.
 DEAD_BACKEND_MESSAGE = "is not healthy"
 

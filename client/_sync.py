@@ -12,7 +12,8 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from client._base import ClientBase, ReplicaHealth, model_states
 from client._config import ClientConfig
-from client._errors import ClientError, Status, from_rpc_error
+from client._errors import ClientError, Status, from_rpc_error, limit_wait_expired, refused_for_load
+from client._limit import Gate
 from client._pipelines import (
     CLASSIFY_MODEL,
     EMBED_DIM,
@@ -60,6 +61,8 @@ class Client(ClientBase):
             for url in self.config.urls
         ]
         self._stubs = [service_pb2_grpc.GRPCInferenceServiceStub(c) for c in self._channels]
+        self._gates = ([Gate(self.config.adaptive_concurrency_max) for _ in self._channels]
+                       if self.config.adaptive_concurrency else [])
 
     # -- inference -------------------------------------------------------------------------
     def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None,
@@ -255,13 +258,22 @@ class Client(ClientBase):
         attempts = Attempts(self.config, self._endpoints, deadline, timeout, what, model)
         while True:
             index, remaining = attempts.next()
+            gate = self._gates[index] if self._gates and method == "ModelInfer" else None
+            if gate is not None and not gate.enter(deadline):
+                raise limit_wait_expired(what, self.config.urls[index], gate.limit.limit, timeout, model,
+                                         attempts.count)
             try:
                 response = getattr(self._stubs[index], method)(
-                    request, timeout=remaining, metadata=self._metadata)
+                    request, timeout=max(deadline - time.monotonic(), 0.001) if gate else remaining,
+                    metadata=self._metadata)
             except grpc.RpcError as exc:
+                if gate is not None:
+                    gate.leave(overloaded=refused_for_load(exc) or None)
                 delay = attempts.failed(index, exc)
                 if delay:
                     time.sleep(delay)
                 continue
+            if gate is not None:
+                gate.leave(overloaded=False)
             attempts.succeeded(index)
             return response
