@@ -37,6 +37,14 @@ class AimdLimit:
     def overloaded(self) -> None:
         self.limit = max(self.minimum, self.limit * self.decrease)
 
+    def finished(self, overloaded: bool | None) -> None:
+        """A request left: True refused, False answered, None another outcome (no change)."""
+        self.in_flight -= 1
+        if overloaded is True:
+            self.overloaded()
+        elif overloaded is False:
+            self.succeeded()
+
 
 class Gate:
     """An :class:`AimdLimit` shared by threads: ``enter`` waits for room until a deadline.
@@ -68,11 +76,7 @@ class Gate:
     def leave(self, overloaded: bool | None) -> None:
         """``overloaded``: True refused, False answered, None another outcome (no change)."""
         with self._lock:
-            self.limit.in_flight -= 1
-            if overloaded is True:
-                self.limit.overloaded()
-            elif overloaded is False:
-                self.limit.succeeded()
+            self.limit.finished(overloaded)
             while self._waiters and self.limit.has_room:  # the slot passes to the next in line
                 self.limit.in_flight += 1
                 self._waiters.popleft().set()
@@ -102,11 +106,7 @@ class AsyncGate:
         return True
 
     async def leave(self, overloaded: bool | None) -> None:
-        self.limit.in_flight -= 1
-        if overloaded is True:
-            self.limit.overloaded()
-        elif overloaded is False:
-            self.limit.succeeded()
+        self.limit.finished(overloaded)
         while self._waiters and self.limit.has_room:
             self.limit.in_flight += 1
             self._waiters.popleft().set_result(None)

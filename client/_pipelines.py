@@ -57,10 +57,7 @@ def _text_column(texts: str | Sequence[str], model: str, call: str) -> np.ndarra
 
 def embed_output(outputs: dict[str, np.ndarray], n: int, model: str) -> np.ndarray:
     """EMBEDDING float32 [n, d]: the demo's MiniLM has d = 384, other encoders their own."""
-    array = outputs.get("EMBEDDING")
-    if array is None or array.ndim != 2 or len(array) != n or array.dtype != np.float32:
-        raise _broken(model, "EMBEDDING", f"float32 ({n}, d)", array)
-    return array
+    return _float_rows(outputs, "EMBEDDING", n, "d", model)
 
 
 def rerank_inputs(query: str, texts: Sequence[str], model: str) -> dict[str, np.ndarray]:
@@ -77,10 +74,7 @@ def rerank_output(outputs: dict[str, np.ndarray], n: int, model: str) -> np.ndar
 
 def text_class_outputs(outputs: dict[str, np.ndarray], n: int, model: str) -> TextPredictions:
     labels = _checked(outputs, "LABEL", (n, 1), np.object_, model).reshape(n)
-    probabilities = outputs.get("PROBABILITIES")
-    if (probabilities is None or probabilities.ndim != 2 or len(probabilities) != n
-            or probabilities.dtype != np.float32):
-        raise _broken(model, "PROBABILITIES", f"float32 ({n}, classes)", probabilities)
+    probabilities = _float_rows(outputs, "PROBABILITIES", n, "classes", model)
     names = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in labels]
     return TextPredictions(names, probabilities)
 
@@ -116,6 +110,14 @@ def _checked(outputs: dict[str, np.ndarray], name: str, shape: tuple[int, ...],
     array = outputs.get(name)
     if array is None or array.shape != shape or array.dtype != dtype:
         raise _broken(model, name, f"{np.dtype(dtype)} {shape}", array)
+    return array
+
+
+def _float_rows(outputs: dict[str, np.ndarray], name: str, n: int, width: str, model: str) -> np.ndarray:
+    """Output ``name`` as float32 [n, any width] (a model's own width: embedding size, classes)."""
+    array = outputs.get(name)
+    if array is None or array.ndim != 2 or len(array) != n or array.dtype != np.float32:
+        raise _broken(model, name, f"float32 ({n}, {width})", array)
     return array
 
 

@@ -165,10 +165,11 @@ def _fast_tokenizer(folder: Path):
 
 def _max_length(spec: AddSpec, folder: Path, tokenizer, config) -> int:
     """The model's own maximum, never past its position table (the runner's axis limit)."""
-    limits = [int(part.rsplit(":", 1)[1]) for part in
-              config.parameters["axis_limits"].string_value.split(",") if part] \
-        if "axis_limits" in config.parameters else []
-    ceiling = min(limits) if limits else None
+    from converters.runtime.ort_runner import Limits
+
+    params = {key: value.string_value for key, value in config.parameters.items()}
+    axis_limits = Limits.from_parameters(params).axis_limits  # what the runner itself enforces
+    ceiling = min(axis_limits.values()) if axis_limits else None
     if spec.max_length is not None:
         if ceiling is not None and spec.max_length > ceiling:
             raise InvalidSpec(f"--max-length {spec.max_length} is past model {spec.model!r}'s "

@@ -100,6 +100,12 @@ def scrape_monitoring(url: str | None, timeout_s: float = 2.0) -> dict[str, Any]
     return None if text is None else parse_monitoring(text)
 
 
+def scrape_both(url: str | None, timeout_s: float = 2.0) -> tuple[Counters | None, dict[str, Any] | None]:
+    """Triton's counters and the stack's monitoring series from one read of the endpoint."""
+    text = _fetch(url, timeout_s)
+    return (None, None) if text is None else (parse_prometheus(text), parse_monitoring(text))
+
+
 def quality_deltas(after: dict[str, Any] | None,
                    before: dict[str, Any] | None) -> dict[str, dict[str, float]]:
     """Data-quality events per model and reason during a window."""
@@ -192,20 +198,14 @@ def tree_cpu_s(pid: int | None) -> float | None:
     return None if seconds is None else sum(seconds)
 
 
-def _process_label(proc: Any) -> str:
-    """``tritonserver``, or a Python backend stub's model instance (``minilm_0_1``)."""
-    cmdline = proc.cmdline()
-    if cmdline and cmdline[0].endswith("triton_python_backend_stub") and len(cmdline) >= 3:
-        return cmdline[-2]  # the stub's arguments end with the instance name and its kind
-    return proc.name()
-
-
 def tree_rss_by_process(pid: int | None) -> dict[str, float] | None:
     """Resident bytes of a server and each descendant (Triton's backend stubs), by label.
 
     Per process so that a soak's growth can be pinned on the server or on one model's stub.
     """
-    sampled = _per_process(pid, lambda proc: (_process_label(proc), proc.pid, float(proc.memory_info().rss)))
+    from server.stubs import process_label
+
+    sampled = _per_process(pid, lambda proc: (process_label(proc), proc.pid, float(proc.memory_info().rss)))
     if sampled is None:
         return None
     out: dict[str, float] = {}

@@ -226,8 +226,9 @@ def _run_locust(campaign: Campaign, options: RunOptions, out: Path, grpc_url: st
     cmd = _locust_command(campaign, out, options)
     limit = campaign.duration_s + GRACE_S
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    triton, monitoring = metrics.scrape_both(metrics_url)
     before = {"t": time.monotonic(), "server": metrics.tree_cpu_s(server_pid), "gen": _children_cpu_s(),
-              "triton": metrics.scrape(metrics_url), "monitoring": metrics.scrape_monitoring(metrics_url)}
+              "triton": triton, "monitoring": monitoring}
     workers: list[subprocess.Popen] = []
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -251,8 +252,9 @@ def _run_locust(campaign: Campaign, options: RunOptions, out: Path, grpc_url: st
         for worker in workers:
             _stop(worker)
     time.sleep(DRIFT_PUBLISH_S)  # the runners publish drift scores at most once a second
+    triton, monitoring = metrics.scrape_both(metrics_url)
     after = {"t": time.monotonic(), "server": metrics.tree_cpu_s(server_pid), "gen": _children_cpu_s(),
-             "triton": metrics.scrape(metrics_url), "monitoring": metrics.scrape_monitoring(metrics_url)}
+             "triton": triton, "monitoring": monitoring}
     (out / "locust.stdout.txt").write_bytes(output or b"")
     windows_file = out / "windows.json"
     if not windows_file.exists():

@@ -32,7 +32,7 @@ import numpy as np
 
 from server.config import ModelControl, ServerConfig
 from server.process import TritonServer
-from server.stubs import STUB_NAME, parse_cmdline
+from server.stubs import process_label
 
 FIRST_REQUEST_BOUND = 2.0
 GAP_S = 0.1  # idle time before each timed request, the first one included
@@ -260,10 +260,7 @@ def _rss_by_process(pid: int | None) -> dict[str, float]:
         return out
     for proc in processes:
         try:
-            cmdline = proc.cmdline()
-            parsed = parse_cmdline(cmdline) if cmdline and Path(cmdline[0]).name == STUB_NAME else None
-            label = parsed[1] if parsed else proc.name()
-            out[label] = proc.memory_info().rss / 2**20
+            out[process_label(proc)] = proc.memory_info().rss / 2**20
         except psutil.Error:
             continue
     return out

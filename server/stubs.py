@@ -37,6 +37,13 @@ def parse_cmdline(cmdline: list[str]) -> tuple[str, str] | None:
     return model, cmdline[-2]
 
 
+def process_label(proc: psutil.Process) -> str:
+    """``tritonserver``, or a stub by its model instance (``minilm_0_1``): how memory and CPU
+    figures name the processes of one server."""
+    parsed = parse_cmdline(proc.cmdline())
+    return parsed[1] if parsed else proc.name()
+
+
 def backend_stubs(triton_pid: int) -> list[Stub]:
     """The stub processes under ``triton_pid`` (empty when Triton is gone)."""
     try:

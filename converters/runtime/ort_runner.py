@@ -65,6 +65,7 @@ import functools
 import importlib.util
 import json
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -498,8 +499,6 @@ class DriftMetrics:
     publication at the end of the interval, so the last batch of a burst is published too."""
 
     def __init__(self, window, model: str, version: str, interval_s: float = 1.0, sample_s: float = 0.02):
-        import threading
-
         self.window = window
         self.interval_s = interval_s
         self.sample_s = sample_s
@@ -519,11 +518,9 @@ class DriftMetrics:
         # would read as "no drift" before there is anything to judge
         self.gauges: dict[str, object] = {}
         self.rows = rows.Metric(labels=self.labels)
-        self.families = (psi, rows)  # kept alive with their metrics
+        self.psi_family, self.rows_family = psi, rows  # kept alive with their metrics
 
     def observe(self, feed: Mapping[str, np.ndarray], output: np.ndarray) -> None:
-        import threading
-
         now = time.monotonic()
         if now - self.sampled < self.sample_s:
             return
@@ -549,7 +546,7 @@ class DriftMetrics:
         for feature, score in scores.items():
             gauge = self.gauges.get(feature)
             if gauge is None:
-                gauge = self.gauges[feature] = self.families[0].Metric(
+                gauge = self.gauges[feature] = self.psi_family.Metric(
                     labels={**self.labels, "feature": feature})
             gauge.set(score)  # type: ignore[attr-defined]
 

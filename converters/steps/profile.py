@@ -33,21 +33,26 @@ def run(inp: ProfileInput) -> dict[str, str]:
     output = inp.reference.output_names[0]
     names = set(inp.reference.input_names)
     feeds = [{k: v for k, v in feed.items() if k in names} for feed in feeds]
+    runs: dict[Path, list[np.ndarray]] = {}  # each file run once (the FP32 version is the reference)
+
+    def outputs(path: Path) -> list[np.ndarray]:
+        if path not in runs:
+            session = ort_session(path, exact_int8=True)
+            runs[path] = [session.run([output], feed)[0] for feed in feeds]
+        return runs[path]
+
     centroid = None
     if inp.kind == "embedding":
-        session = ort_session(inp.reference.path)
-        rows = np.concatenate([session.run([output], feed)[0] for feed in feeds])
+        rows = np.concatenate(outputs(inp.reference.path))
         rows = rows.reshape(len(rows), -1).astype(np.float64)
         unit = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
         centroid = unit.mean(axis=0)
     inp.out_dir.mkdir(parents=True, exist_ok=True)
     result = {}
     for precision, model in inp.models.items():
-        session = ort_session(model.path, exact_int8=True)
         parts: dict[str, list[np.ndarray]] = {}
         classes = 0
-        for feed in feeds:
-            out = session.run([output], feed)[0]
+        for feed, out in zip(feeds, outputs(model.path), strict=True):
             classes = int(out.reshape(len(out), -1).shape[1])
             for name, values in row_features(feed, out, inp.kind, inp.unk_id, centroid).items():
                 parts.setdefault(name, []).append(values)
