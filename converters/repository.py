@@ -23,8 +23,8 @@ from pathlib import Path
 from converters.errors import InvalidSpec, RepositoryNotWritable
 from converters.triton_config import ModelConfig
 
-__all__ = ["atomic_write_text", "existing_versions", "next_version", "prune_versions", "read_config",
-           "replace_folder", "write_config", "write_version"]
+__all__ = ["atomic_write_text", "existing_versions", "next_version", "pinned_versions",
+           "prune_versions", "read_config", "replace_folder", "write_config", "write_version"]
 
 
 def existing_versions(model_dir: Path) -> list[int]:
@@ -58,6 +58,27 @@ def _io_signature(config) -> list[tuple[str, str, str, tuple[int, ...]]]:
     sig = [("input", t.name, pb.DataType.Name(t.data_type), tuple(t.dims)) for t in config.input]
     sig += [("output", t.name, pb.DataType.Name(t.data_type), tuple(t.dims)) for t in config.output]
     return sorted(sig)
+
+
+def pinned_versions(model_dir: Path) -> set[int]:
+    """The versions a ``specific`` version policy names (a rollout pins what it serves)."""
+    config = read_config(Path(model_dir))
+    if config is None or config.version_policy.WhichOneof("policy_choice") != "specific":
+        return set()
+    return set(config.version_policy.specific.versions)
+
+
+def _keep_pins(pbtxt: str, old) -> str:
+    """``pbtxt`` with the old config's version policy: a new export or a serving change must not
+    change which versions are served (``python -m rollout`` moves them), only add a version."""
+    if old is None or not old.HasField("version_policy"):
+        return pbtxt
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    new = text_format.Parse(pbtxt, model_config_pb2.ModelConfig())
+    new.version_policy.CopyFrom(old.version_policy)
+    return text_format.MessageToString(new)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -115,18 +136,20 @@ def write_config(repo: Path, config: ModelConfig) -> Path:
                           "new version instead")
     path = model_dir / "config.pbtxt"
     try:
-        atomic_write_text(path, config.to_pbtxt())
+        atomic_write_text(path, _keep_pins(config.to_pbtxt(), old))
     except OSError as exc:
         raise RepositoryNotWritable(f"cannot rewrite {path}: {exc}") from exc
     return path
 
 
 def prune_versions(model_dir: Path, keep: int) -> list[int]:
-    """Delete all but the ``keep`` newest versions of a model; returns the versions deleted."""
+    """Delete all but the ``keep`` newest versions of a model; returns the versions deleted.
+    A version the config pins (``version_policy specific``) is served, so it is never deleted."""
     if keep < 1:
         raise InvalidSpec(f"--keep must be 1 or more, got {keep}")
     versions = existing_versions(model_dir)
-    doomed = versions[:-keep]
+    pinned = pinned_versions(model_dir)
+    doomed = [v for v in versions[:-keep] if v not in pinned]
     for version in doomed:
         shutil.rmtree(Path(model_dir) / str(version))
     return doomed
@@ -183,7 +206,7 @@ def write_version(
             f"model {config.name!r} already has versions {versions} with other inputs/outputs; "
             "a new version must keep them (export under another --name)"
         )
-    pbtxt = config.to_pbtxt()
+    pbtxt = _keep_pins(config.to_pbtxt(), old)
     staging_parent = model_dir if model_dir.is_dir() else repo
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{config.name}-", dir=staging_parent))

@@ -35,7 +35,9 @@ __all__ = [
     "cache_dir",
     "digits_accuracy",
     "factory",
+    "mislabelled",
     "predict_logits",
+    "retrained",
     "train_digits_cnn",
     "weights_path",
 ]
@@ -122,19 +124,22 @@ def cache_dir() -> Path:
 _TRAINING_CODE = inspect.getsource(DigitsCNN) + inspect.getsource(_fit)
 
 
-def _cache_key(config: TrainConfig, seed: int, split_seed: int) -> str:
+def _cache_key(config: TrainConfig, seed: int, split_seed: int, label_shift: int = 0) -> str:
     h = hashlib.sha256()
-    for part in (_TRAINING_CODE, repr(config),
-                 f"seed={seed}", f"split_seed={split_seed}", f"torch={torch.__version__}"):
+    parts = [_TRAINING_CODE, repr(config), f"seed={seed}", f"split_seed={split_seed}",
+             f"torch={torch.__version__}"]
+    if label_shift:
+        parts.append(f"label_shift={label_shift}")
+    for part in parts:
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
 
 
 def weights_path(seed: int = 0, config: TrainConfig | None = None, *, split_seed: int = 0,
-                 directory: Path | None = None) -> Path:
+                 directory: Path | None = None, label_shift: int = 0) -> Path:
     """The cache file for these seeds and hyperparameters (it may not exist yet)."""
-    key = _cache_key(config or TrainConfig(), seed, split_seed)
+    key = _cache_key(config or TrainConfig(), seed, split_seed, label_shift)
     return (directory or cache_dir()) / f"digits_cnn-{key}.pt"
 
 
@@ -180,7 +185,7 @@ def digits_accuracy(model: nn.Module, split: DigitsSplit | None = None) -> float
 
 def train_digits_cnn(seed: int = 0, epochs: int = TrainConfig.epochs, *, split_seed: int = 0,
                      config: TrainConfig | None = None, use_cache: bool = True,
-                     directory: Path | None = None) -> DigitsCNN:
+                     directory: Path | None = None, label_shift: int = 0) -> DigitsCNN:
     """A :class:`DigitsCNN` trained on the train split, from the disk cache when possible.
 
     Training is deterministic (CPU, ``seed`` drives the initial weights and the batch order)
@@ -194,16 +199,17 @@ def train_digits_cnn(seed: int = 0, epochs: int = TrainConfig.epochs, *, split_s
         config: Full hyperparameters; ``epochs`` overrides its ``epochs``.
         use_cache: Read and write the weights cache.
         directory: Cache folder (default :func:`cache_dir`).
+        label_shift: Train on label ``(y + shift) % 10``: a model with a label-mapping bug.
 
     Returns:
         The trained model in eval mode.
     """
     config = dataclasses.replace(config or TrainConfig(), epochs=epochs)
-    path = weights_path(seed, config, split_seed=split_seed, directory=directory)
+    path = weights_path(seed, config, split_seed=split_seed, directory=directory, label_shift=label_shift)
     if use_cache and (cached := _load(path)) is not None:
         log.info("digits CNN: cached weights %s", path)
         return cached
-    split = digits_split(split_seed)
+    split = _shifted(digits_split(split_seed), label_shift)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = DigitsCNN()
@@ -215,10 +221,18 @@ def train_digits_cnn(seed: int = 0, epochs: int = TrainConfig.epochs, *, split_s
     return model
 
 
-def factory() -> tuple[nn.Module, TorchInputSpec]:
+def _shifted(split: DigitsSplit, label_shift: int) -> DigitsSplit:
+    if not label_shift:
+        return split
+    return dataclasses.replace(split, y_train=(np.asarray(split.y_train) + label_shift) % 10,
+                               y_calib=(np.asarray(split.y_calib) + label_shift) % 10,
+                               y_test=(np.asarray(split.y_test) + label_shift) % 10)
+
+
+def factory(seed: int = 0, label_shift: int = 0) -> tuple[nn.Module, TorchInputSpec]:
     """The trained digits CNN and its export spec (``image`` [batch,1,8,8] -> ``logits``)."""
-    model = train_digits_cnn(seed=0)
-    split = digits_split(seed=0)
+    model = train_digits_cnn(seed=seed, label_shift=label_shift)
+    split = _shifted(digits_split(seed=0), label_shift)
     spec = TorchInputSpec(
         inputs=(TensorSpec("image", ("batch", 1, 8, 8), "float32", low=0.0, high=1.0),),
         output_names=("logits",),
@@ -227,3 +241,17 @@ def factory() -> tuple[nn.Module, TorchInputSpec]:
         evaluation_data=lambda: ({"image": np.array(split.x_test)}, np.array(split.y_test)),
     )
     return model, spec
+
+
+def retrained() -> tuple[nn.Module, TorchInputSpec]:
+    """The same CNN trained from another seed: a new version that should agree with the served
+    one on nearly every image (a rollout's good candidate)."""
+    return factory(seed=1)
+
+
+def mislabelled() -> tuple[nn.Module, TorchInputSpec]:
+    """A deliberately broken candidate for rollout drills: trained and evaluated with every label
+    shifted by one (a label-mapping bug upstream). Its own held-out accuracy looks as good as the
+    real model's, so the export's gates pass it; served beside the real model it disagrees on
+    nearly every image, which is what a canary's agreement SLO is for."""
+    return factory(seed=0, label_shift=1)

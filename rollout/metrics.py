@@ -1,0 +1,132 @@
+"""Per-arm evidence from Triton's /metrics: the router's counters (:mod:`rollout.router`) and
+Triton's own per-version request counters, summed over replicas, as differences between two
+scrapes (the window a canary step or a report covers)."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from rollout.errors import NoServer
+
+PREFIX = "triton_stack_rollout_"
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """Counters of one model, by version (an int)."""
+
+    requests: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # (v, outcome)
+    buckets: dict[int, dict[float, float]] = dataclasses.field(default_factory=dict)  # v -> le -> n
+    latency_sum: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    compared: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    agreement_sum: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    distance_sum: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    triton_success: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    triton_failure: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    def __sub__(self, earlier: Snapshot) -> Snapshot:
+        out = Snapshot()
+        for field in dataclasses.fields(Snapshot):
+            if field.name == "buckets":
+                continue
+            mine, theirs = getattr(self, field.name), getattr(earlier, field.name)
+            setattr(out, field.name, collections.Counter(
+                {k: v - theirs.get(k, 0) for k, v in mine.items() if v - theirs.get(k, 0) > 0}))
+        for version, bounds in self.buckets.items():
+            before = earlier.buckets.get(version, {})
+            out.buckets[version] = {le: n - before.get(le, 0) for le, n in bounds.items()}
+        return out
+
+    def answered(self, version: int) -> int:
+        return int(sum(n for (v, outcome), n in self.requests.items() if v == version and outcome == "ok"))
+
+    def failed(self, version: int) -> int:
+        """Requests the version did not answer: errors, and candidate failures the primary
+        answered instead (``fallback``)."""
+        return int(sum(n for (v, outcome), n in self.requests.items()
+                       if v == version and outcome in ("error", "fallback")))
+
+    def quantile(self, version: int, q: float) -> float | None:
+        """Seconds, interpolated inside the bucket as Prometheus' ``histogram_quantile`` does."""
+        return bucket_quantile(self.buckets.get(version, {}), q)
+
+    def mean_agreement(self, version: int) -> float | None:
+        n = self.compared.get(version, 0)
+        return self.agreement_sum[version] / n if n else None
+
+    def mean_distance(self, version: int) -> float | None:
+        n = self.compared.get(version, 0)
+        return self.distance_sum[version] / n if n else None
+
+
+def bucket_quantile(cumulative: dict[float, float], q: float) -> float | None:
+    bounds = sorted(cumulative)
+    if not bounds or cumulative[bounds[-1]] <= 0:
+        return None
+    total = cumulative[bounds[-1]]
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for le in bounds:
+        count = cumulative[le]
+        if count >= rank:
+            if math.isinf(le):
+                return lower  # past the last finite bound: its lower edge, as Prometheus does
+            width = count - below
+            return lower + (le - lower) * ((rank - below) / width if width > 0 else 1.0)
+        lower, below = le, count
+    return lower
+
+
+def parse(text: str, model: str, into: Snapshot | None = None) -> Snapshot:
+    snap = into or Snapshot()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("model") != model or "version" not in labels:
+                continue
+            try:
+                version = int(labels["version"])
+            except ValueError:
+                continue
+            name, value = sample.name, sample.value
+            if name == "nv_inference_request_success":
+                snap.triton_success[version] += value
+            elif name == "nv_inference_request_failure":
+                snap.triton_failure[version] += value
+            elif not name.startswith(PREFIX):
+                continue
+            short = name[len(PREFIX):].removesuffix("_total")
+            if short == "requests":
+                snap.requests[(version, labels.get("outcome", "ok"))] += value
+            elif short == "latency_seconds_bucket":
+                le = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
+                bounds = snap.buckets.setdefault(version, {})
+                bounds[le] = bounds.get(le, 0) + value
+            elif short == "latency_seconds_sum":
+                snap.latency_sum[version] += value
+            elif short in ("compared", "agreement_sum", "distance_sum"):
+                getattr(snap, short)[version] += value
+            elif short == "compare_skipped":
+                snap.skipped[version] += value
+    return snap
+
+
+def scrape(urls: list[str], model: str, timeout_s: float = 5.0) -> Snapshot:
+    """One snapshot summed over every replica's metrics endpoint."""
+    snap = Snapshot()
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                text = response.read().decode()
+        except (urllib.error.URLError, OSError) as exc:
+            raise NoServer(f"cannot read metrics at {url} ({getattr(exc, 'reason', exc)}); start "
+                           "Triton or pass --metrics-url URL") from None
+        parse(text, model, snap)
+    return snap

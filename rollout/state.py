@@ -1,0 +1,127 @@
+"""The split of one model between its primary and candidate versions, and the rollout's log.
+
+Both live beside the model in the repository, so every router that serves it (one per Triton
+replica sharing the repository) reads the same split, and the record outlives the controller:
+
+* ``REPO/MODEL/rollout.json``: the live split, replaced atomically; the router re-reads it when it
+  changes (within ``REFRESH_S``), so a change needs no reload and fails no request;
+* ``REPO/MODEL/rollout.jsonl``: one JSON line per event (start, step, breach, rollback, promote),
+  appended and flushed before the controller acts on it.
+
+Triton ignores both: only numeric folders in a model folder are versions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from rollout.errors import BadRequest
+
+STATE_FILE = "rollout.json"
+LOG_FILE = "rollout.jsonl"
+MODES = ("split", "shadow", "canary")
+KEY_PARAMETER = "rollout_key"  # the request parameter that makes the split sticky
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Who answers: ``weight`` % of requests go to ``candidate``, the rest to ``primary``.
+
+    ``compare`` % of requests are also sent to the other arm, whose answer is compared with the
+    served one and dropped (shadow traffic: ``weight`` 0, ``compare`` 100). A request that carries
+    the parameter ``key`` is placed by a hash of its value, so one user sees one arm.
+    """
+
+    model: str
+    primary: int
+    candidate: int | None = None
+    weight: float = 0.0
+    compare: float = 0.0
+    mode: str = "split"
+    key: str = KEY_PARAMETER
+    changed_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("weight", "compare"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+                raise BadRequest(f"{name} must be a percentage from 0 to 100, got {value!r}")
+        if self.mode not in MODES:
+            raise BadRequest(f"mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.candidate is None and (self.weight or self.compare):
+            raise BadRequest(f"{self.model}: a split needs a candidate version")
+        if self.candidate is not None and self.candidate == self.primary:
+            raise BadRequest(f"{self.model}: the candidate is the primary (version {self.primary}); "
+                             "pick another version")
+
+    @property
+    def versions(self) -> list[int]:
+        return sorted({self.primary} | ({self.candidate} if self.candidate is not None else set()))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Split:
+        data = json.loads(text)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+def read_split(model_dir: Path) -> Split | None:
+    path = Path(model_dir) / STATE_FILE
+    try:
+        return Split.from_json(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"{path} is not a rollout state ({exc}); delete it and start again") from exc
+
+
+def write_split(model_dir: Path, split: Split) -> Split:
+    """Replace the live split atomically (a router never reads half a file)."""
+    split = dataclasses.replace(split, changed_at=time.time())
+    path = Path(model_dir) / STATE_FILE
+    fd, tmp = tempfile.mkstemp(prefix=f".{STATE_FILE}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(split.to_json() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return split
+
+
+def clear_split(model_dir: Path) -> None:
+    (Path(model_dir) / STATE_FILE).unlink(missing_ok=True)
+
+
+def log_event(model_dir: Path, event: str, **fields: object) -> dict:
+    """Append one event to the rollout log, flushed to disk before the caller acts on it."""
+    record = {"time": round(time.time(), 3), "event": event, **fields}
+    with open(Path(model_dir) / LOG_FILE, "a") as f:
+        f.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return record
+
+
+def read_log(model_dir: Path) -> list[dict]:
+    path = Path(model_dir) / LOG_FILE
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut short by a crash: the events before it still stand
+    return events
