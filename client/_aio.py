@@ -65,11 +65,12 @@ class AsyncClient(ClientBase):
 
     async def infer(self, model: str, inputs: Mapping[str, np.ndarray],
                     outputs: Sequence[str] | None = None, *, version: str = "",
-                    timeout_s: float | None = None) -> dict[str, np.ndarray]:
+                    timeout_s: float | None = None,
+                    parameters: Mapping[str, str | int | bool] | None = None) -> dict[str, np.ndarray]:
         """See ``Client.infer``."""
         timeout, deadline = self._deadline(timeout_s)
         info = await self._model_info(model, version, timeout, deadline)
-        requests = self._plan(info, version, inputs, outputs)
+        requests = self._plan(info, version, inputs, outputs, parameters)
         what = f"infer '{model}'"
         try:
             if len(requests) == 1:

@@ -58,7 +58,9 @@ class ClientBase:
         return timeout, time.monotonic() + timeout
 
     def _plan(self, info: ModelInfo, version: str, inputs: Mapping[str, np.ndarray],
-              outputs: Sequence[str] | None) -> list[service_pb2.ModelInferRequest]:
+              outputs: Sequence[str] | None,
+              parameters: Mapping[str, str | int | bool] | None = None,
+              ) -> list[service_pb2.ModelInferRequest]:
         """Validate (unless disabled) and split into requests of at most max_batch_size rows."""
         if not isinstance(inputs, Mapping) or not inputs:
             raise invalid(f"inputs for '{info.name}' must be a non-empty dict name -> numpy array",
@@ -73,7 +75,11 @@ class ClientBase:
             batch = validate(info, inputs, outputs)
         else:
             batch = next(iter(inputs.values())).shape[0] if info.batched else 0
-        return [build_request(info.name, version, part, outputs)
+        if parameters is not None and (not isinstance(parameters, Mapping) or any(
+                not isinstance(v, str | int | bool) for v in parameters.values())):
+            raise invalid(f"parameters for '{info.name}' must be a dict of str, int or bool values",
+                          info.name)
+        return [build_request(info.name, version, part, outputs, parameters)
                 for part in chunks(inputs, batch, info.max_batch_size)]
 
     def _forget(self, model: str, version: str) -> None:

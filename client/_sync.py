@@ -66,11 +66,14 @@ class Client(ClientBase):
 
     # -- inference -------------------------------------------------------------------------
     def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None,
-              *, version: str = "", timeout_s: float | None = None) -> dict[str, np.ndarray]:
+              *, version: str = "", timeout_s: float | None = None,
+              parameters: Mapping[str, str | int | bool] | None = None) -> dict[str, np.ndarray]:
         """Run ``model`` on ``inputs`` (name -> array, batch axis first for batched models).
 
         Batches larger than the model's max_batch_size are sent in chunks and reassembled in
-        order. ``outputs`` limits which outputs come back (default: all).
+        order. ``outputs`` limits which outputs come back (default: all). ``parameters`` go as
+        Triton request parameters, which reach every step of an ensemble: ``{"rollout_key":
+        user_id}`` keeps one user on one arm of a rollout split (``python -m rollout``).
 
         Returns:
             output name -> numpy array.
@@ -81,7 +84,7 @@ class Client(ClientBase):
         """
         timeout, deadline = self._deadline(timeout_s)
         info = self._model_info(model, version, timeout, deadline)
-        requests = self._plan(info, version, inputs, outputs)
+        requests = self._plan(info, version, inputs, outputs, parameters)
         try:
             parts = [parse_response(self._call("ModelInfer", request, f"infer '{model}'", model,
                                                timeout, deadline))

@@ -186,9 +186,20 @@ def deserialize_bytes(raw: bytes, shape: Sequence[int]) -> np.ndarray:
 
 
 def build_request(model: str, version: str, inputs: Mapping[str, np.ndarray],
-                  outputs: Sequence[str] | None) -> service_pb2.ModelInferRequest:
-    """A ModelInferRequest carrying every input as raw bytes."""
+                  outputs: Sequence[str] | None,
+                  parameters: Mapping[str, str | int | bool] | None = None) -> service_pb2.ModelInferRequest:
+    """A ModelInferRequest carrying every input as raw bytes, and the request parameters."""
     request = service_pb2.ModelInferRequest(model_name=model, model_version=version)
+    for key, value in (parameters or {}).items():
+        if isinstance(value, bool):
+            request.parameters[key].bool_param = value
+        elif isinstance(value, int):
+            request.parameters[key].int64_param = value
+        elif isinstance(value, str):
+            request.parameters[key].string_param = value
+        else:
+            raise TypeError(f"request parameter {key!r} must be a str, int or bool, got "
+                            f"{type(value).__name__}")
     for name, array in inputs.items():
         datatype = triton_datatype(array)
         request.inputs.add(name=name, datatype=datatype, shape=array.shape)

@@ -29,13 +29,11 @@ def duration(text: str) -> float:
 
 
 def percent(text: str) -> float:
+    """A number, ``%`` allowed; the range is checked where the split is made (one line, exit 2)."""
     try:
-        value = float(text.rstrip("%"))
+        return float(text.rstrip("%"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a percentage (0..100)") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"{text!r}: a weight is a percentage from 0 to 100")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -150,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
     from rollout.controller import Rollout, Target, parse_steps
     from rollout.report import Margins
     from rollout.slo import Slo
+    from rollout.state import percentage
 
     target = Target(repository=args.repository, urls=tuple(args.url or ["127.0.0.1:8001"]),
                     metrics_urls=tuple(args.metrics_url or ["http://127.0.0.1:8002/metrics"]),
@@ -161,6 +160,9 @@ def _run(args: argparse.Namespace) -> int:
         slo = Slo(max_error_rate=args.max_error_rate, max_p99_ms=args.max_p99_ms,
                   max_p99_ratio=args.max_p99_ratio, min_agreement=args.min_agreement,
                   min_requests=args.min_requests, min_compared=args.min_compared)
+    for name in ("weight", "compare", "share"):  # before anything moves
+        if getattr(args, name, None) is not None:
+            percentage(f"--{name}", getattr(args, name))
     rollout = Rollout(target, args.model)
     if args.command == "canary":
         outcome = rollout.canary(args.candidate, steps, args.hold, slo, args.compare, margins=margins)

@@ -112,6 +112,7 @@ class Rollout:
             raise BadRequest(f"{self.model} is not loaded on {', '.join(self.target.urls)}; load it "
                              f"first (python -m client load {self.model})")
         primary = served[-1]
+        self._check_model_control()
         if candidate == primary:
             raise BadRequest(f"version {candidate} is the one {self.model} serves; pick another "
                              f"(versions: {', '.join(map(str, on_disk))})")
@@ -138,6 +139,17 @@ class Rollout:
         self.progress(f"{self.model}: v{primary} (primary) and v{candidate} (candidate) served; "
                       f"{', '.join(wired) or 'no ensemble'} now route through {self.router}")
         return split
+
+    def _check_model_control(self) -> None:
+        """Refuse before anything moves when Triton will not load on request: loading a model
+        that is already loaded as it is on disk changes nothing in explicit mode."""
+        try:
+            self.client.load_model(self.model)
+        except ClientError as exc:
+            reason = (exc.server_message or str(exc)).splitlines()[0]
+            raise NoServer(f"Triton at {', '.join(self.target.urls)} will not load models on request "
+                           f"({reason}); start it with --model-control explicit (python -m server "
+                           "serve does by default)") from None
 
     def _load_quietly(self, model: str) -> None:
         with contextlib.suppress(ClientError):  # the served versions are unchanged either way

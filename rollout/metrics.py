@@ -95,14 +95,15 @@ def parse(text: str, model: str, into: Snapshot | None = None) -> Snapshot:
                 version = int(labels["version"])
             except ValueError:
                 continue
-            name, value = sample.name, sample.value
+            # the parser names every counter's sample ..._total, whatever the exposition said
+            name, value = sample.name.removesuffix("_total"), sample.value
             if name == "nv_inference_request_success":
                 snap.triton_success[version] += value
             elif name == "nv_inference_request_failure":
                 snap.triton_failure[version] += value
             elif not name.startswith(PREFIX):
                 continue
-            short = name[len(PREFIX):].removesuffix("_total")
+            short = name[len(PREFIX):]
             if short == "requests":
                 snap.requests[(version, labels.get("outcome", "ok"))] += value
             elif short == "latency_seconds_bucket":

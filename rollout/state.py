@@ -28,6 +28,12 @@ MODES = ("split", "shadow", "canary")
 KEY_PARAMETER = "rollout_key"  # the request parameter that makes the split sticky
 
 
+def percentage(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+        raise BadRequest(f"{name} must be a percentage from 0 to 100, got {value!r}")
+    return float(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class Split:
     """Who answers: ``weight`` % of requests go to ``candidate``, the rest to ``primary``.
@@ -48,9 +54,7 @@ class Split:
 
     def __post_init__(self) -> None:
         for name in ("weight", "compare"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
-                raise BadRequest(f"{name} must be a percentage from 0 to 100, got {value!r}")
+            percentage(name, getattr(self, name))
         if self.mode not in MODES:
             raise BadRequest(f"mode {self.mode!r}: choose one of {', '.join(MODES)}")
         if self.candidate is None and (self.weight or self.compare):
@@ -107,8 +111,13 @@ def clear_split(model_dir: Path) -> None:
 def log_event(model_dir: Path, event: str, **fields: object) -> dict:
     """Append one event to the rollout log, flushed to disk before the caller acts on it."""
     record = {"time": round(time.time(), 3), "event": event, **fields}
-    with open(Path(model_dir) / LOG_FILE, "a") as f:
-        f.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+    with open(Path(model_dir) / LOG_FILE, "ab+") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":  # a line a crash cut short stays alone on its line
+                f.write(b"\n")
+        f.write((json.dumps(record, sort_keys=True, default=str) + "\n").encode())
         f.flush()
         os.fsync(f.fileno())
     return record

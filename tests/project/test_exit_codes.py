@@ -1,4 +1,4 @@
-"""One exit-code convention across the five CLIs (README, "Exit codes"), and the hostile inputs
+"""One exit-code convention across the six CLIs (README, "Exit codes"), and the hostile inputs
 that used to end in a traceback: each is one line with its documented code."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ def test_every_cli_uses_the_same_numbers() -> None:
     from converters import cli as converters_cli
     from ensembles import cli as ensembles_cli
     from loadtest import cli as loadtest_cli
+    from rollout import cli as rollout_cli
     from server import cli as server_cli
 
     table = {
@@ -33,6 +34,8 @@ def test_every_cli_uses_the_same_numbers() -> None:
                    client_cli.EXIT_NO_ANSWER, client_cli.EXIT_INTERNAL, client_cli.EXIT_INTERRUPTED),
         "loadtest": (loadtest_cli.EXIT_OK, loadtest_cli.EXIT_SLO_FAILED, loadtest_cli.EXIT_USAGE,
                      loadtest_cli.EXIT_FAILED, loadtest_cli.EXIT_INTERNAL, loadtest_cli.EXIT_INTERRUPTED),
+        "rollout": (rollout_cli.EXIT_OK, rollout_cli.EXIT_CHECK, rollout_cli.EXIT_USAGE,
+                    rollout_cli.EXIT_ENV, rollout_cli.EXIT_INTERNAL, rollout_cli.EXIT_INTERRUPTED),
     }
     for cli, codes in table.items():
         assert codes == tuple(CONVENTION.values()), cli
