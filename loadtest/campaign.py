@@ -119,6 +119,10 @@ class Traffic:
     # the repetition a response cache meets in front of search or chat traffic
     zipf: float | None = None
     distinct: int = 50_000
+    # requests carry the request parameter `key_parameter` = "user-<k>" for one of `keys` simulated
+    # users (each pool row belongs to one user): the sticky key of a rollout split (python -m rollout)
+    keys: int | None = None
+    key_parameter: str = "rollout_key"
 
     def __post_init__(self) -> None:
         if self.pool * self.batch > MAX_POOL_ROWS:
@@ -134,7 +138,7 @@ class Traffic:
     @classmethod
     def from_dict(cls, where: str, data: Mapping[str, Any]) -> Traffic:
         _check_keys(where, data, ("model", "pipeline", "weight", "label", "inputs", "outputs", "batch",
-                                  "pool", "version", "shift", "zipf", "distinct"))
+                                  "pool", "version", "shift", "zipf", "distinct", "keys", "key_parameter"))
         pipeline = data.get("pipeline")
         if pipeline is not None and pipeline not in PIPELINES:
             raise CampaignError(f"{where}.pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
@@ -178,7 +182,17 @@ class Traffic:
             version=str(data.get("version", "")), shift=shift, zipf=zipf,
             distinct=_number(f"{where}.distinct", data.get("distinct", 50_000), minimum=2, strict=False,
                              integer=True, maximum=MAX_POOL_ROWS),
+            keys=(None if data.get("keys") is None else
+                  _number(f"{where}.keys", data["keys"], minimum=1, strict=False, integer=True,
+                          maximum=MAX_POOL_ROWS)),
+            key_parameter=_key_parameter(f"{where}.key_parameter", data.get("key_parameter", "rollout_key")),
         )
+
+
+def _key_parameter(where: str, value: object) -> str:
+    if not isinstance(value, str) or not value.isidentifier():
+        raise CampaignError(f"{where} must be a parameter name such as \"rollout_key\", got {value!r}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)

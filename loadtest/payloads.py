@@ -142,7 +142,21 @@ def build_pool(traffic: Traffic, seed: int = 0) -> list[bytes]:
         pool = _texts(traffic, random.Random(seed))
     else:
         pool = _fixed(traffic, np.random.default_rng(seed))
+    if traffic.keys:
+        pool = _with_keys(pool, traffic.keys, traffic.key_parameter)
     return pool
+
+
+def _with_keys(pool: list[bytes], keys: int, parameter: str) -> list[bytes]:
+    """Row i is user ``i % keys``'s request: the same user always sends the same key."""
+    from tritonclient.grpc import service_pb2
+
+    keyed = []
+    for i, raw in enumerate(pool):
+        request = service_pb2.ModelInferRequest.FromString(raw)
+        request.parameters[parameter].string_param = f"user-{i % keys}"
+        keyed.append(request.SerializeToString())
+    return keyed
 
 
 def mix_schedule(weights: Sequence[float], length: int = 1000, seed: int = 0) -> list[int]:

@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="candidate shares in %% (default: %(default)s)")
     canary.add_argument("--hold", type=duration, default=60.0, metavar="DURATION",
                         help="time at each step (default: 60s)")
+    canary.add_argument("--max-hold", type=duration, metavar="DURATION",
+                        help="a step with too little traffic to judge waits up to this long for it, "
+                        "then rolls back (default: 5 x --hold)")
     canary.add_argument("--compare", type=percent, default=20.0, metavar="PCT",
                         help="%% of requests also answered by the other arm, for agreement (default: 20)")
     canary.add_argument("--max-error-rate", type=float, default=0.01, metavar="F")
@@ -118,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
                             help="write the A/B report of the live split over a window")
     report.add_argument("--duration", type=duration, default=60.0, metavar="DURATION", help="default: 60s")
 
+    sub.add_parser("pin", parents=[common],
+                   help="keep serving the version served now, whatever is exported later",
+                   description="Write the served version into the model's version policy, so that a "
+                   "new export (or a restart of Triton) does not put the newest version live before "
+                   "a rollout does. Every rollout pins its versions itself.")
     sub.add_parser("status", parents=[common], help="the split, the versions served and the last events")
     sub.add_parser("promote", parents=[common], help="serve the candidate alone")
     sub.add_parser("rollback", parents=[common], help="serve the primary alone")
@@ -165,7 +173,12 @@ def _run(args: argparse.Namespace) -> int:
             percentage(f"--{name}", getattr(args, name))
     rollout = Rollout(target, args.model)
     if args.command == "canary":
-        outcome = rollout.canary(args.candidate, steps, args.hold, slo, args.compare, margins=margins)
+        if args.max_hold is not None and args.max_hold < args.hold:
+            from rollout.errors import BadRequest
+
+            raise BadRequest("--max-hold must be at least --hold")
+        outcome = rollout.canary(args.candidate, steps, args.hold, slo, args.compare, margins=margins,
+                                 max_hold_s=args.max_hold)
         print(f"report: {outcome.report}")
         if outcome.promoted:
             print(f"promoted: {args.model} v{args.candidate} serves all traffic")
@@ -191,6 +204,9 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "report":
         print(f"report: {rollout.measure(args.duration, margins)}")
+        return EXIT_OK
+    if args.command == "pin":
+        print(f"{args.model}: v{rollout.pin()} pinned (version_policy specific)")
         return EXIT_OK
     if args.command == "status":
         print(json.dumps(rollout.status(), indent=2, default=str))

@@ -155,6 +155,20 @@ class Rollout:
         with contextlib.suppress(ClientError):  # the served versions are unchanged either way
             self.client.load_model(model)
 
+    def pin(self) -> int:
+        """Serve exactly the version served now, whatever is exported later (a new export, or a
+        restart of Triton, would otherwise load the newest version)."""
+        if self.split() is not None:
+            raise BadRequest(f"a rollout of {self.model} is under way; it pins its own versions")
+        served = self.served()
+        if len(served) != 1:
+            raise BadRequest(f"{self.model} serves versions {served or 'none'}; pin needs exactly one")
+        self._check_model_control()
+        repo.set_versions(self.target.repository, self.model, served)
+        self.client.load_model(self.model)
+        log_event(self.folder, "pinned", version=served[0])
+        return served[0]
+
     # -- live changes ------------------------------------------------------------------------
     def set_split(self, weight: float | None = None, compare: float | None = None,
                   mode: str | None = None) -> Split:
@@ -207,7 +221,8 @@ class Rollout:
 
     # -- canary ------------------------------------------------------------------------------
     def canary(self, candidate: int, steps: tuple[float, ...], hold_s: float, slo: Slo,
-               compare: float = 20.0, poll_s: float = 1.0, margins: Margins = DEFAULT_MARGINS) -> Outcome:
+               compare: float = 20.0, poll_s: float = 1.0, margins: Margins = DEFAULT_MARGINS,
+               max_hold_s: float | None = None) -> Outcome:
         split = self.start(candidate, "canary")
         first = 0
         if split.mode == "canary" and split.weight in steps:
@@ -220,7 +235,7 @@ class Rollout:
         for weight in steps[first:]:
             split = self.set_split(weight=weight, compare=compare, mode="canary")
             log_event(self.folder, "step", weight=weight, hold_s=hold_s)
-            breaches = self._hold(split, kind, slo, hold_s, poll_s)
+            breaches = self._hold(split, kind, slo, hold_s, poll_s, max_hold_s or 5 * hold_s)
             if breaches:
                 worst = breaches[0]
                 log_event(self.folder, "breach", slo=worst.slo, arm=worst.arm, version=worst.version,
@@ -236,17 +251,26 @@ class Rollout:
         self.finish(promote=True, reason="every step held")
         return Outcome(True, [], report)
 
-    def _hold(self, split: Split, kind: str, slo: Slo, hold_s: float, poll_s: float) -> list[Breach]:
+    def _hold(self, split: Split, kind: str, slo: Slo, hold_s: float, poll_s: float,
+              max_hold_s: float) -> list[Breach]:
+        """Watch one step for ``hold_s``, and past it while the candidate has too little traffic
+        to judge (up to ``max_hold_s``): a quiet step is extended, not failed."""
         base, start = self.snapshot(), time.monotonic()
         while True:
-            time.sleep(max(0.05, min(poll_s, hold_s - (time.monotonic() - start))))
+            elapsed = time.monotonic() - start
+            until = hold_s if elapsed < hold_s else max_hold_s
+            time.sleep(max(0.05, min(poll_s, until - elapsed)))
             elapsed = time.monotonic() - start
             window = self.snapshot() - base
-            final = elapsed >= hold_s
-            breaches = judge(window, split, slo, kind, elapsed, final=final)
+            breaches = judge(window, split, slo, kind, elapsed, final=elapsed >= hold_s)
             self.progress(self._line(split, window, elapsed, hold_s))
-            if breaches or final:
-                return breaches
+            if not breaches:
+                if elapsed >= hold_s:
+                    return []
+                continue
+            if breaches[0].slo == "evidence" and elapsed < max_hold_s:
+                continue  # waiting for enough requests or compared rows
+            return breaches
 
     def _line(self, split: Split, window: Snapshot, elapsed: float, hold_s: float) -> str:
         parts = [f"{split.weight:5.1f} % {elapsed:4.0f}/{hold_s:.0f} s"]

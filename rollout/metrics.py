@@ -26,6 +26,7 @@ class Snapshot:
     latency_sum: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     compared: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     agreement_sum: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    agreement_sq_sum: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     distance_sum: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     triton_success: collections.Counter = dataclasses.field(default_factory=collections.Counter)
@@ -61,9 +62,34 @@ class Snapshot:
         n = self.compared.get(version, 0)
         return self.agreement_sum[version] / n if n else None
 
+    def agreement_upper(self, version: int, z: float = 1.645) -> float | None:
+        """A one-sided 95 % upper bound of the mean agreement: Wilson's for 0/1 agreement (labels,
+        scores), the normal one from the squares' sum for cosines."""
+        n = self.compared.get(version, 0)
+        if not n:
+            return None
+        mean = self.agreement_sum[version] / n
+        squares = self.agreement_sq_sum.get(version, 0.0)
+        if abs(squares - self.agreement_sum[version]) < 1e-9 * max(n, 1):  # every value 0 or 1
+            return wilson_upper(mean, n, z)
+        variance = max(squares / n - mean * mean, 0.0)
+        return mean + z * math.sqrt(variance / n)
+
     def mean_distance(self, version: int) -> float | None:
         n = self.compared.get(version, 0)
         return self.distance_sum[version] / n if n else None
+
+
+def wilson_upper(p: float, n: float, z: float = 1.645) -> float:
+    """Wilson score interval's upper end for a proportion ``p`` of ``n``."""
+    denominator = 1 + z * z / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return min(1.0, (centre + spread) / denominator)
+
+
+def wilson_lower(p: float, n: float, z: float = 1.645) -> float:
+    return max(0.0, 1.0 - wilson_upper(1.0 - p, n, z))
 
 
 def bucket_quantile(cumulative: dict[float, float], q: float) -> float | None:
@@ -112,7 +138,7 @@ def parse(text: str, model: str, into: Snapshot | None = None) -> Snapshot:
                 bounds[le] = bounds.get(le, 0) + value
             elif short == "latency_seconds_sum":
                 snap.latency_sum[version] += value
-            elif short in ("compared", "agreement_sum", "distance_sum"):
+            elif short in ("compared", "agreement_sum", "agreement_sq_sum", "distance_sum"):
                 getattr(snap, short)[version] += value
             elif short == "compare_skipped":
                 snap.skipped[version] += value

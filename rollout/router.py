@@ -9,9 +9,9 @@ Metrics (Python-backend custom metrics, on the same endpoint as Triton's own):
 * ``triton_stack_rollout_latency_seconds_bucket{model, version, le}`` (and ``_sum``, ``_count``):
   each arm's latency as the router sees it (the model's queue and compute), as the cumulative
   buckets Prometheus' ``histogram_quantile`` reads;
-* ``triton_stack_rollout_compared_total{model, version}``, ``..._agreement_sum`` and
-  ``..._distance_sum``: rows answered by both arms and how far apart they were
-  (:mod:`rollout.agreement`), labelled with the candidate's version;
+* ``triton_stack_rollout_compared_total{model, version}``, ``..._agreement_sum`` (and
+  ``..._agreement_sq_sum``, for its variance) and ``..._distance_sum``: rows answered by both arms
+  and how far apart they were (:mod:`rollout.agreement`), labelled with the candidate's version;
 * ``triton_stack_rollout_compare_skipped_total{model, version}``: copies not sent because the
   comparisons already in flight were at their bound (they never queue behind each other).
 """
@@ -88,6 +88,7 @@ class Tally:
         self.latency_sum: collections.Counter = collections.Counter()  # version -> seconds
         self.compared: collections.Counter = collections.Counter()  # version -> rows
         self.agreement_sum: collections.Counter = collections.Counter()
+        self.agreement_sq_sum: collections.Counter = collections.Counter()
         self.distance_sum: collections.Counter = collections.Counter()
         self.skipped: collections.Counter = collections.Counter()
 
@@ -102,6 +103,7 @@ class Tally:
         with self._lock:
             self.compared[candidate] += int(agree.size)
             self.agreement_sum[candidate] += float(agree.sum())
+            self.agreement_sq_sum[candidate] += float(np.square(agree).sum())
             self.distance_sum[candidate] += float(distance.sum())
 
     def skip(self, candidate: int, n: int) -> None:

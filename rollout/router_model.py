@@ -70,6 +70,7 @@ class Publisher:
                 ("triton_stack_rollout_latency_seconds_count", "requests timed, per version"),
                 ("triton_stack_rollout_compared_total", "rows answered by both arms"),
                 ("triton_stack_rollout_agreement_sum", "sum of the compared rows' agreement"),
+                ("triton_stack_rollout_agreement_sq_sum", "sum of the squares of that agreement"),
                 ("triton_stack_rollout_distance_sum", "sum of the compared rows' distance"),
                 ("triton_stack_rollout_compare_skipped_total", "copies not sent: comparisons at their bound"),
             )}
@@ -96,6 +97,7 @@ class Publisher:
         for version, seconds in tally.latency_sum.items():
             self.add("triton_stack_rollout_latency_seconds_sum", seconds, version=version)
         for name, counts in (("compared_total", tally.compared), ("agreement_sum", tally.agreement_sum),
+                             ("agreement_sq_sum", tally.agreement_sq_sum),
                              ("distance_sum", tally.distance_sum),
                              ("compare_skipped_total", tally.skipped)):
             for version, value in counts.items():

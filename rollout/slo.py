@@ -1,8 +1,10 @@
 """The SLOs a canary step must hold, per arm, and the judgement with its evidence.
 
 Each check needs enough evidence before it can break (``min_requests`` answered requests,
-``min_compared`` compared rows), so a handful of early requests cannot roll back a good
-candidate; once it has them, a breach rolls back at once.
+``min_compared`` compared rows). During a step, an error rate or an agreement breaks only when
+it is conclusively on the wrong side of its bound (the one-sided 95 % Wilson or normal bound),
+so a run of bad luck in a small window cannot roll back a good candidate, while a broken one
+rolls back at once. At the end of the step the measured values themselves must meet the bounds.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from rollout.errors import BadRequest
-from rollout.metrics import Snapshot
+from rollout.metrics import Snapshot, wilson_lower
 from rollout.state import Split
 
 DEFAULT_MIN_AGREEMENT = {"embedding": 0.99, "classification": 0.95, "score": 0.95}
@@ -67,7 +69,8 @@ def judge(window: Snapshot, split: Split, slo: Slo, kind: str, seconds: float,
         total = ok + failed
         if total >= slo.min_requests:
             rate = failed / total
-            if rate > slo.max_error_rate:
+            sure = rate if final else wilson_lower(rate, total)
+            if rate > slo.max_error_rate and sure > slo.max_error_rate:
                 breaches.append(Breach("error_rate", arm, version, rate, slo.max_error_rate,
                                        f"{rate:.1%} of {total} requests failed in {seconds:.0f} s "
                                        f"(bound {slo.max_error_rate:.1%})"))
@@ -90,9 +93,12 @@ def judge(window: Snapshot, split: Split, slo: Slo, kind: str, seconds: float,
         mean = window.mean_agreement(split.candidate)
         bar = slo.agreement_bar(kind)
         if mean is not None and compared >= slo.min_compared and mean < bar:
-            breaches.append(Breach("agreement", "candidate", split.candidate, mean, bar,
-                                   f"mean {kind} agreement {mean:.4f} with the primary over "
-                                   f"{compared} compared rows (bound {bar:g})"))
+            upper = window.agreement_upper(split.candidate)
+            if final or (upper is not None and upper < bar):
+                bound = "" if final else f"; its 95 % upper bound {upper:.4f}"
+                breaches.append(Breach("agreement", "candidate", split.candidate, mean, bar,
+                                       f"mean {kind} agreement {mean:.4f} with the primary over "
+                                       f"{compared} compared rows{bound} (bound {bar:g})"))
         if final and not breaches:
             served = window.answered(split.candidate) + window.failed(split.candidate)
             missing = []

@@ -102,7 +102,7 @@ def _window(ok: dict[int, int], failed: dict[int, int], seconds: dict[int, float
     for (v, _, outcome), n in tally.requests.items():
         snap.requests[(v, outcome)] += n
     snap.compared[2] = compared
-    snap.agreement_sum[2] = compared * agreement
+    snap.agreement_sum[2] = snap.agreement_sq_sum[2] = compared * agreement  # 0/1 agreement (labels)
     return snap
 
 
@@ -123,6 +123,13 @@ def test_the_slos_break_only_on_enough_evidence_and_name_it() -> None:
     disagree = _window({1: 300, 2: 150}, {}, {1: 0.002, 2: 0.002}, compared=80, agreement=0.5)
     (breach,) = judge(disagree, split, slo, "classification", 10)
     assert breach.slo == "agreement" and breach.measured == pytest.approx(0.5)
+    unlucky = _window({1: 300, 2: 150}, {}, {1: 0.002, 2: 0.002}, compared=56, agreement=52 / 56)
+    assert judge(unlucky, split, slo, "classification", 10) == []  # 0.93 of 56 rows: not conclusive
+    (breach,) = judge(unlucky, split, slo, "classification", 10, final=True)  # the step's verdict
+    assert breach.slo == "agreement"
+    one_error = _window({1: 300, 2: 150}, {2: 2}, {1: 0.002, 2: 0.002})
+    assert judge(one_error, split, slo, "classification", 10) == []  # 1.3 % of 152: not conclusive
+    assert judge(one_error, split, Slo(max_error_rate=0), "classification", 10)[0].slo == "error_rate"
     quiet = _window({1: 300, 2: 10}, {}, {1: 0.002, 2: 0.002}, compared=3)
     assert judge(quiet, split, slo, "classification", 10) == []
     (breach,) = judge(quiet, split, slo, "classification", 10, final=True)

@@ -293,7 +293,7 @@ def test_a_second_rollout_waits_for_the_first(server, repo, target) -> None:
             rollout.start(3, "split")
         # the same candidate continues the rollout under way; with no traffic there is no evidence
         outcome = Rollout(target, MODEL, progress=lambda _: None).canary(
-            2, (100,), hold_s=2, slo=Slo(min_requests=10_000))
+            2, (100,), hold_s=2, slo=Slo(min_requests=10_000), max_hold_s=3)
         assert not outcome.promoted and outcome.breaches[0].slo == "evidence"
         assert "too little traffic" in outcome.breaches[0].evidence
     finally:
