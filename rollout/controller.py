@@ -30,6 +30,7 @@ from rollout.state import Split, clear_split, log_event, read_log, read_split, w
 
 DEFAULT_MARGINS = Margins()
 SETTLE_S = 3 * REFRESH_S + 0.2  # every router has re-read the split
+LATENCY_WARMUP_S = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +100,12 @@ class Rollout:
                 raise BadRequest(f"a rollout of {self.model} v{existing.candidate} is under way "
                                  f"({existing.mode}); finish it first: python -m rollout promote|rollback "
                                  f"{self.model}")
+            if (existing.mode == "shadow") != (mode == "shadow"):
+                # a shadow candidate runs at the lowest CPU priority, which a serving one must not:
+                # new instances of the model take the mode's priority (Triton swaps them in)
+                existing = write_split(self.folder, dataclasses.replace(existing, mode=mode))
+                log_event(self.folder, "mode", mode=mode)
+                self.client.reload_model(self.model)
             return existing
         on_disk = repo.versions(self.target.repository, self.model)
         if candidate not in on_disk:
@@ -256,12 +263,21 @@ class Rollout:
         """Watch one step for ``hold_s``, and past it while the candidate has too little traffic
         to judge (up to ``max_hold_s``): a quiet step is extended, not failed."""
         base, start = self.snapshot(), time.monotonic()
+        warmup_s = min(LATENCY_WARMUP_S, hold_s / 3)
+        latency_base: Snapshot | None = None
         while True:
             elapsed = time.monotonic() - start
             until = hold_s if elapsed < hold_s else max_hold_s
             time.sleep(max(0.05, min(poll_s, until - elapsed)))
             elapsed = time.monotonic() - start
-            window = self.snapshot() - base
+            now = self.snapshot()
+            window = now - base
+            # a version that just got its share pays for cold caches and first batch shapes in
+            # its first moments: latency is judged from warmup_s into the step (errors and
+            # agreement from its start)
+            window.buckets = (now - latency_base).buckets if latency_base is not None else {}
+            if latency_base is None and elapsed >= warmup_s:
+                latency_base = now
             breaches = judge(window, split, slo, kind, elapsed, final=elapsed >= hold_s)
             self.progress(self._line(split, window, elapsed, hold_s))
             if not breaches:

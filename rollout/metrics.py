@@ -10,11 +10,13 @@ import math
 import urllib.error
 import urllib.request
 
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from rollout.errors import NoServer
 
 PREFIX = "triton_stack_rollout_"
+RESAMPLES = 2000
 
 
 @dataclasses.dataclass
@@ -108,6 +110,36 @@ def bucket_quantile(cumulative: dict[float, float], q: float) -> float | None:
             return lower + (le - lower) * ((rank - below) / width if width > 0 else 1.0)
         lower, below = le, count
     return lower
+
+
+def _quantiles(bounds: np.ndarray, cumulative: np.ndarray, q: float) -> np.ndarray:
+    """:func:`bucket_quantile` of each row of cumulative counts [r, b], vectorised."""
+    total = cumulative[:, -1]
+    rank = q * total
+    idx = np.argmax(cumulative >= rank[:, None], axis=1)
+    upper = bounds[idx]
+    lower = np.where(idx > 0, bounds[np.maximum(idx - 1, 0)], 0.0)
+    below = np.where(idx > 0, np.take_along_axis(cumulative, np.maximum(idx - 1, 0)[:, None], 1)[:, 0], 0)
+    count = np.take_along_axis(cumulative, idx[:, None], 1)[:, 0]
+    width = np.maximum(count - below, 1e-12)
+    value = lower + (np.where(np.isfinite(upper), upper, lower) - lower) * (rank - below) / width
+    return np.where(total > 0, value, np.nan)
+
+
+def resampled_quantile(cumulative: dict[float, float], q: float, rng: np.random.Generator,
+                       resamples: int = RESAMPLES) -> np.ndarray | None:
+    """The quantile of ``resamples`` bootstrap resamples of a histogram (multinomial over its
+    buckets, as many requests as it holds), in seconds; None for an empty histogram."""
+    bounds = np.array(sorted(cumulative))
+    if not len(bounds):
+        return None
+    cum = np.maximum.accumulate(np.array([cumulative[b] for b in bounds], dtype=float))
+    counts = np.diff(np.concatenate([[0.0], cum]))
+    n = int(round(counts.sum()))
+    if n <= 0:
+        return None
+    draws = np.cumsum(rng.multinomial(n, counts / counts.sum(), size=resamples), axis=1)
+    return _quantiles(bounds, draws, q)
 
 
 def parse(text: str, model: str, into: Snapshot | None = None) -> Snapshot:

@@ -19,10 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rollout.metrics import Snapshot
+from rollout.metrics import Snapshot, bucket_quantile, resampled_quantile
 from rollout.state import Split
-
-RESAMPLES = 2000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,43 +29,15 @@ class Margins:
     error_rate: float = 0.005
 
 
-def _quantiles(bounds: np.ndarray, cumulative: np.ndarray, q: float) -> np.ndarray:
-    """Quantile per row of cumulative bucket counts [r, b], interpolated inside buckets."""
-    total = cumulative[:, -1]
-    rank = q * total
-    idx = np.argmax(cumulative >= rank[:, None], axis=1)
-    upper = bounds[idx]
-    lower = np.where(idx > 0, bounds[np.maximum(idx - 1, 0)], 0.0)
-    below = np.where(idx > 0, np.take_along_axis(cumulative, np.maximum(idx - 1, 0)[:, None], 1)[:, 0], 0)
-    count = np.take_along_axis(cumulative, idx[:, None], 1)[:, 0]
-    width = np.maximum(count - below, 1e-12)
-    finite = np.isfinite(upper)
-    value = lower + (np.where(finite, upper, lower) - lower) * (rank - below) / width
-    return np.where(total > 0, value, np.nan)
-
-
 def bootstrap_diff(a: dict[float, float], b: dict[float, float], q: float,
                    rng: np.random.Generator) -> tuple[float, float, float] | None:
     """(b - a at quantile q, 2.5 %, 97.5 %) in seconds; None without data on either side."""
-    bounds = np.array(sorted(set(a) | set(b)))
-    if not len(bounds):
+    ra, rb = resampled_quantile(a, q, rng), resampled_quantile(b, q, rng)
+    pa, pb = bucket_quantile(a, q), bucket_quantile(b, q)
+    if ra is None or rb is None or pa is None or pb is None:
         return None
-
-    def counts(cum: dict[float, float]) -> np.ndarray:
-        c = np.array([cum.get(le, 0.0) for le in bounds])
-        c = np.maximum.accumulate(c)
-        return np.diff(np.concatenate([[0.0], c]))
-
-    ca, cb = counts(a), counts(b)
-    na, nb = int(round(ca.sum())), int(round(cb.sum()))
-    if na == 0 or nb == 0:
-        return None
-    point = (_quantiles(bounds, np.cumsum(cb)[None], q) - _quantiles(bounds, np.cumsum(ca)[None], q))[0]
-    ra = np.cumsum(rng.multinomial(na, ca / ca.sum(), size=RESAMPLES), axis=1)
-    rb = np.cumsum(rng.multinomial(nb, cb / cb.sum(), size=RESAMPLES), axis=1)
-    diffs = _quantiles(bounds, rb, q) - _quantiles(bounds, ra, q)
-    lo, hi = np.nanpercentile(diffs, [2.5, 97.5])
-    return float(point), float(lo), float(hi)
+    lo, hi = np.nanpercentile(rb - ra, [2.5, 97.5])
+    return float(pb - pa), float(lo), float(hi)
 
 
 def two_proportions(failed_a: int, n_a: int, failed_b: int, n_b: int) -> dict:

@@ -83,6 +83,10 @@ def write_router(repository: Path, model: str, kind_name: str) -> str:
                 copy.optional = True
     # A short wait lets requests of one arm and shape go to the model as one BLS request.
     router.dynamic_batching.max_queue_delay_microseconds = 100
+    # One instance answering through response senders keeps many batches in flight. Returning the
+    # responses from execute instead holds one batch per instance: with two instances the same
+    # throughput, but unstable enough that perf_analyzer could not settle at concurrency 16 in two
+    # runs of three (scripts/rollout_cost.py, AMD Zen 5).
     router.instance_group.add(kind=model_config_pb2.ModelInstanceGroup.KIND_CPU, count=1)
     for key, value in (("target", model), ("kind", kind_name)):
         router.parameters[key].string_value = value

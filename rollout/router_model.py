@@ -10,11 +10,15 @@ Triton's BLS, as ``rollout.json`` says (:mod:`rollout.state`, :mod:`rollout.rout
 * A candidate that fails is not the caller's problem: the primary answers and the failure is
   counted (``outcome="fallback"``). A failing group is retried request by request, so one bad
   request is refused alone.
-* ``compare`` % of requests are also sent to the other arm in the background (a bounded number at
-  a time) and the answers compared (:mod:`rollout.agreement`); the caller never waits for it.
+* ``compare`` % of requests are also sent to the other arm in the background and the answers
+  compared (:mod:`rollout.agreement`); the caller never waits for it. Copies are gathered for
+  ``compare_ms`` (20) and sent as one request per arm and shape, and skipped past
+  ``compare_rows`` queued rows (4 batches), so they cost the candidate a share of a batch.
 
 Config parameters: ``target`` (the model), ``kind`` (embedding | classification | score),
-``compare_inflight`` (default 4).
+``compare_ms``, ``compare_rows``, ``respond`` (``sender``, the default: each request answered
+from a worker thread; ``return``: execute waits and returns the batch's responses, one batch in
+flight per instance).
 """
 
 from __future__ import annotations
@@ -46,6 +50,18 @@ class Item:
     arrays: dict[str, np.ndarray]
     rows: int
     compare: bool
+    index: int
+
+
+@dataclasses.dataclass
+class Copy:
+    """Rows answered by ``served``, to be asked of ``other`` and compared."""
+
+    candidate: int
+    served: int
+    other: int
+    inputs: dict[str, np.ndarray]
+    served_output: np.ndarray
 
 
 class Failure(Exception):
@@ -115,8 +131,13 @@ class TritonPythonModel:
         self.split_file = SplitFile(repository / self.target / STATE_FILE)
         self.rng = random.Random()
         self.pool = ThreadPoolExecutor(int(params.get("workers", 16)), thread_name_prefix="route")
-        self.compare_pool = ThreadPoolExecutor(2, thread_name_prefix="compare")
-        self.compare_slots = threading.BoundedSemaphore(int(params.get("compare_inflight", 4)))
+        self.senders = params.get("respond", "sender") == "sender"
+        self.max_batch = max(1, int(config.get("max_batch_size", 0)) or 1)
+        self.compare_s = float(params.get("compare_ms", 20)) / 1000
+        self.compare_rows = int(params.get("compare_rows", 4 * self.max_batch))
+        self.compare_queue: list[Copy] = []
+        self.compare_queued = 0
+        self.compare_lock = threading.Lock()
         self.tally = Tally()
         self.publisher = Publisher(self.target)
         self.published = time.monotonic()
@@ -124,13 +145,14 @@ class TritonPythonModel:
         self.stopping = threading.Event()
         self.timer = threading.Thread(target=self._publish_loop, daemon=True)
         self.timer.start()
+        self.comparer = threading.Thread(target=self._compare_loop, daemon=True)
+        self.comparer.start()
 
     # -- routing -----------------------------------------------------------------------------
-    def execute(self, requests: list) -> None:
+    def execute(self, requests: list) -> list | None:
         split = self.split_file.current()
         groups: dict[tuple, list[Item]] = {}
-        for request in requests:
-            sender = request.get_response_sender()
+        for index, request in enumerate(requests):
             arrays = {}
             for name in self.inputs:
                 tensor = pb_utils.get_input_tensor_by_name(request, name)
@@ -139,36 +161,48 @@ class TritonPythonModel:
             rows = next(iter(arrays.values())).shape[0] if arrays else 0
             version = choose(split, _key(request, split.key), self.rng)
             shape = tuple((n, a.shape[1:]) for n, a in arrays.items())
+            sender = request.get_response_sender() if self.senders else None
             groups.setdefault((version, shape), []).append(
-                Item(sender, arrays, rows, compared(split, self.rng)))
-        for (version, _), items in groups.items():
-            self.pool.submit(self._serve, split, version, items)
+                Item(sender, arrays, rows, compared(split, self.rng), index))
         self._maybe_publish()
-        return None
+        if self.senders:
+            for (version, _), items in groups.items():
+                self.pool.submit(self._send, split, version, items)
+            return None
+        responses: list = [None] * len(requests)
+        parts = list(groups.items())
+        futures = [self.pool.submit(self._serve, split, version, items) for (version, _), items in parts[1:]]
+        answered = self._serve(split, parts[0][0][0], parts[0][1])
+        for future in futures:
+            answered += future.result()
+        for item, response in answered:
+            responses[item.index] = response
+        return responses
 
-    def _serve(self, split: Split, version: int, items: list[Item]) -> None:
+    def _send(self, split: Split, version: int, items: list[Item]) -> None:
+        for item, response in self._serve(split, version, items):
+            item.sender.send(response, flags=FINAL)
+
+    def _serve(self, split: Split, version: int, items: list[Item]) -> list[tuple[Item, Any]]:
+        """A response for each item (an error for a bad one alone)."""
         try:
             outputs, version = self._answer(split, version, items)
         except Failure as exc:
             if len(items) > 1:  # find the bad request(s): each alone
-                for item in items:
-                    self._serve(split, version, [item])
-                return
-            items[0].sender.send(pb_utils.InferenceResponse(error=exc.error), flags=FINAL)
-            return
+                return [pair for item in items for pair in self._serve(split, version, [item])]
+            return [(items[0], pb_utils.InferenceResponse(error=exc.error))]
         except Exception as exc:  # a bug here must still answer every caller
-            for item in items:
-                item.sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(
-                    f"rollout router: {type(exc).__name__}: {exc}")), flags=FINAL)
-            return
-        start = 0
+            error = pb_utils.TritonError(f"rollout router: {type(exc).__name__}: {exc}")
+            return [(item, pb_utils.InferenceResponse(error=error)) for item in items]
+        answered, start = [], 0
         for item in items:
             tensors = [pb_utils.Tensor(n, a[start:start + item.rows]) for n, a in outputs.items()]
-            item.sender.send(pb_utils.InferenceResponse(output_tensors=tensors), flags=FINAL)
+            answered.append((item, pb_utils.InferenceResponse(output_tensors=tensors)))
             start += item.rows
         chosen = [i for i, item in enumerate(items) if item.compare]
         if chosen:
             self._compare_later(split, version, items, chosen, outputs)
+        return answered
 
     def _answer(self, split: Split, version: int, items: list[Item]) -> tuple[dict, int]:
         """The outputs for ``items`` and the version that gave them (the primary's when the
@@ -202,30 +236,46 @@ class TritonPythonModel:
     # -- comparison --------------------------------------------------------------------------
     def _compare_later(self, split: Split, served: int, items: list[Item], chosen: list[int],
                        outputs: dict[str, np.ndarray]) -> None:
+        """Queue copies for the comparer; past ``compare_rows`` queued rows they are skipped (and
+        counted), so comparisons never pile up behind a slow arm."""
         candidate = split.candidate
         if candidate is None:
             return
-        if not self.compare_slots.acquire(blocking=False):
-            self.tally.skip(candidate, sum(items[i].rows for i in chosen))
-            return
-        offsets = np.cumsum([0] + [item.rows for item in items])
-        rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in chosen])
-        first = self.outputs[0]
-        mine = outputs[first][rows]
-        batch = _concat([items[i].arrays for i in chosen])
-        other = split.primary if served == candidate else candidate
-        self.compare_pool.submit(self._compare, candidate, served, other, batch, mine)
+        rows = sum(items[i].rows for i in chosen)
+        with self.compare_lock:
+            if self.compare_queued + rows > self.compare_rows:
+                self.tally.skip(candidate, rows)
+                return
+            self.compare_queued += rows
+            offsets = np.cumsum([0] + [item.rows for item in items])
+            index = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in chosen])
+            other = split.primary if served == candidate else candidate
+            inputs = _concat([items[i].arrays for i in chosen])
+            self.compare_queue.append(Copy(candidate, served, other, inputs, outputs[self.outputs[0]][index]))
 
-    def _compare(self, candidate: int, served: int, other: int, batch: dict, mine: np.ndarray) -> None:
-        try:
-            theirs = self._infer(other, batch)[self.outputs[0]]
-            primary_out, candidate_out = (theirs, mine) if served == candidate else (mine, theirs)
-            agree, distance = compare(self.kind, primary_out, candidate_out)
-            self.tally.agreement(candidate, agree, distance)
-        except Failure:
-            self.tally.skip(candidate, len(mine))  # the other arm refused the copy (its queue is full)
-        finally:
-            self.compare_slots.release()
+    def _compare_loop(self) -> None:
+        """Every ``compare_ms``, the queued copies go to the other arm as few large requests (one
+        per arm and shape, up to the batch size): a copy then costs the candidate a share of a
+        batch instead of a request of its own."""
+        while not self.stopping.wait(self.compare_s):
+            with self.compare_lock:
+                copies, self.compare_queue = self.compare_queue, []
+                self.compare_queued = 0
+            groups: dict[tuple, list[Copy]] = {}
+            for copy in copies:
+                shape = tuple((n, a.shape[1:]) for n, a in copy.inputs.items())
+                groups.setdefault((copy.candidate, copy.served, copy.other, shape), []).append(copy)
+            for (candidate, served, other, _), group in groups.items():
+                for chunk in _chunks(group, self.max_batch):
+                    mine = np.concatenate([c.served_output for c in chunk])
+                    try:
+                        theirs = self._infer(other, _concat([c.inputs for c in chunk]))[self.outputs[0]]
+                    except Failure:
+                        self.tally.skip(candidate, len(mine))  # the other arm refused (queue full)
+                        continue
+                    primary_out, candidate_out = (theirs, mine) if served == candidate else (mine, theirs)
+                    agree, distance = compare(self.kind, primary_out, candidate_out)
+                    self.tally.agreement(candidate, agree, distance)
 
     # -- metrics -----------------------------------------------------------------------------
     def _maybe_publish(self, force: bool = False) -> None:
@@ -248,7 +298,7 @@ class TritonPythonModel:
     def finalize(self) -> None:
         self.stopping.set()
         self.pool.shutdown(wait=True)
-        self.compare_pool.shutdown(wait=True)
+        self.comparer.join(timeout=5)
         self._maybe_publish(force=True)
 
 
@@ -258,6 +308,20 @@ def _key(request: Any, name: str) -> str | None:
         return None
     value = json.loads(raw).get(name)
     return None if value is None else str(value)
+
+
+def _chunks(copies: list[Copy], max_rows: int) -> list[list[Copy]]:
+    """Consecutive copies in groups of at most ``max_rows`` rows (a copy larger than that alone)."""
+    chunks: list[list[Copy]] = [[]]
+    rows = 0
+    for copy in copies:
+        n = len(copy.served_output)
+        if chunks[-1] and rows + n > max_rows:
+            chunks.append([])
+            rows = 0
+        chunks[-1].append(copy)
+        rows += n
+    return [c for c in chunks if c]
 
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

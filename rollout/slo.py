@@ -1,18 +1,21 @@
 """The SLOs a canary step must hold, per arm, and the judgement with its evidence.
 
 Each check needs enough evidence before it can break (``min_requests`` answered requests,
-``min_compared`` compared rows). During a step, an error rate or an agreement breaks only when
-it is conclusively on the wrong side of its bound (the one-sided 95 % Wilson or normal bound),
-so a run of bad luck in a small window cannot roll back a good candidate, while a broken one
-rolls back at once. At the end of the step the measured values themselves must meet the bounds.
+``min_compared`` compared rows). During a step a measure breaks only when it is conclusively on
+the wrong side of its bound: the one-sided 95 % Wilson or normal bound for error rates and
+agreement, the bootstrap's 5th percentile (of each arm's latency histogram) for p99. A run of
+bad luck in a small window then cannot roll back a good candidate, while a broken one rolls
+back at once. At the end of the step the measured values themselves must meet the bounds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from rollout.errors import BadRequest
-from rollout.metrics import Snapshot, wilson_lower
+from rollout.metrics import Snapshot, resampled_quantile, wilson_lower
 from rollout.state import Split
 
 DEFAULT_MIN_AGREEMENT = {"embedding": 0.99, "classification": 0.95, "score": 0.95}
@@ -77,13 +80,18 @@ def judge(window: Snapshot, split: Split, slo: Slo, kind: str, seconds: float,
             p99 = window.quantile(version, 0.99)
             if p99 is not None and ok >= slo.min_requests:
                 p99s[arm] = p99 * 1000
-                if p99s[arm] > slo.max_p99_ms:
+                if p99s[arm] > slo.max_p99_ms and (final or _surely_above(
+                        window, version, lambda p: p * 1000 - slo.max_p99_ms)):
                     breaches.append(Breach("p99", arm, version, p99s[arm], slo.max_p99_ms,
                                            f"p99 {p99s[arm]:.1f} ms over {ok} requests in {seconds:.0f} s "
                                            f"(bound {slo.max_p99_ms:g} ms)"))
     if "primary" in p99s and "candidate" in p99s:
         ours, theirs = p99s["candidate"], p99s["primary"]
-        if ours > slo.max_p99_ratio * theirs and ours - theirs > slo.p99_slack_ms:
+
+        def excess(candidate_ms: np.ndarray, primary_ms: np.ndarray) -> np.ndarray:
+            return candidate_ms - np.maximum(slo.max_p99_ratio * primary_ms, primary_ms + slo.p99_slack_ms)
+
+        if excess(np.array(ours), np.array(theirs)) > 0 and (final or _surely_slower(window, split, excess)):
             breaches.append(Breach("p99_ratio", "candidate", split.candidate, ours / theirs,
                                    slo.max_p99_ratio,
                                    f"p99 {ours:.1f} ms vs the primary's {theirs:.1f} ms "
@@ -111,3 +119,18 @@ def judge(window: Snapshot, split: Split, slo: Slo, kind: str, seconds: float,
                                        f"too little traffic to judge it in {seconds:.0f} s: "
                                        + ", ".join(missing)))
     return breaches
+
+
+def _surely_above(window: Snapshot, version: int, margin) -> bool:  # noqa: ANN001
+    """The bootstrap's 5th percentile of ``margin(p99)`` is above 0: conclusively over."""
+    resampled = resampled_quantile(window.buckets.get(version, {}), 0.99, np.random.default_rng(0))
+    return resampled is not None and float(np.nanpercentile(margin(resampled), 5)) > 0
+
+
+def _surely_slower(window: Snapshot, split: Split, excess) -> bool:  # noqa: ANN001
+    rng = np.random.default_rng(0)
+    ours = resampled_quantile(window.buckets.get(split.candidate, {}), 0.99, rng)
+    theirs = resampled_quantile(window.buckets.get(split.primary, {}), 0.99, rng)
+    if ours is None or theirs is None:
+        return False
+    return float(np.nanpercentile(excess(ours * 1000, theirs * 1000), 5)) > 0

@@ -61,6 +61,7 @@ at most once a second (:mod:`converters.runtime.drift`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import importlib.util
 import json
@@ -564,6 +565,26 @@ def drift_metrics(folder: str, params: Mapping[str, str], model: str, version: s
     return DriftMetrics(drift.DriftWindow(profile), model, version, sample_s=sample_ms / 1000)
 
 
+def shadow_candidate(model_folder: str, version: int) -> bool:
+    """Whether ``python -m rollout shadow`` loads this version only to receive copies of the
+    traffic (``rollout.json`` beside the versions: mode "shadow", this version the candidate)."""
+    try:
+        with open(os.path.join(model_folder, "rollout.json")) as f:
+            split = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return split.get("mode") == "shadow" and split.get("candidate") == version
+
+
+def lowest_cpu_priority() -> None:
+    """nice 19 for every thread of this process (Linux keeps a nice value per thread): a shadow
+    candidate computes on CPU the served versions leave idle, so copies of the traffic cannot
+    slow the answers. It is never raised again; serving the version loads it anew."""
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.setpriority(os.PRIO_PROCESS, int(tid), 19)
+
+
 class TritonPythonModel:
     """Thin adapter: config parsed once in ``initialize``; one ``session.run`` per batch."""
 
@@ -573,6 +594,10 @@ class TritonPythonModel:
         folder = os.path.join(args["model_repository"], args["model_version"])
         path = os.path.join(folder, params.get("onnx_file", "model.onnx"))
         device_id = int(args.get("model_instance_device_id", 0) or 0)
+        if shadow_candidate(args["model_repository"], int(args["model_version"])):
+            lowest_cpu_priority()  # before the session: ORT's threads inherit it
+            pb_utils.Logger.log_info(f"{args['model_name']} v{args['model_version']}: shadow candidate, "
+                                     "runs at the lowest CPU priority (nice 19)")
         self.session, dropped = make_session(path, params, device_id, int8_config_entries())
         if dropped:
             pb_utils.Logger.log_warn(f"execution providers not available here, dropped: {dropped}")
