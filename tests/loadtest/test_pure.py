@@ -140,3 +140,18 @@ def test_mix_schedule_follows_weights(weights: list[float]) -> None:
     schedule = payloads.mix_schedule(weights)
     for i, w in enumerate(weights):
         assert schedule.count(i) / len(schedule) == pytest.approx(w / sum(weights), abs=0.01)
+
+
+def test_keyed_traffic_gives_each_row_one_users_rollout_key() -> None:
+    from loadtest.campaign import CampaignError
+
+    traffic = Traffic(model="t", inputs=(InputSpec("TEXT", "BYTES", (1, 1), "hi", random=True),), pool=7,
+                      keys=3)
+    keys = [service_pb2.ModelInferRequest.FromString(raw).parameters["rollout_key"].string_param
+            for raw in payloads.build_pool(traffic)]
+    assert keys == ["user-0", "user-1", "user-2", "user-0", "user-1", "user-2", "user-0"]
+    parsed = Traffic.from_dict("traffic[0]", {"pipeline": "classify_digit", "keys": 10,
+                                              "key_parameter": "uid"})
+    assert parsed.keys == 10 and parsed.key_parameter == "uid"
+    with pytest.raises(CampaignError, match="parameter name"):
+        Traffic.from_dict("traffic[0]", {"pipeline": "classify_digit", "keys": 10, "key_parameter": "a b"})

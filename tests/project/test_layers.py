@@ -30,7 +30,7 @@ def test_a_forbidden_import_breaks_the_contract(tmp_path: Path) -> None:
                         (ROOT / "pyproject.toml").read_text(), re.S | re.M)
     assert section is not None
     (tmp_path / "pyproject.toml").write_text(section.group(0))
-    for package in ("server", "client", "converters", "ensembles", "loadtest", "demo"):
+    for package in ("server", "client", "converters", "ensembles", "loadtest", "demo", "rollout"):
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
     (tmp_path / "server" / "process.py").write_text("import client\n")

@@ -90,6 +90,20 @@ def target(server: TritonServer, repo: Path, tmp_path: Path) -> Target:
                   reports=tmp_path / "reports")
 
 
+@pytest.fixture(autouse=True)
+def from_rest(server: TritonServer, repo: Path, tmp_path: Path) -> Iterator[None]:
+    """Each test starts with version 1 served alone, whatever the one before it left."""
+    rollout = Rollout(Target(repository=repo, urls=(server.grpc_url,), metrics_urls=(server.metrics_url,),
+                             reports=tmp_path / "reports"), MODEL, progress=lambda _: None)
+    if read_split(repo / MODEL) is not None or (repo / rollout_repo.router_name(MODEL)).exists():
+        rollout.finish(promote=False)
+    if _served(server) != [1]:
+        rollout_repo.set_versions(repo, MODEL, [1])
+        with Client(urls=[server.grpc_url], timeout_s=120) as client:
+            client.load_model(MODEL)
+    yield
+
+
 class Load:
     """Callers of classify_digit with a user key each, paced, counting every failure."""
 
