@@ -21,7 +21,8 @@ KNOWN_METRICS = {
     "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
     "nv_inference_exec_count", "nv_inference_queue_duration_us", "nv_inference_pending_request_count",
     "nv_inference_request_summary_us", "triton_stack_drift_psi", "triton_stack_data_quality_total",
-    "triton_stack_ready",
+    "triton_stack_ready", "triton_stack_rollout_requests_total", "triton_stack_rollout_agreement_sum",
+    "triton_stack_rollout_compared_total",
 }
 
 
@@ -35,7 +36,7 @@ def test_rules_and_config_pass_promtool_check() -> None:
                  ("check", "config", "prometheus-compose.yml")):
         proc = _promtool(*args)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "7 rules found" in _promtool("check", "rules", "alerts.yml").stdout
+    assert "8 rules found" in _promtool("check", "rules", "alerts.yml").stdout
 
 
 @pytest.mark.prometheus
@@ -63,7 +64,8 @@ def dashboard_queries() -> list[tuple[str, str]]:
 def test_the_dashboard_covers_what_operators_watch_and_reads_known_series() -> None:
     board = json.loads(DASHBOARD.read_text())
     titles = " ".join(p["title"] for p in board["panels"]).lower()
-    for topic in ("throughput", "latency", "batch", "queue", "refused", "errors", "drift", "data quality"):
+    for topic in ("throughput", "latency", "batch", "queue", "refused", "errors", "drift", "data quality",
+                  "rollout"):
         assert topic in titles, topic
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
