@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 REPO   ?= model_repository
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast repository serve lint clean help
+.PHONY: venv demo test test-fast repository serve lint clean help rollout-demo
 
 help:
 	@echo "make demo        export models, build $(REPO)/, serve it, query it, run a short load test"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-fast   the suite without the slow real-model tests"
 	@echo "make repository  build the demo model repository only"
 	@echo "make serve       serve $(REPO)/ in the foreground (Ctrl-C stops)"
+	@echo "make rollout-demo canary (promote, roll back) and shadow runs of digits_cnn under Locust load"
 	@echo "make lint        ruff"
 
 venv: $(STAMP)
@@ -34,6 +35,10 @@ repository: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) scripts/run_demo.py --repository $(REPO)
+
+rollout-demo: $(STAMP)
+	$(PY) -m ensembles build --repository $(REPO)
+	$(PY) scripts/rollout_demo.py --model-repository $(REPO)
 
 serve: $(STAMP)
 	$(PY) -m server serve --model-repository $(REPO)
