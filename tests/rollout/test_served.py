@@ -266,12 +266,17 @@ def test_a_canary_rolls_back_a_broken_and_a_slow_candidate_by_itself(server, rep
     _at_rest(repo, server, 1)
 
 
+# This test is about the controller's record and resumption, not latency: a p99 over a few
+# seconds of a shared CPU is not what it judges (the canary tests above do).
+RESUME_SLOS = ("--min-requests", "50", "--min-compared", "30", "--max-p99-ratio", "5", "--max-p99-ms", "1000")
+
+
 def test_a_killed_canary_resumes_and_promotes_then_rolls_forward_again(server, repo) -> None:
     log = repo / MODEL / "rollout.jsonl"
     with Load(server.grpc_url):
         proc = subprocess.Popen(
             [sys.executable, "-m", "rollout", "canary", MODEL, "--candidate", "3", "--steps", "20,50,100",
-             "--hold", "6s", "--min-requests", "50", "--min-compared", "30", "--repository", str(repo),
+             "--hold", "6s", *RESUME_SLOS, "--repository", str(repo),
              "--url", server.grpc_url, "--metrics-url", server.metrics_url,
              "--reports", str(repo.parent / "reports")], cwd=ROOT, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -283,16 +288,17 @@ def test_a_killed_canary_resumes_and_promotes_then_rolls_forward_again(server, r
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         split = read_split(repo / MODEL)
-        assert split is not None and split.candidate == 3 and split.weight in (20, 50)
+        events = read_log(repo / MODEL)[-6:]
+        assert split is not None and split.candidate == 3 and split.weight in (20, 50), events
         status = _cli(server, repo, "status", MODEL)
         assert status.returncode == 0 and json.loads(status.stdout)["split"]["candidate"] == 3
         resumed = _cli(server, repo, "canary", MODEL, "--candidate", "3", "--steps", "20,50,100",
-                       "--hold", "6s", "--min-requests", "50", "--min-compared", "30")
+                       "--hold", "6s", *RESUME_SLOS)
         assert resumed.returncode == 0, resumed.stderr
         assert "promoted: digits_cnn v3" in resumed.stdout
         # and back to version 1 the same way: a promoted version is the primary of the next rollout
         back = _cli(server, repo, "canary", MODEL, "--candidate", "1", "--steps", "50,100", "--hold", "4s",
-                    "--min-requests", "50", "--min-compared", "30")
+                    *RESUME_SLOS)
         assert back.returncode == 0, back.stderr
     events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
     assert "resume" in events and events.count("promote") >= 2
