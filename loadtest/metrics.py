@@ -198,6 +198,13 @@ def tree_cpu_s(pid: int | None) -> float | None:
     return None if seconds is None else sum(seconds)
 
 
+def cpu_by_process(pid: int | None) -> dict[int, float]:
+    """User + system CPU seconds of a process and each live descendant, by pid ({} if gone): a
+    window's CPU is then the sum of per-pid differences, which an exiting stub cannot make negative."""
+    sampled = _per_process(pid, lambda proc: (proc.pid, sum(proc.cpu_times()[:2])))
+    return dict(sampled or [])
+
+
 def tree_rss_by_process(pid: int | None) -> dict[str, float] | None:
     """Resident bytes of a server and each descendant (Triton's backend stubs), by label.
 

@@ -95,21 +95,13 @@ def wilson_lower(p: float, n: float, z: float = 1.645) -> float:
 
 
 def bucket_quantile(cumulative: dict[float, float], q: float) -> float | None:
-    bounds = sorted(cumulative)
-    if not bounds or cumulative[bounds[-1]] <= 0:
+    """Seconds, interpolated inside the bucket as Prometheus' ``histogram_quantile`` does (past the
+    last finite bound: that bound). None for an empty histogram."""
+    bounds = np.array(sorted(cumulative))
+    if not len(bounds) or cumulative[bounds[-1]] <= 0:
         return None
-    total = cumulative[bounds[-1]]
-    rank = q * total
-    lower, below = 0.0, 0.0
-    for le in bounds:
-        count = cumulative[le]
-        if count >= rank:
-            if math.isinf(le):
-                return lower  # past the last finite bound: its lower edge, as Prometheus does
-            width = count - below
-            return lower + (le - lower) * ((rank - below) / width if width > 0 else 1.0)
-        lower, below = le, count
-    return lower
+    cum = np.maximum.accumulate(np.array([cumulative[b] for b in bounds], dtype=float))
+    return float(_quantiles(bounds, cum[None], q)[0])
 
 
 def _quantiles(bounds: np.ndarray, cumulative: np.ndarray, q: float) -> np.ndarray:

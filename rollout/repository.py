@@ -56,19 +56,13 @@ def kind(repository: Path, model: str, version: int) -> str:
     return kind_for(task, tuple(config.output[0].dims))
 
 
-def set_versions(repository: Path, model: str, served: list[int]) -> str:
-    """Serve exactly ``served``; returns the previous config text (to put back on failure)."""
+def set_versions(repository: Path, model: str, served: list[int]) -> None:
+    """Serve exactly ``served`` (``version_policy specific``)."""
     path = Path(repository) / model / "config.pbtxt"
-    before = path.read_text()
-    config = text_format.Parse(before, model_config_pb2.ModelConfig())
+    config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
     config.version_policy.Clear()
     config.version_policy.specific.versions.extend(sorted(served))
     atomic_write_text(path, text_format.MessageToString(config))
-    return before
-
-
-def restore_config(repository: Path, model: str, text: str) -> None:
-    atomic_write_text(Path(repository) / model / "config.pbtxt", text)
 
 
 def write_router(repository: Path, model: str, kind_name: str) -> str:

@@ -16,9 +16,7 @@ Triton's BLS, as ``rollout.json`` says (:mod:`rollout.state`, :mod:`rollout.rout
   ``compare_rows`` queued rows (4 batches), so they cost the candidate a share of a batch.
 
 Config parameters: ``target`` (the model), ``kind`` (embedding | classification | score),
-``compare_ms``, ``compare_rows``, ``respond`` (``sender``, the default: each request answered
-from a worker thread; ``return``: execute waits and returns the batch's responses, one batch in
-flight per instance).
+``compare_ms``, ``compare_rows``.
 """
 
 from __future__ import annotations
@@ -50,7 +48,6 @@ class Item:
     arrays: dict[str, np.ndarray]
     rows: int
     compare: bool
-    index: int
 
 
 @dataclasses.dataclass
@@ -131,7 +128,6 @@ class TritonPythonModel:
         self.split_file = SplitFile(repository / self.target / STATE_FILE)
         self.rng = random.Random()
         self.pool = ThreadPoolExecutor(int(params.get("workers", 16)), thread_name_prefix="route")
-        self.senders = params.get("respond", "sender") == "sender"
         self.max_batch = max(1, int(config.get("max_batch_size", 0)) or 1)
         self.compare_s = float(params.get("compare_ms", 20)) / 1000
         self.compare_rows = int(params.get("compare_rows", 4 * self.max_batch))
@@ -149,10 +145,10 @@ class TritonPythonModel:
         self.comparer.start()
 
     # -- routing -----------------------------------------------------------------------------
-    def execute(self, requests: list) -> list | None:
+    def execute(self, requests: list) -> None:
         split = self.split_file.current()
         groups: dict[tuple, list[Item]] = {}
-        for index, request in enumerate(requests):
+        for request in requests:
             arrays = {}
             for name in self.inputs:
                 tensor = pb_utils.get_input_tensor_by_name(request, name)
@@ -161,23 +157,12 @@ class TritonPythonModel:
             rows = next(iter(arrays.values())).shape[0] if arrays else 0
             version = choose(split, _key(request, split.key), self.rng)
             shape = tuple((n, a.shape[1:]) for n, a in arrays.items())
-            sender = request.get_response_sender() if self.senders else None
             groups.setdefault((version, shape), []).append(
-                Item(sender, arrays, rows, compared(split, self.rng), index))
+                Item(request.get_response_sender(), arrays, rows, compared(split, self.rng)))
         self._maybe_publish()
-        if self.senders:
-            for (version, _), items in groups.items():
-                self.pool.submit(self._send, split, version, items)
-            return None
-        responses: list = [None] * len(requests)
-        parts = list(groups.items())
-        futures = [self.pool.submit(self._serve, split, version, items) for (version, _), items in parts[1:]]
-        answered = self._serve(split, parts[0][0][0], parts[0][1])
-        for future in futures:
-            answered += future.result()
-        for item, response in answered:
-            responses[item.index] = response
-        return responses
+        for (version, _), items in groups.items():
+            self.pool.submit(self._send, split, version, items)
+        return None
 
     def _send(self, split: Split, version: int, items: list[Item]) -> None:
         for item, response in self._serve(split, version, items):

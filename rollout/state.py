@@ -63,10 +63,6 @@ class Split:
             raise BadRequest(f"{self.model}: the candidate is the primary (version {self.primary}); "
                              "pick another version")
 
-    @property
-    def versions(self) -> list[int]:
-        return sorted({self.primary} | ({self.candidate} if self.candidate is not None else set()))
-
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 

@@ -38,24 +38,6 @@ def _cpu() -> str:
     return platform.processor()
 
 
-def _cpu_by_process(pid: int | None) -> dict[int, float]:
-    """CPU seconds of the server and each of its descendants (the backend stubs), by pid."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except (psutil.Error, ValueError):
-        return {}
-    out = {}
-    for proc in procs:
-        try:
-            out[proc.pid] = sum(proc.cpu_times()[:2])
-        except psutil.Error:
-            continue
-    return out
-
-
 def _cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU seconds between two samples: processes that ended in between are not subtracted (a
     stub unloaded with the router takes its time with it); new ones count from zero."""
@@ -92,7 +74,7 @@ def main() -> int:
     from loadtest import crosscheck
     from loadtest.campaign import Traffic
     from loadtest.errors import RunFailed
-    from loadtest.metrics import scrape
+    from loadtest.metrics import cpu_by_process, scrape
     from rollout.controller import Rollout, Target
     from server import ServerConfig, TritonServer
 
@@ -118,7 +100,7 @@ def main() -> int:
 
                 def measure(label: str, rate: float | None = None, pipeline: str = pipeline,
                             traffic: Traffic = traffic) -> dict:
-                    before = (_cpu_by_process(triton.pid), scrape(triton.metrics_url) or {})
+                    before = (cpu_by_process(triton.pid), scrape(triton.metrics_url) or {})
                     for attempt in range(3):  # two shared cores: perf_analyzer may not settle
                         try:
                             row = crosscheck.run(traffic, triton.grpc_url, out / pipeline / label,
@@ -128,8 +110,8 @@ def main() -> int:
                         except RunFailed as exc:
                             if "stable" not in str(exc) or attempt == 2:
                                 raise
-                            before = (_cpu_by_process(triton.pid), scrape(triton.metrics_url) or {})
-                    after = (_cpu_by_process(triton.pid), scrape(triton.metrics_url) or {})
+                            before = (cpu_by_process(triton.pid), scrape(triton.metrics_url) or {})
+                    after = (cpu_by_process(triton.pid), scrape(triton.metrics_url) or {})
                     served = (after[1].get(pipeline, {}).get("nv_inference_request_success", 0)
                               - before[1].get(pipeline, {}).get("nv_inference_request_success", 0))
                     cpu = _cpu_spent(before[0], after[0]) / served * 1e6 if served else None
