@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.errors import CampaignError
-from loadtest.slo import Slo
+from loadtest.slo import Slo, limit
 
 CAMPAIGNS_DIR = Path(__file__).parent / "campaigns"
 PIPELINES = ("classify_digit", "embed")
@@ -269,6 +269,67 @@ def _steps(data: Mapping[str, Any]) -> list[Stage]:
     return stages
 
 
+MAX_LEVELS = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Concurrency:
+    """``[concurrency]``: closed-loop levels, each a measured stage of ``levels[i]`` users.
+
+    A user sends its next request as soon as it has the last one's answer or error: no pacing, no
+    retries, no back-off, the callers an overloaded server meets. The report gives goodput and
+    accepted p99 per level and the saturating level: the lowest level whose goodput is at least
+    ``1 - saturation_tolerance`` of the peak (loadtest/goodput.py).
+    """
+
+    levels: tuple[int, ...]
+    seconds_per_level: float
+    warmup_s: float = 3.0
+    saturation_tolerance: float = 0.05
+    spawn_rate: float | None = None
+
+    def stages(self) -> tuple[Stage, ...]:
+        """One measured closed-loop stage per level, in order."""
+        return tuple(Stage(name=f"{n} users", duration_s=self.seconds_per_level, users=n,
+                           spawn_rate=self.spawn_rate, warmup_s=self.warmup_s) for n in self.levels)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Concurrency:
+        where = "[concurrency]"
+        if not isinstance(data, Mapping):
+            raise CampaignError(f"{where} must be a table (levels = [4, 8, 16], seconds_per_level = 10)")
+        _check_keys(where, data, tuple(f.name for f in dataclasses.fields(cls)))
+        for key in ("levels", "seconds_per_level"):
+            if key not in data:
+                raise CampaignError(f"{where} needs `{key}`")
+        levels = _levels(f"{where}.levels", data["levels"])
+        seconds = _number(f"{where}.seconds_per_level", data["seconds_per_level"], maximum=MAX_DURATION_S)
+        warmup = _number(f"{where}.warmup_s", data.get("warmup_s", 3.0), strict=False)
+        if warmup >= seconds:
+            raise CampaignError(f"{where}.warmup_s ({warmup:g}) must be shorter than seconds_per_level "
+                                f"({seconds:g})")
+        tolerance = _number(f"{where}.saturation_tolerance", data.get("saturation_tolerance", 0.05),
+                            maximum=0.5)
+        spawn = data.get("spawn_rate")
+        return cls(levels=levels, seconds_per_level=seconds, warmup_s=warmup, saturation_tolerance=tolerance,
+                   spawn_rate=None if spawn is None else _number(f"{where}.spawn_rate", spawn,
+                                                                  maximum=MAX_USERS))
+
+
+def _levels(where: str, value: Any) -> tuple[int, ...]:
+    # increasing, so that the report's x axis and "the highest level" mean the same thing
+    if not isinstance(value, list) or len(value) < 2:
+        raise CampaignError(f"{where} must list at least 2 user counts, for example [4, 8, 16, 32, 64]; "
+                            f"got {value!r}")
+    if len(value) > MAX_LEVELS:
+        raise CampaignError(f"{where} has {len(value)} levels; keep it <= {MAX_LEVELS}")
+    levels = tuple(_number(f"{where}[{i}]", v, minimum=1, strict=False, integer=True, maximum=MAX_USERS)
+                   for i, v in enumerate(value))
+    if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
+        raise CampaignError(f"{where} must increase strictly, got {list(levels)}")
+    return levels
+
+
 @dataclasses.dataclass(frozen=True)
 class FindMax:
     """Search for the highest sustained RPS that meets the SLOs: steps up, then bisects.
@@ -346,14 +407,15 @@ class Campaign:
     description: str = ""
     # the response cache of the Triton the runner starts itself (--model-repository); 0: none
     response_cache_mb: int = 0
+    concurrency: Concurrency | None = None  # the sweep its stages were made from ([concurrency])
 
     def __post_init__(self) -> None:
         if not self.traffic:
             raise CampaignError(f"campaign {self.name!r} has no [[traffic]]: add at least one model "
                                 "or pipeline to send requests to")
         if bool(self.stages) == bool(self.find_max):
-            raise CampaignError(f"campaign {self.name!r} needs exactly one of [[stages]], [steps] "
-                                "or [find_max]")
+            raise CampaignError(f"campaign {self.name!r} needs exactly one of [[stages]], [steps], "
+                                "[concurrency] or [find_max]")
         names = [t.stats_name for t in self.traffic]
         if len(set(names)) != len(names):
             raise CampaignError(f"campaign {self.name!r}: traffic entries share a name ({names}); "
@@ -363,7 +425,7 @@ class Campaign:
             if slo.scope and slo.scope not in known:
                 raise CampaignError(f"SLO '{slo}' names {slo.scope!r}, which is not in the traffic "
                                     f"({', '.join(sorted(known))})")
-        if self.find_max and not any(s.metric == "p99_ms" and not s.scope for s in self.slos):
+        if self.find_max and limit(list(self.slos), "p99_ms") is None:
             raise CampaignError(f"campaign {self.name!r}: [find_max] needs a p99 SLO, for example "
                                 "slo = [\"p99_ms < 100\", \"error_rate <= 0\"]")
         if self.duration_s > MAX_DURATION_S:
@@ -401,7 +463,12 @@ class Campaign:
             find_max=FindMax(**data["find_max"]) if data.get("find_max") else None,
             target=Target(**data["target"]), processes=data.get("processes", 1),
             response_cache_mb=data.get("response_cache_mb", 0),
+            concurrency=_concurrency_from_dict(data.get("concurrency")),
         )
+
+
+def _concurrency_from_dict(data: Mapping[str, Any] | None) -> Concurrency | None:
+    return None if not data else Concurrency(**{**data, "levels": tuple(data["levels"])})
 
 
 def parse(data: Mapping[str, Any], name: str) -> Campaign:
@@ -409,18 +476,24 @@ def parse(data: Mapping[str, Any], name: str) -> Campaign:
     if not isinstance(data, Mapping):
         raise CampaignError(f"campaign {name!r} must be a table of keys, got {type(data).__name__}")
     _check_keys(f"campaign {name!r}", data, ("name", "description", "traffic", "stages", "steps",
-                                             "find_max", "slo", "target", "processes", "response_cache_mb"))
+                                             "concurrency", "find_max", "slo", "target", "processes",
+                                             "response_cache_mb"))
     traffic = data.get("traffic", [])
     if not isinstance(traffic, list):
         raise CampaignError("`traffic` must be a list of tables ([[traffic]] in TOML)")
     stages_raw = data.get("stages", [])
     if not isinstance(stages_raw, list):
         raise CampaignError("`stages` must be a list of tables ([[stages]] in TOML)")
-    if stages_raw and "steps" in data:
-        raise CampaignError("use either [[stages]] or [steps], not both")
+    plans = [key for key, given in (("[[stages]]", bool(stages_raw)), ("[steps]", "steps" in data),
+                                    ("[concurrency]", "concurrency" in data)) if given]
+    if len(plans) > 1:
+        raise CampaignError(f"use either {' or '.join(plans)}, not {'both' if len(plans) == 2 else 'all'}")
     stages = [Stage.from_dict(f"stages[{i}]", s, i) for i, s in enumerate(stages_raw)]
     if "steps" in data:
         stages = _steps(data["steps"])
+    concurrency = Concurrency.from_dict(data["concurrency"]) if "concurrency" in data else None
+    if concurrency is not None:
+        stages = list(concurrency.stages())
     slo_raw = data.get("slo", [])
     if isinstance(slo_raw, str) or not isinstance(slo_raw, list):
         raise CampaignError("`slo` must be a list of strings, for example [\"p99_ms < 100\"]")
@@ -439,6 +512,7 @@ def parse(data: Mapping[str, Any], name: str) -> Campaign:
         processes=_number("processes", data.get("processes", 1), minimum=1, strict=False, integer=True),
         response_cache_mb=_number("response_cache_mb", data.get("response_cache_mb", 0), minimum=0,
                                   strict=False, integer=True, maximum=65_536),
+        concurrency=concurrency,
     )
 
 

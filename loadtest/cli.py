@@ -150,6 +150,8 @@ def _run(args: argparse.Namespace, find_max: bool) -> int:
     if gen["cpu_us_per_request"]:
         print(f"generator: {gen['cpu_us_per_request']:.0f} µs CPU per request; "
               f"server CPU {summary['server']['cpu_pct'] or 0:.0f} % of a core")
+    if sweep := summary.get("concurrency"):
+        _print_levels(sweep)
     if campaign.find_max:
         fm = summary["find_max"]
         print(f"find-max: {fm['max_rps']:.0f} rps sustained with p99 {fm['p99_ms']:.0f} ms" if fm
@@ -170,11 +172,27 @@ def _run(args: argparse.Namespace, find_max: bool) -> int:
     return EXIT_OK
 
 
+def _print_levels(sweep: dict) -> None:
+    """summary.json's ``concurrency``: one line per level, then where the highest level stands."""
+    for level in sweep["levels"]:
+        cpu = level["server_cpu_pct"]
+        print(f"  {level['users']:>5} users: offered {level['offered_rps']:7.1f}/s, goodput "
+              f"{level['goodput_rps']:7.1f}/s ({100 * (level['ratio'] or 0):5.1f} % of peak), refused "
+              f"{level['refused_rps']:7.1f}/s, other errors {level['other_errors']}, p50 "
+              f"{level['p50_ms']:.0f} ms, p99 {level['p99_ms']:.0f} ms, server CPU "
+              + ("–" if cpu is None else f"{cpu:.0f} %"))
+    print(f"saturating level: {sweep['saturating_users']} users (peak goodput "
+          f"{sweep['peak_goodput_rps']:.1f}/s at {sweep['peak_users']}); highest level "
+          f"{sweep['highest_users']} users = {sweep['highest_multiple']:.2g}x it, goodput "
+          f"{100 * (sweep['highest_ratio'] or 0):.1f} % of the peak")
+
+
 def _validate(args: argparse.Namespace) -> int:
     for ref in args.campaigns:
         c = campaigns.load(ref)
         slos = ", ".join(str(s) for s in c.slos) or "none"
-        plan = "find-max" if c.find_max else f"{len(c.stages)} stage(s)"
+        plan = ("find-max" if c.find_max else f"{len(c.stages)} concurrency levels" if c.concurrency
+                else f"{len(c.stages)} stage(s)")
         print(f"{c.name}: OK ({plan}, {c.duration_s:.0f} s, SLOs: {slos})")
     return EXIT_OK
 

@@ -1,6 +1,7 @@
 """``report.html``: one self-contained page per campaign run (no network needed to view it).
 
-Sections: the verdict and each SLO with its margin; the measured traffic; throughput, refusals
+Sections: the verdict and each SLO with its margin; the measured traffic; for a concurrency sweep,
+goodput and accepted latency per level with their plot; throughput, refusals
 and latency over time (from Locust's stats history), the latency distribution; Triton per model
 (batch size, queue and compute time); server CPU and memory per process; the campaign as run and
 the versions of everything. Plots are PNGs drawn with matplotlib and embedded as data URIs.
@@ -19,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from loadtest import goodput
 from loadtest.campaign import Campaign
 
 TOOLS = ("locust", "tritonclient", "grpcio", "numpy", "onnxruntime", "matplotlib")
@@ -146,6 +148,21 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def _goodput_section(campaign: Campaign, summary: dict[str, Any], folder: Path) -> list[str]:
+    """A concurrency sweep's per-level table and its plot (report.py drew the PNG), embedded."""
+    sweep = goodput.curve(campaign, summary.get("windows") or [])
+    if sweep is None:
+        return []
+    parts = ["<h2>Goodput against concurrency</h2>", f"<p>{_e(goodput.headline(sweep))}</p>",
+             _table(goodput.HEADERS, goodput.rows(sweep)),
+             f"<p class='muted'>{_e(goodput.DEFINITIONS)}</p>"]
+    png = folder / goodput.PLOT_FILE
+    if png.is_file():
+        uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+        parts.append(f"<img alt='goodput and accepted p99 against concurrency' src='{uri}'>")
+    return parts
+
+
 def render(campaign: Campaign, summary: dict[str, Any], folder: Path) -> str:
     """The page for the run whose report folder is ``folder`` (summary.json's numbers, verbatim)."""
     verdict = "PASS" if summary.get("passed") else "FAIL"
@@ -174,6 +191,7 @@ def render(campaign: Campaign, summary: dict[str, Any], folder: Path) -> str:
                 for name, s in stats.items()]
         parts += ["<h2>Traffic (measured window)</h2>",
                   _table(["traffic", "requests", "rps", "p50 ms", "p99 ms", "errors", "shed"], rows)]
+    parts += _goodput_section(campaign, summary, folder)
     plots = _plots(history(folder / "locust_stats_history.csv"), _percentiles(folder / "locust_stats.csv"))
     for title, uri in plots:
         parts += [f"<h2>{_e(title)}</h2>", f"<img alt='{_e(title)}' src='{uri}'>"]

@@ -1,5 +1,5 @@
 """The run's report folder: summary.json, report.md, report.html (:mod:`loadtest.html_report`) and,
-for step campaigns, latency-vs-throughput.png.
+for step campaigns, latency-vs-throughput.png; for concurrency sweeps, goodput-vs-concurrency.png.
 
 Locust itself writes ``locust_stats.csv`` (and its history/failures CSVs) and ``locust.html``.
 """
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loadtest import metrics
+from loadtest import goodput, metrics
 from loadtest.campaign import Campaign
 from loadtest.slo import TOTAL, limit
 
@@ -63,6 +63,8 @@ def markdown(campaign: Campaign, summary: dict[str, Any]) -> str:
                      f"{r['shed']:.0f} | {_fmt(w['generator_cpu_pct'], 0)} | "
                      f"{_fmt(w['server_cpu_pct'], 0)} | "
                      f"{_fmt(w.get('server_rss_mb'), 0)} | {result} |")
+    if sweep := goodput.curve(campaign, summary["windows"]):
+        lines += [""] + goodput.markdown(sweep)
     if summary.get("crosscheck"):
         pa = summary["crosscheck"]
         lines += ["", f"## Cross-check: perf_analyzer on {pa['model']} ({pa['mode']})", "",
@@ -163,7 +165,9 @@ def plot_over_time(campaign: Campaign, summary: dict[str, Any], path: Path) -> b
 
 def write_all(campaign: Campaign, summary: dict[str, Any], out: Path) -> list[str]:
     """Write summary.json, report.md and the plots; return the report folder's files."""
-    if campaign.is_step:
+    if sweep := goodput.curve(campaign, summary["windows"]):
+        goodput.plot(sweep, out / goodput.PLOT_FILE, campaign.name, goodput.p99_line(campaign))
+    elif campaign.is_step:
         plot(campaign, summary, out / "latency-vs-throughput.png")
     elif any(s.window_s for s in campaign.stages):
         plot_over_time(campaign, summary, out / "over-time.png")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadtest import metrics, payloads, report, results
+from loadtest import goodput, metrics, payloads, report, results
 from loadtest.campaign import Campaign
 from loadtest.errors import CampaignError, RunFailed, TargetError
 from loadtest.progress import LiveProgress
@@ -289,11 +289,13 @@ def build_summary(campaign: Campaign, recorded: dict[str, Any], generators: list
         best = recorded["find_max"]
         find_max = {"max_rps": best["stats"][TOTAL]["rps"], "target_rps": best["target_rps"],
                     "p99_ms": best["stats"][TOTAL]["p99_ms"], "users": best["users"]}
+    sweep = goodput.curve(campaign, windows)
     return {
         "campaign": campaign.name, "description": campaign.description, "started_at": started_at,
         "target": grpc_url, "wall_s": wall,
         "slo_window": {"duration_s": duration, "stats": rows},
         "windows": windows, "find_max": find_max,
+        "concurrency": sweep.to_dict() if sweep else None,
         "server": {"cpu_pct": metrics.cpu_percent(after["server"], before["server"], wall),
                    "models": metrics.model_deltas(after["triton"], before["triton"], wall),
                    "memory": memory, "memory_by_process": memory_by_process,

@@ -16,7 +16,7 @@ from locust.runners import MasterRunner
 
 from loadtest import metrics, stats
 from loadtest.campaign import Campaign, Stage
-from loadtest.slo import TOTAL, limit
+from loadtest.slo import TOTAL, bounds, limit
 from loadtest.users import Pacing
 
 RATE_MESSAGE = "loadtest_rate"
@@ -167,7 +167,7 @@ class FindMaxShape(LoadTestShape):
     def judge(self, window: dict[str, Any]) -> tuple[bool, str]:
         """Whether a step met the SLOs, and why not."""
         row = window["stats"][TOTAL]
-        strict = any(s.metric == "p99_ms" and s.op == "<" for s in self.campaign.slos)
+        strict = any(s.op == "<" for s in bounds(list(self.campaign.slos), "p99_ms"))
         p99_ok = row["p99_ms"] < self.p99_limit if strict else row["p99_ms"] <= self.p99_limit
         reasons = []
         if not row["requests"]:

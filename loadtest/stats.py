@@ -98,7 +98,9 @@ def summarize(window: Snapshot, duration_s: float) -> dict[str, dict[str, float]
     """Per name: the metrics SLOs are written against (see ``loadtest.slo.METRICS``).
 
     A shed request counts in ``requests``, ``rps``, ``errors`` and ``error_rate`` (the caller got
-    no answer) but not in the latency metrics, which describe the accepted requests.
+    no answer) but not in the latency metrics, which describe the accepted requests (those that
+    failed otherwise included: Locust times them under the same name). ``goodput_rps`` counts the
+    answers only.
     """
     rows: dict[str, dict[str, float]] = {}
     for name, entry in window.items():
@@ -111,6 +113,7 @@ def summarize(window: Snapshot, duration_s: float) -> dict[str, dict[str, float]
             "requests": float(n), "errors": float(entry["errors"] + n_shed),
             "rps": n / duration_s if duration_s > 0 else 0.0,
             "accepted_rps": accepted / duration_s if duration_s > 0 else 0.0,
+            "goodput_rps": (accepted - entry["errors"]) / duration_s if duration_s > 0 else 0.0,
             "error_rate": (entry["errors"] + n_shed) / n if n else 0.0,
             "hard_error_rate": entry["errors"] / n if n else 0.0,
             "shed": float(n_shed), "shed_rate": n_shed / n if n else 0.0,
@@ -126,5 +129,6 @@ def summarize(window: Snapshot, duration_s: float) -> dict[str, dict[str, float]
 
 def summarize_empty() -> dict[str, float]:
     """The metrics of a window with no requests."""
-    return {key: 0.0 for key in ("requests", "errors", "rps", "accepted_rps", "error_rate", "hard_error_rate",
-                                 "shed", "shed_rate", "shed_p99_ms", "avg_ms", "max_ms", *PERCENTILES)}
+    return {key: 0.0 for key in ("requests", "errors", "rps", "accepted_rps", "goodput_rps", "error_rate",
+                                 "hard_error_rate", "shed", "shed_rate", "shed_p99_ms", "avg_ms", "max_ms",
+                                 *PERCENTILES)}

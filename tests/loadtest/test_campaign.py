@@ -47,7 +47,7 @@ def test_round_trip_through_the_plan_json() -> None:
     ({"stages": [{"duration_s": 2, "users": 0}]}, "stages[0].users must be >= 1"),
     ({"stages": [{"duration_s": 2, "users": 1, "warmup_s": 2}]}, "must be shorter than duration_s"),
     ({"stages": [{"duration_s": 2, "users": 1, "window_s": 5}]}, "window_s (5) must be between 1 and"),
-    ({"stages": []}, "needs exactly one of [[stages]], [steps] or [find_max]"),
+    ({"stages": []}, "needs exactly one of [[stages]], [steps], [concurrency] or [find_max]"),
     ({"traffic": []}, "has no [[traffic]]"),
     ({"traffic": [{"model": "x"}]}, "needs [inputs]"),
     ({"traffic": [{"pipeline": "classify"}]}, "pipeline must be one of classify_digit, embed"),

@@ -119,3 +119,40 @@ shape = [1, 4]
     assert total["requests"] > total["shed"]  # some were accepted and timed
     assert total["shed_p99_ms"] < total["p50_ms"]  # refusals do not wait for the model
     assert "| shed |" in (report / "report.md").read_text()
+
+
+def test_a_concurrency_sweep_records_goodput_and_refusals_per_level(
+        server: TritonServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # "bounded" holds three requests (one running, two queued): one closed-loop user is never
+    # refused; four always have one over, refused and sending again at once (no back-off).
+    campaign = tmp_path / "sweep.toml"
+    campaign.write_text("""name = "sweep"
+slo = ["max(hard_error_rate) <= 0", "min(goodput_rps) > 0", "max(p99_ms) < 5000"]
+[concurrency]
+levels = [1, 4]
+seconds_per_level = 3
+warmup_s = 1
+[[traffic]]
+model = "bounded"
+[traffic.inputs.INPUT]
+datatype = "FP32"
+shape = [1, 4]
+""")
+    report = tmp_path / "report"
+    code = loadtest_main(["run", str(campaign), "--grpc", server.grpc_url, "--metrics", server.metrics_url,
+                          "--report-dir", str(report)])
+    summary = json.loads((report / "summary.json").read_text())
+    assert code == 0, summary["verdicts"]
+    sweep = summary["concurrency"]
+    one, four = sweep["levels"]
+    assert (one["users"], four["users"]) == (1, 4)
+    assert one["refused_rps"] == 0 and four["refused_rps"] > 0 and one["goodput_rps"] > 0
+    assert four["offered_rps"] > four["goodput_rps"] > 0 and four["other_errors"] == 0
+    assert four["p99_ms"] >= EXEC_S * 1000 * 0.9  # accepted: answers only, the refusals timed apart
+    assert sweep["saturating_users"] in (1, 4)
+    assert sweep["highest_ratio"] == pytest.approx(four["goodput_rps"] / sweep["peak_goodput_rps"])
+    assert "saturating level:" in capsys.readouterr().out
+    assert (report / "goodput-vs-concurrency.png").stat().st_size > 0
+    assert "## Goodput against concurrency" in (report / "report.md").read_text()
+    page = (report / "report.html").read_text()
+    assert "<h2>Goodput against concurrency</h2>" in page and "alt='goodput and accepted p99" in page
