@@ -46,8 +46,10 @@ __all__ = ["ExportReport", "ExportSpec", "Thresholds", "WrittenModel", "apply_se
 # Bump when a step changes what it writes: a run state of another version is not reused.
 PIPELINE_VERSION = 5
 RUNNER_FILE = Path(__file__).parent / "runtime" / "ort_runner.py"
-# Beside model.py in every python-ort version: the runner imports it from its own folder.
+# Beside model.py in every python-ort version: the runner imports them from its own folder
+# (drift monitoring; tokenizing for a model that takes raw text, repository.serve_text).
 DRIFT_FILE = Path(__file__).parent / "runtime" / "drift.py"
+TEXT_FILE = Path(__file__).parent / "runtime" / "text.py"
 TOOLS = (
     "torch",
     "transformers",
@@ -200,6 +202,7 @@ def _write_versions(ctx: ExportContext, runner: Runner, repo: Path,
             if spec.target is Target.PYTHON_ORT:
                 files["model.py"] = RUNNER_FILE
                 files["drift.py"] = DRIFT_FILE
+                files["text.py"] = TEXT_FILE
         if str(precision) in ctx.profiles:
             files["profile.json"] = Path(ctx.profiles[str(precision)])
         golden_files = ctx.goldens.get(str(precision))

@@ -89,7 +89,8 @@ def _torch_family(source: TorchSource) -> Family:
         evaluation=(lambda size: feeds_mod.torch_evaluation(spec, size)) if has_eval else None,
         golden_feed=(lambda size: feeds_mod.torch_evaluation(spec, size)[0][0]) if has_eval
         else (lambda _size: parity_cases[-1]),
-        limits=lambda _path: {},
+        limits=lambda _path: {"value_ranges": {i.name: i.valid_range for i in spec.inputs
+                                               if i.valid_range is not None}},
     )
 
 

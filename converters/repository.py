@@ -43,13 +43,10 @@ def next_version(repo: Path, name: str) -> int:
 
 def read_config(model_dir: Path):
     """The existing ``config.pbtxt`` as ``model_config_pb2.ModelConfig`` (None if absent)."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
-
     path = model_dir / "config.pbtxt"
     if not path.exists():
         return None
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    return _parse_pbtxt(path.read_text())
 
 
 def _io_signature(config) -> list[tuple[str, str, str, tuple[int, ...]]]:
@@ -60,6 +57,24 @@ def _io_signature(config) -> list[tuple[str, str, str, tuple[int, ...]]]:
     return sorted(sig)
 
 
+def _parse_pbtxt(pbtxt: str):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(pbtxt, model_config_pb2.ModelConfig())
+
+
+def served_versions(config, versions: list[int]) -> list[int]:
+    """Which of ``versions`` the config's version policy loads (Triton's default: the latest)."""
+    policy = config.version_policy.WhichOneof("policy_choice")
+    if policy == "specific":
+        return [v for v in versions if v in set(config.version_policy.specific.versions)]
+    if policy == "all":
+        return list(versions)
+    latest = config.version_policy.latest.num_versions if policy == "latest" else 1
+    return list(versions)[-max(latest, 1):]
+
+
 def pinned_versions(model_dir: Path) -> set[int]:
     """The versions a ``specific`` version policy names (a rollout pins what it serves)."""
     config = read_config(Path(model_dir))
@@ -68,26 +83,101 @@ def pinned_versions(model_dir: Path) -> set[int]:
     return set(config.version_policy.specific.versions)
 
 
+#: Config parameters of a model that takes raw text (``serve_text``), read by the runner.
+TEXT_PARAMETERS = ("text_input", "tokenizer_file", "max_length", "pad_token", "max_chars")
+
+
 def _keep_pins(pbtxt: str, old) -> str:
-    """``pbtxt`` with the old config's version policy: a new export or a serving change must not
-    change which versions are served (``python -m rollout`` moves them), only add a version."""
-    if old is None or not old.HasField("version_policy"):
+    """``pbtxt`` with what other tools set on the served model, kept across a new export or a
+    serving change: the version policy (``python -m rollout`` moves which versions are served)
+    and the text input ``serve_text`` added (its input, parameters and optional token inputs)."""
+    if old is None or not (old.HasField("version_policy") or _text_input(old)):
         return pbtxt
     from google.protobuf import text_format
+
+    new = _parse_pbtxt(pbtxt)
+    if old.HasField("version_policy"):
+        new.version_policy.CopyFrom(old.version_policy)
+    if _text_input(old):
+        _copy_text_front(old, new)
+    return text_format.MessageToString(new)
+
+
+def _text_input(config) -> str:
+    value = config.parameters.get("text_input")
+    return value.string_value if value is not None else ""
+
+
+def _copy_text_front(old, new) -> None:
+    for key in TEXT_PARAMETERS:
+        if key in old.parameters:
+            new.parameters[key].CopyFrom(old.parameters[key])
+    have = {t.name for t in new.input}
+    for tensor in old.input:
+        if tensor.name not in have:
+            new.input.append(tensor)
+    for tensor in new.input:
+        tensor.optional = True
+
+
+def serve_text(model_dir: Path, tokenizer_json: Path | str, *, max_length: int, pad_token: str | None = None,
+               text_input: str = "TEXT", max_chars: int = 20_000) -> Path:
+    """Let a python-ort text model take raw text: ``text_input`` (BYTES, one text per row) is
+    tokenized by the model's runner with ``tokenizer_json`` (copied beside config.pbtxt), so a
+    pipeline needs no tokenizer model in front of it. Token inputs stay accepted (optional).
+
+    Raises:
+        InvalidSpec: no version, a model not served by the python-ort runner, or a version
+            exported before the runner could tokenize (no ``text.py``).
+    """
+    from google.protobuf import text_format
+
+    model_dir = Path(model_dir)
+    config = read_config(model_dir)
+    versions = existing_versions(model_dir)
+    if config is None or not versions:
+        raise InvalidSpec(f"model {model_dir.name!r} has no exported version in {model_dir.parent}; "
+                          "export it first")
+    if config.backend != "python" or "input_ids" not in {t.name for t in config.input}:
+        raise InvalidSpec(f"model {model_dir.name!r} is not a text model served by the python-ort runner; "
+                          "only that runner can tokenize (export with --target python-ort)")
+    stale = [v for v in served_versions(config, versions) if not (model_dir / str(v) / "text.py").is_file()]
+    if stale:
+        raise InvalidSpec(f"model {model_dir.name!r} version(s) {stale} predate raw-text serving "
+                          "(no text.py); export the model again")
     from tritonclient.grpc import model_config_pb2
 
-    new = text_format.Parse(pbtxt, model_config_pb2.ModelConfig())
-    new.version_policy.CopyFrom(old.version_policy)
-    return text_format.MessageToString(new)
+    new = model_config_pb2.ModelConfig()
+    new.CopyFrom(config)
+    if text_input not in {t.name for t in new.input}:
+        new.input.append(model_config_pb2.ModelInput(
+            name=text_input, data_type=model_config_pb2.TYPE_STRING, dims=[1]))
+    for tensor in new.input:
+        tensor.optional = True
+    settings = {"text_input": text_input, "tokenizer_file": "tokenizer.json", "max_length": str(max_length),
+                "max_chars": str(max_chars), "pad_token": pad_token or ""}
+    for key, value in settings.items():
+        new.parameters[key].string_value = value
+    try:
+        atomic_write_bytes(model_dir / "tokenizer.json", Path(tokenizer_json).read_bytes())
+        atomic_write_text(model_dir / "config.pbtxt", text_format.MessageToString(new))
+    except OSError as exc:
+        raise RepositoryNotWritable(f"cannot write {model_dir}: {exc}") from exc
+    return model_dir / "config.pbtxt"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``path`` so that a reader sees the old file or the new one, never a part."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` so that a reader sees the old file or the new one, never a part."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -130,13 +220,13 @@ def write_config(repo: Path, config: ModelConfig) -> Path:
     old = read_config(model_dir)
     if old is None or not existing_versions(model_dir):
         raise InvalidSpec(f"model {config.name!r} has no exported version in {repo}; export it first")
-    proto = config.to_proto()
-    if _io_signature(old) != _io_signature(proto):
+    pbtxt = _keep_pins(config.to_pbtxt(), old)
+    if _io_signature(old) != _io_signature(_parse_pbtxt(pbtxt)):
         raise InvalidSpec(f"a serving change cannot change {config.name!r}'s inputs/outputs; export a "
                           "new version instead")
     path = model_dir / "config.pbtxt"
     try:
-        atomic_write_text(path, _keep_pins(config.to_pbtxt(), old))
+        atomic_write_text(path, pbtxt)
     except OSError as exc:
         raise RepositoryNotWritable(f"cannot rewrite {path}: {exc}") from exc
     return path
@@ -199,14 +289,13 @@ def write_version(
     if version in versions:
         raise InvalidSpec(f"{model_dir / str(version)} already exists; omit --version to take "
                           f"the next free one ({versions[-1] + 1})")
-    proto = config.to_proto()
     old = read_config(model_dir)
-    if old is not None and _io_signature(old) != _io_signature(proto):
+    pbtxt = _keep_pins(config.to_pbtxt(), old)
+    if old is not None and _io_signature(old) != _io_signature(_parse_pbtxt(pbtxt)):
         raise InvalidSpec(
             f"model {config.name!r} already has versions {versions} with other inputs/outputs; "
             "a new version must keep them (export under another --name)"
         )
-    pbtxt = _keep_pins(config.to_pbtxt(), old)
     staging_parent = model_dir if model_dir.is_dir() else repo
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{config.name}-", dir=staging_parent))

@@ -5,14 +5,16 @@ the same source and settings is kept (``force=True`` re-exports)."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+from converters.repository import serve_text
 from ensembles.exports import CLASSIFIER, ENCODER
 from ensembles.pipelines import digit_steps, text_steps
-from ensembles.writer import write_ensemble, write_python_step
+from ensembles.writer import write_ensemble
 
 MAX_LENGTH = 256  # MiniLM's sentence-transformers max_seq_length
 
@@ -28,18 +30,22 @@ class BuildReport:
     seconds: float = 0.0
 
 
+# Python steps earlier builds wrote in front of and behind the models, which now do that work
+# themselves; a rebuild removes them so that a server does not keep loading them.
+RETIRED_STEPS = ("minilm_tokenizer", "digits_preprocess", "digits_postprocess")
+
+
 def assemble(repository: Path, *, encoder: str = ENCODER, classifier: str = CLASSIFIER,
              tokenizer_file: Path | None = None) -> list[str]:
-    """Write the tokenizer, digits pre/post-processing and both ensembles around the models."""
-    tokenizer, embed = text_steps(encoder, MAX_LENGTH)
-    preprocess, postprocess, classify = digit_steps(classifier)
-    write_python_step(repository, tokenizer,
-                      {"tokenizer.json": tokenizer_file or minilm_tokenizer_file()})
-    write_python_step(repository, preprocess)
-    write_python_step(repository, postprocess)
+    """Let MiniLM take text, and write both ensembles around the models."""
+    serve_text(repository / encoder, tokenizer_file or minilm_tokenizer_file(), max_length=MAX_LENGTH)
+    embed = text_steps(encoder, MAX_LENGTH)
+    classify = digit_steps(classifier)
     write_ensemble(repository, embed)
     write_ensemble(repository, classify)
-    return [tokenizer.name, preprocess.name, postprocess.name, embed.name, classify.name]
+    for name in RETIRED_STEPS:
+        shutil.rmtree(repository / name, ignore_errors=True)
+    return [f"{encoder} (takes TEXT)", embed.name, classify.name]
 
 
 def build(repository: Path, *, force: bool = False,

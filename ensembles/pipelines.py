@@ -3,9 +3,13 @@
 Configs go through ``tritonclient.grpc.model_config_pb2.ModelConfig`` (``json_format.ParseDict``),
 so the real schema checks every field; ``text_format`` writes them.
 
-Batching choices (measured with ``python -m ensembles bench``, see README):
-* Python steps get one instance each and a short queue delay: their work is microseconds per
-  request, so one instance keeps up, and batching amortises the stub's per-call IPC.
+The demo's two pipelines are one step each: MiniLM tokenizes its own text and the digits
+classifier's graph scales its pixels and computes its softmax, so each request crosses one
+Python-backend stub, not three (README, "Pipelines served vs in process").
+
+Batching choices for the Python steps ``python -m ensembles add`` writes (tokenizer, labels):
+* one instance each and a short queue delay: their work is microseconds per request, so one
+  instance keeps up, and batching amortises the stub's per-call IPC.
 * the tokenizer batches up to 64 texts: encode_batch is one Rust call, parallel inside.
 """
 
@@ -19,7 +23,6 @@ from tritonclient.grpc import model_config_pb2
 
 from converters.triton_config import DynamicBatching
 from demo import contract
-from ensembles.processing.digits import LABELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,14 +163,13 @@ def to_pbtxt(config: model_config_pb2.ModelConfig) -> str:
 # -- the demo pipelines ----------------------------------------------------------------------
 EMBED_MAX_BATCH = 64
 DIGITS_MAX_BATCH = 256
-# The digits steps take microseconds a request: a short wait is enough to form a batch.
-DIGITS_BATCHING = DynamicBatching(max_queue_delay_us=200)
 # Overload is shed by the exported model of each pipeline (its bounded queue, ensembles.exports),
 # not by these Python steps: they cost ~1 ms a batch, and any queue policy turns off Triton's
 # payload prefetching, after which a step whose queue fills while its instance is busy can sleep
 # 500 ms before the batcher looks again (seen as 500 ms queue waits in Triton's trace during the
 # spike campaign; README, Reliability).
 TOKEN_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+LABELS = tuple(str(d) for d in range(contract.DIGIT_CLASSES))
 LABELS_FILE = "labels.txt"
 LABELS_TEXT = "\n".join(LABELS) + "\n"
 TEXT_TASKS = ("feature-extraction", "text-classification", "rerank")
@@ -195,6 +197,9 @@ class TextModel:
     max_length: int  # tokens, the tokenizer truncates there
     pad_token: str | None = None  # None: the tokenizer file's own
     labels: tuple[str, ...] = ()  # text-classification: index -> name
+    # The model tokenizes TEXT in its own runner (converters.repository.serve_text): the
+    # pipeline has no tokenizer step.
+    takes_text: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TEXT_TASKS:
@@ -208,6 +213,9 @@ class TextModel:
         if self.task == "text-classification" and len(self.labels) != self.output_dims[-1]:
             raise ValueError(f"model {self.name} has {self.output_dims[-1]} logits but "
                              f"{len(self.labels)} label names")
+        if self.takes_text and self.task == "rerank":
+            raise ValueError(f"model {self.name}: a reranker reads (QUERY, TEXT) pairs, which only the "
+                             "tokenizer step encodes; serve it with one")
         if self.task == "rerank" and self.output_dims != (1,):
             raise ValueError(f"model {self.name} outputs {list(self.output_dims)} values per row; "
                              "a reranker (cross-encoder) outputs one score")
@@ -237,13 +245,15 @@ def text_pipeline(ensemble: str, model: TextModel) -> tuple[tuple[PythonStep, ..
     steps = [Step(tokenizer.name, {t.name: t.name for t in inputs}, {t.name: t.name for t in tokens}),
              Step(model.name, {t.name: t.name for t in tokens}, {})]
     python_steps: tuple[PythonStep, ...] = (tokenizer,)
+    if model.takes_text:
+        steps, python_steps = [Step(model.name, {"TEXT": "TEXT"}, {})], ()
     files: dict[str, str] = {}
     if model.task == "feature-extraction":
         outputs: tuple[TensorSpec, ...] = (TensorSpec("EMBEDDING", "TYPE_FP32", model.output_dims),)
-        steps[1] = dataclasses.replace(steps[1], output_map={model.output: "EMBEDDING"})
+        steps[-1] = dataclasses.replace(steps[-1], output_map={model.output: "EMBEDDING"})
     elif pair:
         outputs = (TensorSpec("SCORE", "TYPE_FP32", (1,)),)
-        steps[1] = dataclasses.replace(steps[1], output_map={model.output: "SCORE"})
+        steps[-1] = dataclasses.replace(steps[-1], output_map={model.output: "SCORE"})
     else:
         labels_text = "\n".join(model.labels) + "\n"
         outputs = (TensorSpec("LABEL", "TYPE_STRING", (1,)),
@@ -251,7 +261,7 @@ def text_pipeline(ensemble: str, model: TextModel) -> tuple[tuple[PythonStep, ..
         post = PythonStep(name=f"{model.name}_labels", adapter="text_labels",
                           inputs=(TensorSpec("logits", "TYPE_FP32", model.output_dims),), outputs=outputs,
                           max_batch_size=model.max_batch_size, files={LABELS_FILE: labels_text})
-        steps[1] = dataclasses.replace(steps[1], output_map={model.output: "logits"})
+        steps[-1] = dataclasses.replace(steps[-1], output_map={model.output: "logits"})
         steps.append(Step(post.name, {"logits": "logits"},
                           {"LABEL": "LABEL", "PROBABILITIES": "PROBABILITIES"}))
         python_steps += (post,)
@@ -260,39 +270,31 @@ def text_pipeline(ensemble: str, model: TextModel) -> tuple[tuple[PythonStep, ..
                                   max_batch_size=model.max_batch_size, files=files)
 
 
-def text_steps(encoder: str, max_length: int) -> tuple[PythonStep, Ensemble]:
-    """The demo's embed pipeline over MiniLM (demo.contract), through the general text pipeline."""
-    (tokenizer,), embed = text_pipeline(contract.EMBED, TextModel(
+def text_steps(encoder: str, max_length: int) -> Ensemble:
+    """The demo's embed pipeline over MiniLM (demo.contract), through the general text pipeline:
+    one step, MiniLM tokenizing TEXT in its own runner (``converters.repository.serve_text``).
+    Measured on AMD Zen 5 (``python -m loadtest bench-pipelines``, see README): the tokenizer
+    step in front cost a Python-backend hop a request, and a request refused at MiniLM's full
+    queue had been tokenized first."""
+    _, embed = text_pipeline(contract.EMBED, TextModel(
         name=encoder, task="feature-extraction", inputs=TOKEN_NAMES, output="embedding",
         output_dims=contract.PIPELINES[0].outputs[0].dims, max_batch_size=EMBED_MAX_BATCH,
-        max_length=max_length))
-    return tokenizer, embed
+        max_length=max_length, takes_text=True))
+    return embed
 
 
-def digit_steps(classifier: str) -> tuple[PythonStep, PythonStep, Ensemble]:
+def digit_steps(classifier: str) -> Ensemble:
+    """``classify_digit``: one step, the exported classifier, whose graph scales the pixels and
+    computes the softmax and the label itself (``converters.sources.digits.DigitsClassifier``)
+    and whose runner refuses pixels outside 0..16. The ensemble keeps the pipeline's public
+    name and contract, the response cache, and a step a rollout's router can take over."""
     label, probabilities = _specs(contract.PIPELINES[1].outputs,
                                   label_filename={"PROBABILITIES": LABELS_FILE})
-    preprocess = PythonStep(
-        name="digits_preprocess", adapter="digits_preprocess",
-        inputs=_specs(contract.PIPELINES[1].inputs),
-        outputs=(TensorSpec("image", "TYPE_FP32", (1, *contract.DIGIT_SHAPE)),),
-        max_batch_size=DIGITS_MAX_BATCH, batching=DIGITS_BATCHING,
-    )
-    postprocess = PythonStep(
-        name="digits_postprocess", adapter="digits_postprocess",
-        inputs=(TensorSpec("logits", "TYPE_FP32", (10,)),), outputs=(label, probabilities),
-        max_batch_size=DIGITS_MAX_BATCH, batching=DIGITS_BATCHING, files={LABELS_FILE: LABELS_TEXT},
-    )
-    ensemble = Ensemble(
+    return Ensemble(
         name=contract.CLASSIFY, max_batch_size=DIGITS_MAX_BATCH,
         inputs=_specs(contract.PIPELINES[1].inputs),
         outputs=(label, probabilities),
-        steps=(
-            Step(preprocess.name, {"IMAGE": "IMAGE"}, {"image": "image"}),
-            Step(classifier, {"image": "image"}, {"logits": "logits"}),
-            Step(postprocess.name, {"logits": "logits"},
-                 {"LABEL": "LABEL", "PROBABILITIES": "PROBABILITIES"}),
-        ),
+        steps=(Step(classifier, {"image": "IMAGE"},
+                    {"label": "LABEL", "probabilities": "PROBABILITIES"}),),
         files={LABELS_FILE: LABELS_TEXT},
     )
-    return preprocess, postprocess, ensemble

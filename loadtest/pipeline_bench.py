@@ -1,8 +1,9 @@
 """Served throughput of each pipeline next to its model's in-process ONNX Runtime limit.
 
-    python -m loadtest bench-pipelines [--model-repository model_repository]
+    python -m loadtest bench-pipelines [--model-repository model_repository] [--text-length long]
 
-For ``embed`` and ``classify_digit``:
+For ``embed`` (the same sentences both sides: ``--text-length`` short, ~16 tokens, or long,
+~35) and ``classify_digit``:
 * served: Triton's ``perf_analyzer`` (C++, ~0.7 core at 6,000 RPS, so the client eats little of
   the server's two cores) over a sweep of concurrency levels; the best level is reported;
 * in process: the same ONNX file in ONNX Runtime with the served layout (one session per
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,8 @@ import numpy as np
 from loadtest import campaign as campaigns
 from loadtest import crosscheck, metrics
 
-STEPS = {"embed": ("embed", "minilm_tokenizer", "minilm"),
-         "classify_digit": ("classify_digit", "digits_preprocess", "digits_cnn", "digits_postprocess")}
+STEPS = {"embed": ("embed", "minilm"),
+         "classify_digit": ("classify_digit", "digits_cnn")}
 _TIMES = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
@@ -85,13 +87,27 @@ def _rows_per_s(sessions: list, feeds: list[dict[str, np.ndarray]], seconds: flo
     return total / (time.perf_counter() - start)
 
 
-def _text_feeds(batch: int) -> tuple[list[dict[str, np.ndarray]], list[dict[str, Any]]]:
-    """Batches of evaluation texts for ORT, and the same texts pre-tokenized for perf_analyzer."""
+TEXT_LENGTHS = ("short", "long")
+
+
+def bench_texts(length: str) -> list[str]:
+    """The sentences both sides run: the evaluation sentences (short: ~16 MiniLM tokens, a search
+    query or a chat turn) or each joined to another (long: ~35 tokens)."""
     from demo.data import text_corpus
+
+    texts = [t for t in text_corpus().evaluation if t]
+    if length == "short":
+        return texts
+    return [f"{t} {texts[(i * 7919 + 1) % len(texts)]}" for i, t in enumerate(texts)]
+
+
+def _text_feeds(batch: int, texts: list[str]
+                ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, Any]], float]:
+    """Batches of ``texts`` tokenized for ORT, the same texts pre-tokenized one per request for
+    perf_analyzer, and their mean length in tokens."""
     from ensembles.build import MAX_LENGTH, minilm_tokenizer_file
     from ensembles.processing.text import encode, load_tokenizer
 
-    texts = text_corpus().evaluation
     tokenizer = load_tokenizer(minilm_tokenizer_file(), MAX_LENGTH)
     feeds = []
     for i in range(0, len(texts) - batch + 1, batch):
@@ -103,27 +119,32 @@ def _text_feeds(batch: int) -> tuple[list[dict[str, np.ndarray]], list[dict[str,
         enc = encode(tokenizer, [text])
         single.append({name: {"content": getattr(enc, name)[0].tolist(), "shape": [enc.input_ids.shape[1]]}
                        for name in ("input_ids", "attention_mask", "token_type_ids")})
-    return feeds, single
+    tokens = float(np.mean([f["attention_mask"].sum(axis=1).mean() for f in feeds]))
+    return feeds, single, tokens
 
 
 def _digit_feeds(batch: int) -> list[dict[str, np.ndarray]]:
     from demo.data import digits_split
-    x = np.asarray(digits_split().x_test, dtype=np.float32)
+    x = np.asarray(digits_split().x_test_raw, dtype=np.float32)  # the served graph scales its input
     return [{"image": x[i:i + batch]} for i in range(0, len(x) - batch + 1, batch)]
 
 
 def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
           concurrencies: tuple[int, ...], duration_s: float,
-          pipelines: tuple[str, ...] = ("embed", "classify_digit")) -> list[dict[str, Any]]:
+          pipelines: tuple[str, ...] = ("embed", "classify_digit"),
+          text_length: str = "short") -> list[dict[str, Any]]:
     results = []
     models = {"embed": "minilm", "classify_digit": "digits_cnn"}
+    texts = bench_texts(text_length)
     for pipeline, model in ((p, models[p]) for p in pipelines):
         traffic = campaigns.Traffic(model=pipeline, pipeline=pipeline, pool=64)
+        data = ({"data": [{"TEXT": {"content": [t], "shape": [1]}} for t in texts[:64]]}
+                if pipeline == "embed" else None)
         sweep = []
         for c in concurrencies:
             before = metrics.scrape(metrics_url)
             r = crosscheck.run(traffic, grpc_url, out / f"{pipeline}-c{c}", rate=None, concurrency=c,
-                               duration_s=duration_s)
+                               duration_s=duration_s, data_json=data)
             rows = metrics.model_deltas(metrics.scrape(metrics_url), before, duration_s)
             r["avg_batch"] = round(rows.get(model, {}).get("avg_batch", 0.0), 1)
             r["us_per_request"] = _breakdown(rows, STEPS[pipeline])
@@ -135,8 +156,9 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
         instances, threads = _layout(repository, model)
         batch = max(1, round(best["avg_batch"]))
         sessions = [_session(repository, model, threads) for _ in range(instances)]
+        tokens = None
         if pipeline == "embed":
-            feeds, single = _text_feeds(batch)
+            feeds, single, tokens = _text_feeds(batch, texts)
             direct = crosscheck.run(campaigns.Traffic(model=model), grpc_url, out / "minilm-direct",
                                     rate=None, concurrency=best["concurrency"], duration_s=duration_s,
                                     data_json={"data": single})
@@ -147,6 +169,8 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
                "best": best, "sweep": sweep,
                "in_process_batch": batch, "in_process_rows_per_s": round(in_process, 1),
                "ratio": round(best["rps"] / in_process, 3)}
+        if tokens is not None:
+            row["text_length"], row["mean_tokens"] = text_length, round(tokens, 1)
         if direct:
             row["direct_model_rps"] = direct["rps"]
             row["direct_model_p50_ms"] = direct["p50_ms"]
@@ -156,7 +180,8 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from server import ServerConfig, TritonServer
+    from loadtest.errors import LoadTestError
+    from server import ServerConfig, ServerError, TritonServer
 
     parser = argparse.ArgumentParser(prog="python -m loadtest bench-pipelines", description=__doc__)
     parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
@@ -164,13 +189,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated perf_analyzer concurrency levels (default: %(default)s)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement window")
     parser.add_argument("--pipelines", default="embed,classify_digit", help="default: %(default)s")
+    parser.add_argument("--text-length", choices=TEXT_LENGTHS, default="short",
+                        help="embed's sentences: short (~16 tokens, the evaluation sentences) or long "
+                             "(~35 tokens, two joined); default: %(default)s")
     parser.add_argument("--report-dir", type=Path, default=Path("reports/pipeline-bench"))
     args = parser.parse_args(argv)
     levels = tuple(int(c) for c in args.concurrency.split(","))
     config = ServerConfig(model_repository=args.model_repository, http_port=0, grpc_port=0, metrics_port=0)
-    with TritonServer(config) as server:
-        results = bench(server.grpc_url, server.metrics_url, args.model_repository, args.report_dir,
-                        levels, args.duration, tuple(args.pipelines.split(",")))
+    try:
+        with TritonServer(config) as server:
+            results = bench(server.grpc_url, server.metrics_url, args.model_repository, args.report_dir,
+                            levels, args.duration, tuple(args.pipelines.split(",")), args.text_length)
+    except (LoadTestError, ServerError) as exc:  # e.g. perf_analyzer could not settle: one line
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+        cause = next((line for line in lines[1:] if "error" in line.lower()),
+                     lines[-1] if len(lines) > 1 else "")
+        hint = " (perf_analyzer: rerun it, or lower --concurrency)" if isinstance(exc, LoadTestError) else ""
+        print(f"{type(exc).__name__}: {lines[0]} {cause}".rstrip() + hint, file=sys.stderr)
+        return 3
     args.report_dir.mkdir(parents=True, exist_ok=True)
     (args.report_dir / "pipeline-bench.json").write_text(json.dumps(results, indent=2, default=str))
     print("\n| pipeline | served rps (concurrency, p99) | in-process rows/s (batch, sessions x threads) "
@@ -178,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     for r in results:
         b = r["best"]
-        print(f"| {r['pipeline']} | {b['rps']:.0f} (c={b['concurrency']}, p99 {b['p99_ms']:.0f} ms) | "
+        name = f"{r['pipeline']} ({r['mean_tokens']:g} tokens)" if "mean_tokens" in r else r["pipeline"]
+        print(f"| {name} | {b['rps']:.0f} (c={b['concurrency']}, p99 {b['p99_ms']:.0f} ms) | "
               f"{r['in_process_rows_per_s']:.0f} (b={r['in_process_batch']}, "
               f"{r['instances']} x {r['threads']}) | "
               f"{r['ratio']:.0%} |")

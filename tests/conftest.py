@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -64,6 +65,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 _SESSION_START = time.time()
 _SERVER_PROCESSES = ("tritonserver", "triton_python_backend_stub")
+# Every process the tests start inherits this, stubs orphaned by a killed Triton too: the leak
+# check then ends only this session's servers, never a benchmark's running beside the suite.
+_SESSION_MARK = "TRITON_STACK_TEST_SESSION"
+os.environ[_SESSION_MARK] = str(os.getpid())
 
 
 def _left_running() -> list[tuple[int, str]]:
@@ -76,7 +81,12 @@ def _left_running() -> list[tuple[int, str]]:
         name = info["name"] or ""
         ours = name == _SERVER_PROCESSES[0] or name.startswith(_SERVER_PROCESSES[1][:15])  # comm: 15 chars
         if ours and info["create_time"] >= _SESSION_START - 1 and info["status"] != psutil.STATUS_ZOMBIE:
-            left.append((info["pid"], name))
+            try:
+                mine = proc.environ().get(_SESSION_MARK) == str(os.getpid())
+            except psutil.Error:  # ended meanwhile, or not ours to read
+                continue
+            if mine:
+                left.append((info["pid"], name))
     return left
 
 

@@ -26,7 +26,9 @@ Config ``parameters`` (all optional, string values):
 * ``max_padding_fraction``: the most of a run's tensor volume that may be padding before the
   batch is cut into another run (default 0.25; 1 = always one run);
 * ``value_ranges``: ``input:low:high,...``, integer inputs must lie in ``[low, high)`` (token
-  ids below the vocabulary size; a negative id would silently read another embedding row);
+  ids below the vocabulary size; a negative id would silently read another embedding row),
+  floating-point inputs in ``[low, high]`` and finite (pixels on the scale the model was
+  trained on: a graph that scales its own input cannot tell 0..255 from 0..16);
 * ``axis_limits``: ``axis:longest,...``, e.g. ``sequence_length:512`` (the position embeddings);
 * ``execution_providers``: comma list in priority order, e.g.
   ``TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider``; providers this
@@ -66,6 +68,7 @@ import functools
 import importlib.util
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -86,7 +89,12 @@ TRITON_TO_NUMPY = {
 
 
 class BadRequest(ValueError):
-    """One request cannot run; its message is returned to that client only."""
+    """One request cannot run; its message is returned to that client only, and ``reason`` is
+    counted in ``triton_stack_data_quality_total{model, reason}``."""
+
+    def __init__(self, message: str, reason: str = "invalid"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -127,7 +135,7 @@ def onnx_axes(shape: Sequence[object], dims: Sequence[int]) -> tuple[int | str, 
 class Limits:
     """What a request may hold beyond its shape: value ranges per input, longest named axes."""
 
-    value_ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    value_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     axis_limits: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -135,7 +143,7 @@ class Limits:
         ranges, axes = {}, {}
         for item in filter(None, params.get("value_ranges", "").split(",")):
             name, low, high = item.rsplit(":", 2)
-            ranges[name] = (int(low), int(high))
+            ranges[name] = (float(low), float(high))
         for item in filter(None, params.get("axis_limits", "").split(",")):
             name, longest = item.rsplit(":", 1)
             axes[name] = int(longest)
@@ -155,51 +163,67 @@ def check_request(arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorInfo]
     owners: dict[str, str] = {}
     for info in inputs:
         if info.name not in arrays:
-            raise BadRequest(f"input '{info.name}' is missing")
+            raise BadRequest(f"input '{info.name}' is missing", "missing")
         array = arrays[info.name]
         if array.dtype != info.dtype:
-            raise BadRequest(f"input '{info.name}' has dtype {array.dtype}, expected {info.dtype}")
+            raise BadRequest(f"input '{info.name}' has dtype {array.dtype}, expected {info.dtype}",
+                             "bad_dtype")
         if array.ndim != len(info.axes) + 1:
             raise BadRequest(
                 f"input '{info.name}' has shape {list(array.shape)}, expected rank {len(info.axes) + 1}"
-                f" [batch, {', '.join(map(str, info.axes))}]"
+                f" [batch, {', '.join(map(str, info.axes))}]", "bad_shape"
             )
         for axis_name, size in zip(("batch", *info.axes), array.shape, strict=True):
             if isinstance(axis_name, int):
                 if size != axis_name:
                     raise BadRequest(
                         f"input '{info.name}' has shape {list(array.shape)}, fixed dims must be "
-                        f"{list(info.axes)}"
+                        f"{list(info.axes)}", "bad_shape"
                     )
                 continue
             if axis_name in sizes and sizes[axis_name] != size:
                 raise BadRequest(
                     f"inputs '{owners[axis_name]}' and '{info.name}' disagree on '{axis_name}': "
-                    f"{sizes[axis_name]} vs {size}"
+                    f"{sizes[axis_name]} vs {size}", "bad_shape"
                 )
             sizes.setdefault(axis_name, size)
             owners.setdefault(axis_name, info.name)
     if sizes.get("batch", 0) < 1:
-        raise BadRequest("empty request: batch size must be at least 1")
+        raise BadRequest("empty request: batch size must be at least 1", "empty")
     empty = [k for k, v in sizes.items() if k != "batch" and v < 1]
     if empty:
         raise BadRequest(f"'{empty[0]}' has length 0 in input '{owners[empty[0]]}'; send at least one "
-                         "element")
+                         "element", "empty")
     limits = limits or Limits()
     for axis, longest in limits.axis_limits.items():
         if sizes.get(axis, 0) > longest:
             raise BadRequest(f"'{axis}' is {sizes[axis]} in input '{owners[axis]}', longer than this model "
-                             f"takes ({longest}); truncate it")
+                             f"takes ({longest}); truncate it", "too_long")
     for name, (low, high) in limits.value_ranges.items():
         array = arrays.get(name)
         if array is None or not array.size:
             continue
+        if array.dtype.kind == "f":
+            _check_float_range(name, array, low, high)
+            continue
         lowest, highest = int(array.min()), int(array.max())
         if lowest < low or highest >= high:
             bad = lowest if lowest < low else highest
-            raise BadRequest(f"input '{name}' holds {bad}, outside {low}..{high - 1} (for token ids: the "
-                             "model's vocabulary); tokenize with this model's tokenizer")
+            raise BadRequest(f"input '{name}' holds {bad}, outside {int(low)}..{int(high) - 1} (for token "
+                             "ids: the model's vocabulary); tokenize with this model's tokenizer",
+                             "out_of_range")
     return sizes
+
+
+def _check_float_range(name: str, array: np.ndarray, low: float, high: float) -> None:
+    if not np.isfinite(array).all():
+        raise BadRequest(f"input '{name}' contains NaN or Inf; send finite values in {low:g}..{high:g}",
+                         "not_finite")
+    lowest, highest = float(array.min()), float(array.max())
+    if lowest < low or highest > high:
+        raise BadRequest(f"input '{name}' holds {lowest:g}..{highest:g}, outside {low:g}..{high:g}, the "
+                         f"scale this model was trained on; rescale the input to {low:g}..{high:g}",
+                         "out_of_range")
 
 
 def pad_to(array: np.ndarray, shape: Sequence[int], value: int | float = 0) -> np.ndarray:
@@ -489,6 +513,7 @@ def load_sibling(folder: str, module: str):
         return None
     spec = importlib.util.spec_from_file_location(f"triton_stack_{module}_{abs(hash(folder))}", path)
     loaded = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = loaded  # type: ignore[union-attr]  # dataclasses look their module up there
     spec.loader.exec_module(loaded)  # type: ignore[union-attr]
     return loaded
 
@@ -565,6 +590,66 @@ def drift_metrics(folder: str, params: Mapping[str, str], model: str, version: s
     return DriftMetrics(drift.DriftWindow(profile), model, version, sample_s=sample_ms / 1000)
 
 
+class RefusalCounter:
+    """Requests refused as invalid, per reason, on Triton's /metrics:
+    ``triton_stack_data_quality_total{model, reason}``, the series the Python steps that see raw
+    input count in (a series appears with its first refusal)."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.family = pb_utils.MetricFamily(
+            name="triton_stack_data_quality_total", kind=pb_utils.MetricFamily.COUNTER,
+            description="inputs refused (empty, too_long, out_of_range, ...) or repaired (truncated), "
+                        "per reason")
+        self.counters: dict[str, object] = {}
+
+    def count(self, reason: str, n: int = 1) -> None:
+        if n <= 0:
+            return
+        counter = self.counters.get(reason)
+        if counter is None:
+            counter = self.counters[reason] = self.family.Metric(
+                labels={"model": self.model, "reason": reason})
+        counter.increment(n)  # type: ignore[attr-defined]
+
+
+class TextFront:
+    """Raw text in, the graph's token inputs out, in the model's own process.
+
+    A model whose config has the ``text_input`` parameter takes that BYTES input (one text per
+    row) and tokenizes it here with ``tokenizer_file`` (in the model folder, beside
+    config.pbtxt), instead of behind a separate tokenizer model in an ensemble. That saves the
+    tokenizer's Python-backend hop and the token tensors' trip through Triton, and a request
+    refused at this model's full queue has cost no tokenizer work. All texts of a dynamic
+    batch are encoded in one call; token inputs are still taken from callers that send them.
+    The tokenizing code is ``text.py`` beside this file (:mod:`converters.runtime.text`)."""
+
+    def __init__(self, text, model_folder: str, params: Mapping[str, str], token_inputs: Sequence[str]):
+        self.text = text
+        self.name = params["text_input"]
+        path = os.path.join(model_folder, params.get("tokenizer_file") or "tokenizer.json")
+        self.tokenizer = text.load_tokenizer(path, int(params["max_length"]), params.get("pad_token") or None)
+        self.max_chars = int(params.get("max_chars") or text.DEFAULT_MAX_CHARS)
+        self.token_inputs = list(token_inputs)
+
+    def decode(self, raw: np.ndarray) -> list[str]:
+        try:
+            return self.text.decode_texts(raw.reshape(-1), self.max_chars)
+        except self.text.InvalidInput as exc:
+            raise BadRequest(str(exc).replace("TEXT[", f"{self.name}["), exc.reason) from None
+
+    def encode(self, requests: Sequence[list[str]]) -> tuple[list[dict[str, np.ndarray]], int]:
+        """Per request, its token arrays (padded to its own longest text); and the rows cut at
+        the maximum length."""
+        encoded = self.text.encode(self.tokenizer, [t for texts in requests for t in texts])
+        arrays, start = [], 0
+        for texts in requests:
+            part = self.text.trim(encoded, start, start + len(texts))
+            start += len(texts)
+            arrays.append({name: getattr(part, name) for name in self.token_inputs})
+        return arrays, encoded.truncated
+
+
 def shadow_candidate(model_folder: str, version: int) -> bool:
     """Whether ``python -m rollout shadow`` loads this version only to receive copies of the
     traffic (``rollout.json`` beside the versions: mode "shadow", this version the candidate)."""
@@ -618,8 +703,20 @@ class TritonPythonModel:
         self.inputs = [
             TensorInfo(c["name"], np.dtype(TRITON_TO_NUMPY[c["data_type"]]),
                        onnx_axes(onnx_inputs[c["name"]], [int(d) for d in c["dims"]]))
-            for c in config["input"]
+            for c in config["input"] if c["name"] in onnx_inputs
         ]
+        self.text = None
+        if params.get("text_input"):
+            # Rust's thread pool for a batch of a few short texts costs more CPU than it saves
+            # (AMD Zen 5, 3 texts of 16 tokens: 72 us a row with it, 30 without), and every
+            # instance would start its own on the cores ORT computes on.
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            text = load_sibling(folder, "text")
+            if text is None:
+                raise pb_utils.TritonModelException(
+                    f"{args['model_name']}: config takes text ({params['text_input']}) but text.py is "
+                    "missing beside model.py; export the version again")
+            self.text = TextFront(text, args["model_repository"], params, [i.name for i in self.inputs])
         self.outputs = [
             TensorInfo(c["name"], np.dtype(TRITON_TO_NUMPY[c["data_type"]]),
                        onnx_axes(onnx_outputs[c["name"]], [int(d) for d in c["dims"]]))
@@ -629,27 +726,37 @@ class TritonPythonModel:
         self.max_padding = float(params.get("max_padding_fraction", "0.25") or 0.25)
         self.limits = Limits.from_parameters(params)
         self.drift = drift_metrics(folder, params, args["model_name"], args["model_version"])
+        self.quality = RefusalCounter(args["model_name"])
 
     def execute(self, requests: list) -> list:
         responses: list = [None] * len(requests)
         good: list[int] = []
         batches: list[dict[str, np.ndarray]] = []
         sizes: list[dict[str, int]] = []
+        texts: list[tuple[int, list[str]]] = []
         for i, request in enumerate(requests):
             try:
+                if self.text is not None:
+                    raw = pb_utils.get_input_tensor_by_name(request, self.text.name)
+                    if raw is not None:
+                        texts.append((i, self.text.decode(raw.as_numpy())))
+                        continue
                 arrays = {}
                 for info in self.inputs:
                     tensor = pb_utils.get_input_tensor_by_name(request, info.name)
                     if tensor is None:
-                        raise BadRequest(f"input '{info.name}' is missing")
+                        raise BadRequest(f"input '{info.name}' is missing", "missing")
                     arrays[info.name] = tensor.as_numpy()
                 sizes.append(check_request(arrays, self.inputs, self.limits))
             except BadRequest as exc:
                 responses[i] = pb_utils.InferenceResponse(
                     error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
+                self.quality.count(exc.reason)
                 continue
             good.append(i)
             batches.append(arrays)
+        if texts:
+            self._tokenize(texts, responses, good, batches, sizes)
         for run in plan_runs(sizes, self.max_padding) if good else []:
             feed = concat_padded([batches[j] for j in run], self.inputs)
             try:
@@ -664,6 +771,22 @@ class TritonPythonModel:
                 tensors = [pb_utils.Tensor(name, outputs[name]) for name in self.output_names]
                 responses[good[j]] = pb_utils.InferenceResponse(output_tensors=tensors)
         return responses
+
+    def _tokenize(self, texts: list[tuple[int, list[str]]], responses: list, good: list[int],
+                  batches: list[dict[str, np.ndarray]], sizes: list[dict[str, int]]) -> None:
+        """The text requests' token arrays joined to the batch, checked like sent tokens."""
+        encoded, truncated = self.text.encode([rows for _, rows in texts])
+        self.quality.count("truncated", truncated)
+        for (i, _), arrays in zip(texts, encoded, strict=True):
+            try:
+                sizes.append(check_request(arrays, self.inputs, self.limits))
+            except BadRequest as exc:
+                responses[i] = pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
+                self.quality.count(exc.reason)
+                continue
+            good.append(i)
+            batches.append(arrays)
 
     def finalize(self) -> None:
         if self.drift is not None and self.drift.timer is not None:

@@ -3,6 +3,10 @@
 All texts of all requests in a dynamic batch are encoded in one ``encode_batch`` call, padded
 to the longest text of that batch (never to a fixed 128: MiniLM's tokenizer.json ships with
 fixed padding, which is reset here) and truncated to the model's maximum length.
+
+Used in two places: the python-ort runner of a model that takes raw text (copied beside it as
+``text.py``, like ``drift.py``; it needs only numpy and ``tokenizers``), and the ensembles'
+tokenizer step (``ensembles.processing.text``).
 """
 
 from __future__ import annotations
@@ -14,9 +18,19 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from ensembles.processing.errors import InvalidInput
-
 DEFAULT_MAX_CHARS = 20_000  # far beyond 256 tokens: longer is a client bug, not a sentence
+
+
+class InvalidInput(ValueError):
+    """A request's input cannot be processed; the message tells the caller what to fix.
+
+    ``reason`` is a short label for the data-quality counter on Triton's /metrics
+    (``triton_stack_data_quality_total{model, reason}``): empty, too_long, out_of_range ...
+    """
+
+    def __init__(self, message: str, reason: str = "invalid"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclasses.dataclass(frozen=True)

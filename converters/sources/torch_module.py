@@ -50,6 +50,9 @@ class TensorSpec:
         dtype: numpy dtype name: float32, float16, int64, int32 or bool.
         low: Lower bound of random example values (inclusive).
         high: Upper bound of random example values (exclusive for integers).
+        valid_range: ``(lowest, highest)`` values the model accepts, both inclusive; the
+            python-ort runner refuses a request holding anything else (or NaN / Inf) with
+            INVALID_ARGUMENT. None: any value.
     """
 
     name: str
@@ -57,6 +60,7 @@ class TensorSpec:
     dtype: str = "float32"
     low: float = 0.0
     high: float = 1.0
+    valid_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -72,6 +76,8 @@ class TensorSpec:
             raise ValueError(f"input {self.name!r}: dtype {self.dtype!r} not in {sorted(_DTYPES)}")
         if self.high <= self.low:
             raise ValueError(f"input {self.name!r}: high must be > low")
+        if self.valid_range is not None and not self.valid_range[0] <= self.valid_range[1]:
+            raise ValueError(f"input {self.name!r}: valid_range must be (lowest, highest)")
 
     @property
     def dynamic_axes(self) -> dict[int, str]:

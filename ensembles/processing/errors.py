@@ -1,10 +1,3 @@
-class InvalidInput(ValueError):
-    """A request's input cannot be processed; the message tells the caller what to fix.
+from converters.runtime.text import InvalidInput  # one class: the runner's text front raises it too
 
-    ``reason`` is a short label for the data-quality counter on Triton's /metrics
-    (``triton_stack_data_quality_total{model, reason}``): empty, too_long, out_of_range ...
-    """
-
-    def __init__(self, message: str, reason: str = "invalid"):
-        super().__init__(message)
-        self.reason = reason
+__all__ = ["InvalidInput"]

@@ -352,19 +352,27 @@ def test_factory_spec_and_data_hooks(trained: DigitsCNN, weights_dir: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CACHE_ENV, str(weights_dir))  # reuse the fixture's weights
     model, spec = factory()
-    assert spec.input_names == ("image",) and spec.output_names == ("logits",)
-    assert spec.inputs[0].shape == ("batch", 1, 8, 8) and spec.inputs[0].dtype == "float32"
+    # the served graph: raw 0..16 pixels in; logits first (the gates read it), then the head
+    assert spec.input_names == ("image",) and spec.output_names == ("logits", "probabilities", "label")
+    assert spec.inputs[0].shape == ("batch", 8, 8) and spec.inputs[0].dtype == "float32"
+    assert spec.inputs[0].valid_range == (0.0, 16.0)
     assert spec.task == "image-classification"
-    assert spec.dynamic_axes() == {"image": {0: "batch"}, "logits": {0: "batch"}}
+    assert spec.dynamic_axes() == {"image": {0: "batch"}, "logits": {0: "batch"},
+                                   "probabilities": {0: "batch"}, "label": {0: "batch"}}
     assert spec.calibration_data is not None and spec.evaluation_data is not None
     calib = spec.calibration_data()
-    assert set(calib) == {"image"} and calib["image"].shape == (270, 1, 8, 8)
+    assert set(calib) == {"image"} and calib["image"].shape == (270, 8, 8) and calib["image"].max() == 16
     inputs, labels = spec.evaluation_data()
-    assert inputs["image"].shape == (449, 1, 8, 8) and labels is not None and labels.shape == (449,)
-    logits = predict_logits(model, inputs["image"])
-    assert np.mean(logits.argmax(axis=1) == labels) >= 0.95
+    assert inputs["image"].shape == (449, 8, 8) and labels is not None and labels.shape == (449,)
+    np.testing.assert_array_equal(inputs["image"], digits_split().x_test_raw)
+    with torch.inference_mode():
+        logits, probabilities, label = (t.numpy() for t in model(torch.from_numpy(inputs["image"])))
+    np.testing.assert_array_equal(logits, predict_logits(model.cnn, digits_split().x_test))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-6)
+    assert label.shape == (449, 1) and (label[:, 0] == logits.argmax(axis=1)).all()
+    assert np.mean(label[:, 0] == labels) >= 0.95
     example = spec.example_inputs(batch=3)["image"]
-    assert predict_logits(model, example).shape == (3, 10)
+    assert example.shape == (3, 8, 8) and example.min() >= 0 and example.max() <= 16
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -85,6 +85,61 @@ def test_limits_refuse_values_and_lengths_the_model_cannot_take(arrays, message)
                                 LIMITS) == {"batch": 1, "sequence": 8}
 
 
+PIXELS = runner.Limits.from_parameters({"value_ranges": "image:0.0:16.0"})
+IMAGE = [runner.TensorInfo("image", np.dtype(np.float32), (8, 8))]
+
+
+@pytest.mark.parametrize(("value", "message", "reason"), [
+    (255.0, r"holds 0..255, outside 0..16, the scale this model was trained on", "out_of_range"),
+    (-0.5, r"holds -0.5..0, outside 0..16", "out_of_range"),
+    (np.nan, "contains NaN or Inf", "not_finite"),
+    (np.inf, "contains NaN or Inf", "not_finite"),
+])
+def test_float_inputs_are_held_to_their_range_both_ends_included(value, message, reason):
+    image = np.zeros((2, 8, 8), np.float32)
+    image[1, 3, 4] = value
+    with pytest.raises(runner.BadRequest, match=message) as caught:
+        runner.check_request({"image": image}, IMAGE, PIXELS)
+    assert caught.value.reason == reason
+    edges = np.zeros((2, 8, 8), np.float32)
+    edges[1] = 16.0
+    assert runner.check_request({"image": edges}, IMAGE, PIXELS) == {"batch": 2}
+
+
+@pytest.mark.parametrize(("arrays", "reason"), [
+    ({"attention_mask": ids(1, 5)}, "missing"),
+    ({"input_ids": ids(1, 5).astype(np.int32), "attention_mask": ids(1, 5)}, "bad_dtype"),
+    ({"input_ids": ids(1, 5), "attention_mask": ids(1, 4)}, "bad_shape"),
+    ({"input_ids": ids(1, 0), "attention_mask": ids(1, 0)}, "empty"),
+    ({"input_ids": ids(1, 9), "attention_mask": ids(1, 9, 1)}, "too_long"),
+    ({"input_ids": ids(1, 5, 100), "attention_mask": ids(1, 5, 1)}, "out_of_range"),
+])
+def test_every_refusal_names_its_reason_for_the_data_quality_counter(arrays, reason):
+    with pytest.raises(runner.BadRequest) as caught:
+        runner.check_request(arrays, INPUTS, LIMITS)
+    assert caught.value.reason == reason
+
+
+def test_text_front_tokenizes_like_the_tokenizer_step_and_refuses_bad_text():
+    from ensembles.build import minilm_tokenizer_file
+    from ensembles.processing.text import encode, load_tokenizer
+
+    text = runner.load_sibling(str(RUNNER_FILE.parent), "text")  # as the runner loads its copy
+    front = runner.TextFront(text, str(minilm_tokenizer_file().parent),
+                             {"text_input": "TEXT", "max_length": "8"},
+                             ["input_ids", "attention_mask", "token_type_ids"])
+    requests = [["a short one", "and a rather longer sentence than that"], ["hi"]]
+    arrays, truncated = front.encode(requests)
+    reference = encode(load_tokenizer(minilm_tokenizer_file(), 8), requests[0])
+    np.testing.assert_array_equal(arrays[0]["input_ids"], reference.input_ids)
+    assert arrays[1]["input_ids"].shape == (1, 3)  # its own length: [CLS] hi [SEP], no padding
+    assert truncated == 1  # the long sentence, cut at 8 tokens
+    assert front.decode(np.array([[b"caf\xc3\xa9"]], dtype=object)) == ["caf\u00e9"]
+    with pytest.raises(runner.BadRequest, match=r"TEXT\[0\] is empty") as caught:
+        front.decode(np.array([[b"  "]], dtype=object))
+    assert caught.value.reason == "empty"
+
+
 def test_check_request_rejects_wrong_fixed_dim():
     image = [runner.TensorInfo("image", np.dtype(np.float32), (1, 8, 8))]
     with pytest.raises(runner.BadRequest, match="fixed dims"):

@@ -124,7 +124,7 @@ def test_minilm_and_digits_demo_exports_serve_in_triton(tmp_path):
         from demo.data import digits_split
 
         split = digits_split(0)
-        logits = infer(client, "digits_cnn", {"image": np.ascontiguousarray(split.x_test[:32])}, "logits")
+        logits = infer(client, "digits_cnn", {"image": np.ascontiguousarray(split.x_test_raw[:32])}, "logits")
         assert logits.shape == (32, 10)
         assert (logits.argmax(1) == split.y_test[:32]).mean() > 0.9
         client.close()

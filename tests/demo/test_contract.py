@@ -19,8 +19,8 @@ def _io(config) -> tuple[list[tuple], list[tuple]]:
 def test_the_generated_ensembles_serve_the_contract() -> None:
     from ensembles.pipelines import digit_steps, text_steps
 
-    _, embed = text_steps(contract.ENCODER, 128)
-    *_, classify = digit_steps(contract.CLASSIFIER)
+    embed = text_steps(contract.ENCODER, 128)
+    classify = digit_steps(contract.CLASSIFIER)
     for pipeline, ensemble in zip(contract.PIPELINES, (embed, classify), strict=True):
         config = ensemble.config()
         assert config.name == pipeline.name

