@@ -129,10 +129,47 @@ def _digit_feeds(batch: int) -> list[dict[str, np.ndarray]]:
     return [{"image": x[i:i + batch]} for i in range(0, len(x) - batch + 1, batch)]
 
 
+class _CpuWindow:
+    """CPU seconds per process over one perf_analyzer run, by model (its instances summed),
+    Triton itself, perf_analyzer (this process's children) and what the cores left idle: where
+    a request's time goes, on the same cores the load is generated on."""
+
+    def __init__(self, server_pid: int | None):
+        import resource
+
+        self.pid = server_pid
+        self.start = time.monotonic()
+        self.before = metrics.cpu_by_process(server_pid)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.children = usage.ru_utime + usage.ru_stime
+
+    def per_request(self, requests: float) -> dict[str, float]:
+        import os
+        import resource
+
+        import psutil
+
+        from server.stubs import process_label
+
+        wall = time.monotonic() - self.start
+        after = metrics.cpu_by_process(self.pid)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        spent: dict[str, float] = {"perf_analyzer": usage.ru_utime + usage.ru_stime - self.children}
+        for pid, seconds in after.items():
+            try:
+                label = process_label(psutil.Process(pid))
+            except psutil.Error:
+                continue
+            model = label.rsplit("_", 2)[0] if label.count("_") >= 2 else label  # minilm_0_1 -> minilm
+            spent[model] = spent.get(model, 0.0) + seconds - self.before.get(pid, seconds)
+        spent["idle"] = max(0.0, (os.cpu_count() or 1) * wall - sum(spent.values()))
+        return {k: round(v / requests * 1e6) for k, v in spent.items() if requests and v >= 0.005}
+
+
 def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
           concurrencies: tuple[int, ...], duration_s: float,
           pipelines: tuple[str, ...] = ("embed", "classify_digit"),
-          text_length: str = "short") -> list[dict[str, Any]]:
+          text_length: str = "short", server_pid: int | None = None) -> list[dict[str, Any]]:
     results = []
     models = {"embed": "minilm", "classify_digit": "digits_cnn"}
     texts = bench_texts(text_length)
@@ -143,9 +180,14 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
         sweep = []
         for c in concurrencies:
             before = metrics.scrape(metrics_url)
+            cpu = _CpuWindow(server_pid)
             r = crosscheck.run(traffic, grpc_url, out / f"{pipeline}-c{c}", rate=None, concurrency=c,
                                duration_s=duration_s, data_json=data)
-            rows = metrics.model_deltas(metrics.scrape(metrics_url), before, duration_s)
+            after = metrics.scrape(metrics_url)
+            served = ((after or {}).get(pipeline, {}).get("nv_inference_request_success", 0.0)
+                      - (before or {}).get(pipeline, {}).get("nv_inference_request_success", 0.0))
+            r["cpu_us_per_request"] = cpu.per_request(served)
+            rows = metrics.model_deltas(after, before, duration_s)
             r["avg_batch"] = round(rows.get(model, {}).get("avg_batch", 0.0), 1)
             r["us_per_request"] = _breakdown(rows, STEPS[pipeline])
             r["concurrency"] = c
@@ -199,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with TritonServer(config) as server:
             results = bench(server.grpc_url, server.metrics_url, args.model_repository, args.report_dir,
-                            levels, args.duration, tuple(args.pipelines.split(",")), args.text_length)
+                            levels, args.duration, tuple(args.pipelines.split(",")), args.text_length,
+                            server.pid)
     except (LoadTestError, ServerError) as exc:  # e.g. perf_analyzer could not settle: one line
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
         cause = next((line for line in lines[1:] if "error" in line.lower()),
@@ -226,6 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|" + "---|" * len(_TIMES))
         for model, phases in r["best"]["us_per_request"].items():
             print(f"| {model} | " + " | ".join(str(phases[p]) for p in _TIMES) + " |")
+    for r in results:
+        cpu = r["best"]["cpu_us_per_request"]
+        print(f"\n{r['pipeline']} at concurrency {r['best']['concurrency']}: CPU µs per request by process "
+              "(over the whole perf_analyzer run; idle = what the cores left unused)")
+        print("| " + " | ".join(cpu) + " |")
+        print("|" + "---:|" * len(cpu))
+        print("| " + " | ".join(f"{v:,}" for v in cpu.values()) + " |")
     for r in results:
         if "direct_model_rps" in r:
             print(f"\nembed ensemble vs minilm direct (pre-tokenized), "
