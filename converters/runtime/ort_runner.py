@@ -33,6 +33,9 @@ Config ``parameters`` (all optional, string values):
 * ``execution_providers``: comma list in priority order, e.g.
   ``TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider``; providers this
   onnxruntime build lacks are dropped (logged). Default ``CPUExecutionProvider``;
+* ``text_input`` (with ``tokenizer_file``, ``max_length``, ``pad_token``, ``max_chars``): the
+  model takes raw text in that BYTES input and tokenizes it here (:class:`TextFront`; written by
+  ``converters.repository.serve_text``);
 * ``drift_window``: rows the drift scores are measured over (default: the profile's, 1,000;
   0 turns drift monitoring off);
 * ``drift_sample_ms``: a batch is measured only if the last measured one is at least this old
@@ -730,33 +733,33 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> list:
         responses: list = [None] * len(requests)
-        good: list[int] = []
-        batches: list[dict[str, np.ndarray]] = []
-        sizes: list[dict[str, int]] = []
+        arrived: list[tuple[int, dict[str, np.ndarray]]] = []  # request index, its token arrays
         texts: list[tuple[int, list[str]]] = []
         for i, request in enumerate(requests):
             try:
-                if self.text is not None:
-                    raw = pb_utils.get_input_tensor_by_name(request, self.text.name)
-                    if raw is not None:
-                        texts.append((i, self.text.decode(raw.as_numpy())))
-                        continue
-                arrays = {}
-                for info in self.inputs:
-                    tensor = pb_utils.get_input_tensor_by_name(request, info.name)
-                    if tensor is None:
-                        raise BadRequest(f"input '{info.name}' is missing", "missing")
-                    arrays[info.name] = tensor.as_numpy()
+                raw = (pb_utils.get_input_tensor_by_name(request, self.text.name)
+                       if self.text is not None else None)
+                if raw is not None:
+                    texts.append((i, self.text.decode(raw.as_numpy())))
+                else:
+                    arrived.append((i, self._arrays(request)))
+            except BadRequest as exc:
+                responses[i] = self._refuse(exc)
+        if texts:  # every text of the batch in one tokenizer call
+            encoded, truncated = self.text.encode([rows for _, rows in texts])
+            self.quality.count("truncated", truncated)
+            arrived += [(i, arrays) for (i, _), arrays in zip(texts, encoded, strict=True)]
+        good: list[int] = []
+        batches: list[dict[str, np.ndarray]] = []
+        sizes: list[dict[str, int]] = []
+        for i, arrays in arrived:
+            try:
                 sizes.append(check_request(arrays, self.inputs, self.limits))
             except BadRequest as exc:
-                responses[i] = pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
-                self.quality.count(exc.reason)
+                responses[i] = self._refuse(exc)
                 continue
             good.append(i)
             batches.append(arrays)
-        if texts:
-            self._tokenize(texts, responses, good, batches, sizes)
         for run in plan_runs(sizes, self.max_padding) if good else []:
             feed = concat_padded([batches[j] for j in run], self.inputs)
             try:
@@ -772,21 +775,20 @@ class TritonPythonModel:
                 responses[good[j]] = pb_utils.InferenceResponse(output_tensors=tensors)
         return responses
 
-    def _tokenize(self, texts: list[tuple[int, list[str]]], responses: list, good: list[int],
-                  batches: list[dict[str, np.ndarray]], sizes: list[dict[str, int]]) -> None:
-        """The text requests' token arrays joined to the batch, checked like sent tokens."""
-        encoded, truncated = self.text.encode([rows for _, rows in texts])
-        self.quality.count("truncated", truncated)
-        for (i, _), arrays in zip(texts, encoded, strict=True):
-            try:
-                sizes.append(check_request(arrays, self.inputs, self.limits))
-            except BadRequest as exc:
-                responses[i] = pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
-                self.quality.count(exc.reason)
-                continue
-            good.append(i)
-            batches.append(arrays)
+    def _arrays(self, request) -> dict[str, np.ndarray]:
+        arrays = {}
+        for info in self.inputs:
+            tensor = pb_utils.get_input_tensor_by_name(request, info.name)
+            if tensor is None:
+                raise BadRequest(f"input '{info.name}' is missing", "missing")
+            arrays[info.name] = tensor.as_numpy()
+        return arrays
+
+    def _refuse(self, exc: BadRequest):
+        """INVALID_ARGUMENT for this request alone, counted under its reason."""
+        self.quality.count(exc.reason)
+        return pb_utils.InferenceResponse(
+            error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
 
     def finalize(self) -> None:
         if self.drift is not None and self.drift.timer is not None:

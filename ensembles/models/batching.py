@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from converters.runtime.ort_runner import RefusalCounter as Quality
 from ensembles.processing import InvalidInput
 
 T = TypeVar("T")
@@ -20,28 +21,6 @@ T = TypeVar("T")
 def invalid(message: str) -> Any:
     return pb_utils.InferenceResponse(
         error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG))
-
-
-class Quality:
-    """Inputs refused or repaired, per reason, on Triton's own /metrics:
-    ``triton_stack_data_quality_total{model, reason}`` (a Python-backend custom metric)."""
-
-    def __init__(self, model: str):
-        self.model = model
-        self.family = pb_utils.MetricFamily(
-            name="triton_stack_data_quality_total", kind=pb_utils.MetricFamily.COUNTER,
-            description="inputs refused (empty, too_long, out_of_range, ...) or repaired (truncated), "
-                        "per reason")
-        self.counters: dict[str, Any] = {}
-
-    def count(self, reason: str, n: int = 1) -> None:
-        if n <= 0:
-            return
-        counter = self.counters.get(reason)
-        if counter is None:
-            counter = self.counters[reason] = self.family.Metric(
-                labels={"model": self.model, "reason": reason})
-        counter.increment(n)
 
 
 def respond(requests: Sequence[Any], parse: Callable[[Any], T],

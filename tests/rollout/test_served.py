@@ -102,9 +102,12 @@ def from_rest(server: TritonServer, repo: Path, tmp_path: Path) -> Iterator[None
 
 
 class Load:
-    """Callers of classify_digit with a user key each, paced, counting every failure."""
+    """Callers of classify_digit with a user key each, paced, counting every failure. About 200
+    requests a second, as before classify_digit became one step: with 4 ms pauses the one-step
+    pipeline drew ~700/s, and the slow candidate's share alone then wanted more CPU than the two
+    vCPUs have (its queue grew until requests hit their deadlines)."""
 
-    def __init__(self, url: str, callers: int = 4, pause_s: float = 0.004):
+    def __init__(self, url: str, callers: int = 4, pause_s: float = 0.015):
         self.url, self.callers, self.pause_s = url, callers, pause_s
         self.ok = 0
         self.failures: list[str] = []
