@@ -1,7 +1,8 @@
 """A deliberately slow candidate for the canary tests: the real digits CNN plus a heavy branch
 whose output is multiplied by zero, so it answers exactly like the CNN but takes several
 milliseconds more per image (an image upsampled to 288x288 through three 32-channel
-convolutions, about 1.5 G multiply-adds: ~8 ms an image on AMD Zen 5 as INT8, where 96x96 took
+convolutions, about 1.5 G multiply-adds: 9.5-10.7 ms an image on AMD Zen 5 as INT8 on one ORT
+thread (batches of 1 and 8, measured), where 96x96 took
 0.9 ms, too little to show once classify_digit became one step)."""
 
 from __future__ import annotations
