@@ -87,7 +87,7 @@ def pinned_versions(model_dir: Path) -> set[int]:
 TEXT_PARAMETERS = ("text_input", "tokenizer_file", "max_length", "pad_token", "max_chars")
 
 
-def _keep_pins(pbtxt: str, old) -> str:
+def _keep_served_state(pbtxt: str, old) -> str:
     """``pbtxt`` with what other tools set on the served model, kept across a new export or a
     serving change: the version policy (``python -m rollout`` moves which versions are served)
     and the text input ``serve_text`` added (its input, parameters and optional token inputs)."""
@@ -220,7 +220,7 @@ def write_config(repo: Path, config: ModelConfig) -> Path:
     old = read_config(model_dir)
     if old is None or not existing_versions(model_dir):
         raise InvalidSpec(f"model {config.name!r} has no exported version in {repo}; export it first")
-    pbtxt = _keep_pins(config.to_pbtxt(), old)
+    pbtxt = _keep_served_state(config.to_pbtxt(), old)
     if _io_signature(old) != _io_signature(_parse_pbtxt(pbtxt)):
         raise InvalidSpec(f"a serving change cannot change {config.name!r}'s inputs/outputs; export a "
                           "new version instead")
@@ -290,7 +290,7 @@ def write_version(
         raise InvalidSpec(f"{model_dir / str(version)} already exists; omit --version to take "
                           f"the next free one ({versions[-1] + 1})")
     old = read_config(model_dir)
-    pbtxt = _keep_pins(config.to_pbtxt(), old)
+    pbtxt = _keep_served_state(config.to_pbtxt(), old)
     if old is not None and _io_signature(old) != _io_signature(_parse_pbtxt(pbtxt)):
         raise InvalidSpec(
             f"model {config.name!r} already has versions {versions} with other inputs/outputs; "

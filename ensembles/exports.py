@@ -70,7 +70,7 @@ def _up_to_date(spec: ExportSpec) -> bool:
         for served, current in ((version / "model.py", RUNNER_FILE), (version / "drift.py", DRIFT_FILE),
                                 (version / "text.py", TEXT_FILE)):
             if not served.is_file() or served.read_bytes() != current.read_bytes():
-                return False  # served by an older python-ort runner, or without drift monitoring
+                return False  # an older python-ort runner, or without drift monitoring or text.py
         meta = json.loads(meta_file.read_text())
         if meta.get("spec_fingerprint") != spec.fingerprint():
             return False

@@ -233,20 +233,15 @@ def text_pipeline(ensemble: str, model: TextModel) -> tuple[tuple[PythonStep, ..
     text = TensorSpec("TEXT", "TYPE_STRING", (1,))
     pair = model.task == "rerank"
     inputs = (TensorSpec("QUERY", "TYPE_STRING", (1,)), text) if pair else (text,)
-    tokens = tuple(TensorSpec(n, "TYPE_INT64", (-1,)) for n in model.inputs)
-    parameters = {"max_length": str(model.max_length), "max_chars": "20000",
-                  "outputs": ",".join(model.inputs)}
-    if model.pad_token:
-        parameters["pad_token"] = model.pad_token
-    if pair:
-        parameters["pair_input"] = "QUERY"
-    tokenizer = PythonStep(name=f"{model.name}_tokenizer", adapter="tokenizer", inputs=inputs,
-                           outputs=tokens, max_batch_size=model.max_batch_size, parameters=parameters)
-    steps = [Step(tokenizer.name, {t.name: t.name for t in inputs}, {t.name: t.name for t in tokens}),
-             Step(model.name, {t.name: t.name for t in tokens}, {})]
-    python_steps: tuple[PythonStep, ...] = (tokenizer,)
+    python_steps: tuple[PythonStep, ...] = ()
     if model.takes_text:
-        steps, python_steps = [Step(model.name, {"TEXT": "TEXT"}, {})], ()
+        steps = [Step(model.name, {"TEXT": "TEXT"}, {})]
+    else:
+        tokenizer = _tokenizer_step(model, inputs)
+        tokens = [t.name for t in tokenizer.outputs]
+        steps = [Step(tokenizer.name, {t.name: t.name for t in inputs}, {n: n for n in tokens}),
+                 Step(model.name, {n: n for n in tokens}, {})]
+        python_steps = (tokenizer,)
     files: dict[str, str] = {}
     if model.task == "feature-extraction":
         outputs: tuple[TensorSpec, ...] = (TensorSpec("EMBEDDING", "TYPE_FP32", model.output_dims),)
@@ -268,6 +263,20 @@ def text_pipeline(ensemble: str, model: TextModel) -> tuple[tuple[PythonStep, ..
         files[LABELS_FILE] = labels_text
     return python_steps, Ensemble(name=ensemble, inputs=inputs, outputs=outputs, steps=tuple(steps),
                                   max_batch_size=model.max_batch_size, files=files)
+
+
+def _tokenizer_step(model: TextModel, inputs: tuple[TensorSpec, ...]) -> PythonStep:
+    """``MODEL_tokenizer``: ``inputs`` (TEXT, and QUERY for a reranker's pairs) to the model's
+    token inputs."""
+    parameters = {"max_length": str(model.max_length), "max_chars": "20000",
+                  "outputs": ",".join(model.inputs)}
+    if model.pad_token:
+        parameters["pad_token"] = model.pad_token
+    if model.task == "rerank":
+        parameters["pair_input"] = "QUERY"
+    return PythonStep(name=f"{model.name}_tokenizer", adapter="tokenizer", inputs=inputs,
+                      outputs=tuple(TensorSpec(n, "TYPE_INT64", (-1,)) for n in model.inputs),
+                      max_batch_size=model.max_batch_size, parameters=parameters)
 
 
 def text_steps(encoder: str, max_length: int) -> Ensemble:

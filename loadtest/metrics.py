@@ -198,6 +198,14 @@ def tree_cpu_s(pid: int | None) -> float | None:
     return None if seconds is None else sum(seconds)
 
 
+def children_cpu_s() -> float:
+    """User + system CPU seconds of this process's waited-for children (Locust, perf_analyzer)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def cpu_by_process(pid: int | None) -> dict[int, float]:
     """User + system CPU seconds of a process and each live descendant, by pid ({} if gone): a
     window's CPU is then the sum of per-pid differences, which an exiting stub cannot make negative."""

@@ -135,33 +135,29 @@ class _CpuWindow:
     a request's time goes, on the same cores the load is generated on."""
 
     def __init__(self, server_pid: int | None):
-        import resource
-
         self.pid = server_pid
         self.start = time.monotonic()
         self.before = metrics.cpu_by_process(server_pid)
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self.children = usage.ru_utime + usage.ru_stime
+        self.children = metrics.children_cpu_s()
 
     def per_request(self, requests: float) -> dict[str, float]:
         import os
-        import resource
 
         import psutil
 
-        from server.stubs import process_label
+        from server.stubs import parse_cmdline
 
         wall = time.monotonic() - self.start
         after = metrics.cpu_by_process(self.pid)
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        spent: dict[str, float] = {"perf_analyzer": usage.ru_utime + usage.ru_stime - self.children}
+        spent: dict[str, float] = {"perf_analyzer": metrics.children_cpu_s() - self.children}
         for pid, seconds in after.items():
             try:
-                label = process_label(psutil.Process(pid))
+                proc = psutil.Process(pid)
+                stub = parse_cmdline(proc.cmdline())  # (model, instance) of a backend stub
+                name = stub[0] if stub else proc.name()
             except psutil.Error:
                 continue
-            model = label.rsplit("_", 2)[0] if label.count("_") >= 2 else label  # minilm_0_1 -> minilm
-            spent[model] = spent.get(model, 0.0) + seconds - self.before.get(pid, seconds)
+            spent[name] = spent.get(name, 0.0) + seconds - self.before.get(pid, seconds)
         spent["idle"] = max(0.0, (os.cpu_count() or 1) * wall - sum(spent.values()))
         return {k: round(v / requests * 1e6) for k, v in spent.items() if requests and v >= 0.005}
 

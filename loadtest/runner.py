@@ -13,7 +13,6 @@ import dataclasses
 import datetime
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -153,11 +152,6 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
         proc.wait()
 
 
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run(campaign: Campaign, options: RunOptions = RunOptions()) -> RunResult:
     """Run ``campaign`` to the end and write its report; raise on errors, not on failed SLOs."""
     out = (options.report_dir or default_report_dir(campaign)).resolve()
@@ -227,8 +221,8 @@ def _run_locust(campaign: Campaign, options: RunOptions, out: Path, grpc_url: st
     limit = campaign.duration_s + GRACE_S
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     triton, monitoring = metrics.scrape_both(metrics_url)
-    before = {"t": time.monotonic(), "server": metrics.tree_cpu_s(server_pid), "gen": _children_cpu_s(),
-              "triton": triton, "monitoring": monitoring}
+    before = {"t": time.monotonic(), "server": metrics.tree_cpu_s(server_pid),
+              "gen": metrics.children_cpu_s(), "triton": triton, "monitoring": monitoring}
     workers: list[subprocess.Popen] = []
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -253,7 +247,7 @@ def _run_locust(campaign: Campaign, options: RunOptions, out: Path, grpc_url: st
             _stop(worker)
     time.sleep(DRIFT_PUBLISH_S)  # the runners publish drift scores at most once a second
     triton, monitoring = metrics.scrape_both(metrics_url)
-    after = {"t": time.monotonic(), "server": metrics.tree_cpu_s(server_pid), "gen": _children_cpu_s(),
+    after = {"t": time.monotonic(), "server": metrics.tree_cpu_s(server_pid), "gen": metrics.children_cpu_s(),
              "triton": triton, "monitoring": monitoring}
     (out / "locust.stdout.txt").write_bytes(output or b"")
     windows_file = out / "windows.json"

@@ -637,9 +637,9 @@ class TextFront:
 
     def decode(self, raw: np.ndarray) -> list[str]:
         try:
-            return self.text.decode_texts(raw.reshape(-1), self.max_chars)
+            return self.text.decode_texts(raw.reshape(-1), self.max_chars, self.name)
         except self.text.InvalidInput as exc:
-            raise BadRequest(str(exc).replace("TEXT[", f"{self.name}["), exc.reason) from None
+            raise BadRequest(str(exc), exc.reason) from None
 
     def encode(self, requests: Sequence[list[str]]) -> tuple[list[dict[str, np.ndarray]], int]:
         """Per request, its token arrays (padded to its own longest text); and the rows cut at

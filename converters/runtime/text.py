@@ -58,24 +58,25 @@ def load_tokenizer(path: Path | str, max_length: int, pad_token: str | None = No
     return tokenizer
 
 
-def decode_texts(raw: Sequence[object], max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
-    """Triton BYTES elements to text, refusing what no caller should send."""
+def decode_texts(raw: Sequence[object], max_chars: int = DEFAULT_MAX_CHARS, name: str = "TEXT") -> list[str]:
+    """Triton BYTES elements of input ``name`` to text, refusing what no caller should send (the
+    message names the input and the row)."""
     texts = []
     for i, item in enumerate(raw):
         if isinstance(item, bytes | np.bytes_):
             try:
                 text = bytes(item).decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise InvalidInput(f"TEXT[{i}] is not valid UTF-8 ({exc.reason} at byte {exc.start})",
+                raise InvalidInput(f"{name}[{i}] is not valid UTF-8 ({exc.reason} at byte {exc.start})",
                                    "invalid_utf8") from None
         elif isinstance(item, str):
             text = item
         else:
-            raise InvalidInput(f"TEXT[{i}] must be a string, got {type(item).__name__}", "not_text")
+            raise InvalidInput(f"{name}[{i}] must be a string, got {type(item).__name__}", "not_text")
         if not text.strip():
-            raise InvalidInput(f"TEXT[{i}] is empty; send at least one non-blank character", "empty")
+            raise InvalidInput(f"{name}[{i}] is empty; send at least one non-blank character", "empty")
         if len(text) > max_chars:
-            raise InvalidInput(f"TEXT[{i}] has {len(text):,} characters, over the limit of {max_chars:,}; "
+            raise InvalidInput(f"{name}[{i}] has {len(text):,} characters, over the limit of {max_chars:,}; "
                                "split long documents into passages", "too_long")
         texts.append(text)
     return texts

@@ -32,7 +32,8 @@ class TritonPythonModel:
         texts = decode_texts(input_array(request, "TEXT").reshape(-1), self.max_chars)
         if self.pair_input is None:
             return None, texts
-        firsts = decode_texts(input_array(request, self.pair_input).reshape(-1), self.max_chars)
+        firsts = decode_texts(input_array(request, self.pair_input).reshape(-1), self.max_chars,
+                              self.pair_input)
         if len(firsts) != len(texts):
             raise InvalidInput(f"{len(firsts)} {self.pair_input} rows for {len(texts)} TEXT rows; "
                                "send one per text", "pair_mismatch")

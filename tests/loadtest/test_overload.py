@@ -97,22 +97,32 @@ def test_queue_timeout_through_an_ensemble_is_overloaded_not_unavailable(server:
     np.testing.assert_array_equal(out, np.full((1, 4), 2, np.float32))
 
 
-def test_a_locust_campaign_times_shed_requests_apart(server: TritonServer, tmp_path: Path) -> None:
-    campaign = tmp_path / "flood.toml"
-    campaign.write_text("""name = "flood"
-slo = ["shed_rate > 0", "hard_error_rate <= 0"]
-[[stages]]
-duration_s = 3
-users = 8
-[[traffic]]
+BOUNDED_TRAFFIC = """[[traffic]]
 model = "bounded"
 [traffic.inputs.INPUT]
 datatype = "FP32"
 shape = [1, 4]
-""")
+"""
+
+
+def _run_on_bounded(server: TritonServer, tmp_path: Path, name: str, body: str) -> tuple[int, Path]:
+    """Run campaign ``name`` (``body``: its SLOs and load shape) against the "bounded" model;
+    returns the exit code and the report folder."""
+    campaign = tmp_path / f"{name}.toml"
+    campaign.write_text(f'name = "{name}"\n{body}{BOUNDED_TRAFFIC}')
     report = tmp_path / "report"
     code = loadtest_main(["run", str(campaign), "--grpc", server.grpc_url, "--metrics", server.metrics_url,
                           "--report-dir", str(report)])
+    return code, report
+
+
+def test_a_locust_campaign_times_shed_requests_apart(server: TritonServer, tmp_path: Path) -> None:
+    code, report = _run_on_bounded(server, tmp_path, "flood", """\
+slo = ["shed_rate > 0", "hard_error_rate <= 0"]
+[[stages]]
+duration_s = 3
+users = 8
+""")
     total = json.loads((report / "summary.json").read_text())["slo_window"]["stats"]["Aggregated"]
     assert code == 0, total
     assert total["shed"] > 0 and total["errors"] == total["shed"]
@@ -125,22 +135,13 @@ def test_a_concurrency_sweep_records_goodput_and_refusals_per_level(
         server: TritonServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # "bounded" holds three requests (one running, two queued): one closed-loop user is never
     # refused; four always have one over, refused and sending again at once (no back-off).
-    campaign = tmp_path / "sweep.toml"
-    campaign.write_text("""name = "sweep"
+    code, report = _run_on_bounded(server, tmp_path, "sweep", """\
 slo = ["max(hard_error_rate) <= 0", "min(goodput_rps) > 0", "max(p99_ms) < 5000"]
 [concurrency]
 levels = [1, 4]
 seconds_per_level = 3
 warmup_s = 1
-[[traffic]]
-model = "bounded"
-[traffic.inputs.INPUT]
-datatype = "FP32"
-shape = [1, 4]
 """)
-    report = tmp_path / "report"
-    code = loadtest_main(["run", str(campaign), "--grpc", server.grpc_url, "--metrics", server.metrics_url,
-                          "--report-dir", str(report)])
     summary = json.loads((report / "summary.json").read_text())
     assert code == 0, summary["verdicts"]
     sweep = summary["concurrency"]
