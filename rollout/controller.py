@@ -218,9 +218,9 @@ class Rollout:
             self.client.load_model(ensemble)
         if router_there:
             if rewired:
-                # Requests the old ensembles handed the router are still answered from its thread
-                # pool after execute returned; unloaded under them, its stub fails them ("not
-                # healthy": 7-29 of ~30k in a test whose router was the ensemble's only step).
+                # Requests the old ensembles handed the router are answered from its thread pool
+                # after execute returned. Triton keeps a model while a response is owed, so this
+                # is a margin for the answers in flight, not what keeps them alive.
                 time.sleep(SETTLE_S)
             self._unload_quietly(self.router)
             repo.remove_router(self.target.repository, self.model)

@@ -48,6 +48,7 @@ class Item:
     arrays: dict[str, np.ndarray]
     rows: int
     compare: bool
+    wanted: frozenset[str]
 
 
 @dataclasses.dataclass
@@ -157,8 +158,9 @@ class TritonPythonModel:
             rows = next(iter(arrays.values())).shape[0] if arrays else 0
             version = choose(split, _key(request, split.key), self.rng)
             shape = tuple((n, a.shape[1:]) for n, a in arrays.items())
+            wanted = frozenset(request.requested_output_names()) or frozenset(self.outputs)
             groups.setdefault((version, shape), []).append(
-                Item(request.get_response_sender(), arrays, rows, compared(split, self.rng)))
+                Item(request.get_response_sender(), arrays, rows, compared(split, self.rng), wanted))
         self._maybe_publish()
         for (version, _), items in groups.items():
             self.pool.submit(self._send, split, version, items)
@@ -181,7 +183,14 @@ class TritonPythonModel:
             return [(item, pb_utils.InferenceResponse(error=error)) for item in items]
         answered, start = [], 0
         for item in items:
-            tensors = [pb_utils.Tensor(n, a[start:start + item.rows]) for n, a in outputs.items()]
+            # Only the outputs the caller asked for: the response sender drops the others with the
+            # GIL released (python_backend ResponseSender::Send -> PruneOutputTensors, r24.10 to
+            # this day), and a numpy array freed without the GIL corrupts the heap of a stub whose
+            # threads run Python at the same time. That killed this router's stub about once in
+            # three test runs ("Stub process ... is not healthy" from then on; a libpython segfault
+            # in dmesg) when the ensemble asked for two of its three outputs.
+            tensors = [pb_utils.Tensor(n, a[start:start + item.rows]) for n, a in outputs.items()
+                       if n in item.wanted]
             answered.append((item, pb_utils.InferenceResponse(output_tensors=tensors)))
             start += item.rows
         chosen = [i for i, item in enumerate(items) if item.compare]
