@@ -82,7 +82,8 @@ class DynamicBatching:
     # after ``queue_timeout_us`` in the queue, a request is rejected (UNAVAILABLE) instead of
     # waiting: callers get a fast, clear error and accepted requests keep their latency. 0 = off.
     # Triton checks the timeout only when the batcher runs, so expired requests are refused when
-    # an instance frees, not at expiry; the demo bounds the queue by size alone.
+    # an instance frees, not at expiry. Either policy turns off the batcher's prefetching
+    # (Triton 2.51, scheduler_utils.cc), which a model of one fast instance feels (digits_cnn).
     max_queue_size: int = 0
     queue_timeout_us: int = 0
 
