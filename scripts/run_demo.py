@@ -89,8 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         code = server.stop()
+        # Triton exits 1 when a model does not unload within its exit timeout; its log says which
+        # (seen once in CI, not reproduced in six direct runs), and the temporary log goes on close
+        tail = server.log_tail(8) if code else ""
         server.close()
         print(f"\nTriton stopped (exit code {code}).")
+        if tail:
+            print(f"   last lines of Triton's log:\n{tail}")
 
 
 if __name__ == "__main__":
