@@ -179,11 +179,8 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
             cpu = _CpuWindow(server_pid)
             r = crosscheck.run(traffic, grpc_url, out / f"{pipeline}-c{c}", rate=None, concurrency=c,
                                duration_s=duration_s, data_json=data)
-            after = metrics.scrape(metrics_url)
-            served = ((after or {}).get(pipeline, {}).get("nv_inference_request_success", 0.0)
-                      - (before or {}).get(pipeline, {}).get("nv_inference_request_success", 0.0))
-            r["cpu_us_per_request"] = cpu.per_request(served)
-            rows = metrics.model_deltas(after, before, duration_s)
+            rows = metrics.model_deltas(metrics.scrape(metrics_url), before, duration_s)
+            r["cpu_us_per_request"] = cpu.per_request(rows.get(pipeline, {}).get("requests", 0.0))
             r["avg_batch"] = round(rows.get(model, {}).get("avg_batch", 0.0), 1)
             r["us_per_request"] = _breakdown(rows, STEPS[pipeline])
             r["concurrency"] = c
