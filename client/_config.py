@@ -80,7 +80,7 @@ class ClientConfig:
         validate_inputs: check input names, dtypes and shapes against the model's config before
             sending (False: send as given and let Triton judge).
         adaptive_concurrency: hold inference calls in the client above an adaptive number in
-            flight per replica (AIMD: +1 per limit's worth of answers, halved on each refusal),
+            flight per replica (AIMD: +1 per limit's worth of answers, halved on a refusal, once per window),
             so many callers do not storm an overloaded server (client/_limit.py).
         adaptive_concurrency_max: the most in flight per replica under that limit.
     """

@@ -13,7 +13,9 @@
                               reloads it within seconds)
     OVERLOADED                Triton shed the request (UNAVAILABLE "Exceeds  with retry_overloaded
                               maximum queue size" or, queued past the
-                              model's queue timeout, "Request timeout expired")
+                              model's queue timeout, "Request timeout expired";
+                              or the python-ort runner's "overloaded: more
+                              rows queued than the model computes at once")
     RESOURCE_EXHAUSTED        server out of a resource                       with retry_overloaded
     MESSAGE_TOO_LARGE         request or response over max_message_bytes     never
     DEADLINE_EXCEEDED         the call's timeout_s ran out (retries included) never
@@ -116,7 +118,8 @@ _BY_CODE = {
 
 _HINTS = {
     Status.UNAVAILABLE: "is Triton running there? (python -m server serve)",
-    Status.OVERLOADED: ("the server shed the request (queue full or queued past its timeout): "
+    Status.OVERLOADED: ("the server shed the request (queue full, queued past its timeout, or more "
+                        "queued than the model computes at once): "
                         "slow down, add replicas, or set retry_overloaded"),
     Status.MESSAGE_TOO_LARGE: "raise max_message_bytes (client and server) or send smaller batches",
     Status.PERMISSION_DENIED: "set the access token (TRITON_ACCESS_TOKEN / ClientConfig.access_token)",
@@ -126,12 +129,16 @@ _HINTS = {
 
 # Statuses meaning the server refused the request for load (retried only with retry_overloaded).
 SHED_STATUSES = frozenset({Status.OVERLOADED, Status.RESOURCE_EXHAUSTED})
-# Triton's messages for a request its queue policy rejected (``default_queue_policy``).
-SHED_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
+# Triton's messages for a request its queue policy rejected (``default_queue_policy``), and the
+# python-ort runner's when more rows queued than one execution computes (``admit_rows``; the
+# same text as converters.runtime.ort_runner.SHED_MESSAGE, which this layer may not import).
+SHED_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired",
+                 "overloaded: more rows queued than the model computes at once")
 
 
 def is_shed(details: str) -> bool:
-    """Whether Triton's error text says the request was shed by a model's queue policy."""
+    """Whether the server's error text says the request was shed for load (a queue policy, or
+    the runner's admission limit), not failed."""
     return any(marker in details for marker in SHED_MESSAGES)
 
 

@@ -28,6 +28,19 @@ def test_additive_increase_and_multiplicative_decrease() -> None:
     assert limit.limit == 1 and limit.has_room  # never below one request in flight
 
 
+def test_refusals_of_one_window_bring_the_limit_down_once() -> None:
+    """Eight requests in flight, all refused together (a batch shed at once): one decrease; a
+    refusal of a request sent after it is a new window."""
+    limit = AimdLimit(initial=8, minimum=1, maximum=64)
+    limit.in_flight = 8
+    for _ in range(8):
+        limit.finished(overloaded=True)
+    assert limit.limit == 4 and limit.in_flight == 0
+    limit.in_flight = 1
+    limit.finished(overloaded=True)
+    assert limit.limit == 2
+
+
 def test_the_gate_holds_callers_over_the_limit_until_a_slot_frees_or_their_deadline() -> None:
     gate = Gate(maximum=64)
     gate.limit.limit = 1
