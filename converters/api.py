@@ -247,9 +247,11 @@ def _serving_config(spec: ExportSpec, name: str, onnx_path: Path, family: Family
         max_batch_size=spec.max_batch_size,
         instances=spec.instances,
         intra_op_threads=spec.intra_op_threads,
+        max_queue_delay_us=spec.max_queue_delay_us,
         max_queue_size=spec.max_queue_size,
         queue_timeout_us=round(spec.queue_timeout_ms * 1000),
         preferred_batch_sizes=spec.preferred_batch_sizes,
+        admit_rows=spec.admit_rows,
         **family.limits(onnx_path),
     )
 

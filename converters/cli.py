@@ -123,9 +123,21 @@ def _parser() -> argparse.ArgumentParser:
         help="batch size Triton's batcher aims for; repeat for several (default: max/2 and max)",
     )
     ex.add_argument(
+        "--max-queue-delay-us", type=int, default=1000, metavar="US",
+        help="how long Triton's batcher may hold a request to fill a preferred batch (default "
+             "1000); 0 sends what queued as soon as an instance is free",
+    )
+    ex.add_argument(
         "--max-queue-size", type=int, default=0, metavar="N",
         help="shed requests (UNAVAILABLE) beyond N queued (default 0 = unbounded); with a queue "
              "policy the batcher delay is 0 (Triton 2.51 starves merged payloads, server#8870)",
+    )
+    ex.add_argument(
+        "--admit-rows", type=int, default=0, metavar="N",
+        help="python-ort: compute at most N rows per execution and refuse the batch's oldest "
+             "requests past them (UNAVAILABLE, 'overloaded'), before any compute (default 0 = "
+             "all); sheds load while Triton keeps prefetching batches, which a queue policy "
+             "turns off",
     )
     ex.add_argument(
         "--queue-timeout-ms", type=float, default=0.0, metavar="MS",
@@ -255,8 +267,10 @@ def _export(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size,
         instances=args.instances,
         preferred_batch_sizes=tuple(args.preferred_batch_sizes or ()),
+        max_queue_delay_us=args.max_queue_delay_us,
         max_queue_size=args.max_queue_size,
         queue_timeout_ms=args.queue_timeout_ms,
+        admit_rows=args.admit_rows,
         repository=args.repository,
         version=args.version,
         keep=args.keep,

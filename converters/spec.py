@@ -23,7 +23,7 @@ EMBEDDING_OUTPUT = "embedding"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 #: ExportSpec fields that only go into config.pbtxt (the serving spec), never into the artifact.
 SERVING_FIELDS = ("max_batch_size", "instances", "intra_op_threads", "preferred_batch_sizes",
-                  "max_queue_size", "queue_timeout_ms")
+                  "max_queue_delay_us", "max_queue_size", "queue_timeout_ms", "admit_rows")
 #: How INT8 weights are stored (see ExportSpec and converters.int8_kernels).
 INT8_WEIGHTS = ("u8", "s7", "s8")
 
@@ -129,9 +129,19 @@ class ExportSpec:
         preferred_batch_sizes: Batch sizes Triton's dynamic batcher aims for (largest first when
             requests queue up); empty = ``max_batch_size // 2`` and ``max_batch_size``. Under
             overload batches grow to the largest, so it bounds the time of one execution.
+        max_queue_delay_us: How long Triton's batcher may hold a request to fill a preferred
+            batch (default 1000). 0 sends what has queued as soon as an instance can take it:
+            at light load nothing waits, under load batches still grow from what queued during
+            the previous execution. Forced to 0 with a queue policy.
         max_queue_size: Triton sheds requests beyond this many queued (0 = unbounded).
         queue_timeout_ms: Triton sheds requests queued longer than this (0 = no limit); set it
             to the latency budget left after compute so that accepted requests meet the SLO.
+            Either policy turns off Triton 2.51's batch prefetching (see ``admit_rows``).
+        admit_rows: python-ort only: the most rows one execution computes (0 = all). Under
+            overload the batch's oldest requests past it are refused unserved (UNAVAILABLE,
+            like a queue policy's refusal) and the newest are served. Sheds load without a
+            queue policy, so Triton keeps prefetching batches and never stalls (README,
+            "Goodput under overload").
         repository: Model repository root.
         version: Version number to write; ``None`` = next free.
         keep: After writing, delete all but the ``keep`` newest versions of each model written
@@ -162,8 +172,10 @@ class ExportSpec:
     max_batch_size: int = 32
     instances: int = 1
     preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_us: int = 1000
     max_queue_size: int = 0
     queue_timeout_ms: float = 0.0
+    admit_rows: int = 0
     repository: Path = Path("model_repository")
     version: int | None = None
     keep: int | None = None
@@ -220,12 +232,25 @@ class ExportSpec:
         if any(not 1 <= b <= self.max_batch_size for b in self.preferred_batch_sizes):
             raise InvalidSpec(f"--preferred-batch-size must be 1..--max-batch-size ({self.max_batch_size}), "
                               f"got {list(self.preferred_batch_sizes)}")
+        if not 0 <= self.max_queue_delay_us <= 10_000_000:
+            raise InvalidSpec(f"--max-queue-delay-us must be 0..10000000, got {self.max_queue_delay_us}")
         if not 0 <= self.max_queue_size <= 1_000_000:
             raise InvalidSpec(f"--max-queue-size must be 0..1000000 (0 = unbounded), "
                               f"got {self.max_queue_size}")
         if not 0 <= self.queue_timeout_ms <= 3_600_000:
             raise InvalidSpec(f"--queue-timeout-ms must be 0..3600000 (0 = no limit), "
                               f"got {self.queue_timeout_ms}")
+        if not 0 <= self.admit_rows <= self.max_batch_size:
+            raise InvalidSpec(f"--admit-rows must be 0..--max-batch-size ({self.max_batch_size}; "
+                              f"0 = all), got {self.admit_rows}")
+        largest = max(self.preferred_batch_sizes, default=self.max_batch_size)
+        if self.admit_rows and largest <= self.admit_rows:
+            raise InvalidSpec(f"--admit-rows {self.admit_rows} would never shed: Triton's batches stop at "
+                              f"the largest --preferred-batch-size or --max-batch-size ({largest}); "
+                              "set a larger one, or leave the preferred sizes at their default")
+        if self.admit_rows and self.target is not Target.PYTHON_ORT:
+            raise InvalidSpec(f"--admit-rows is read by the python-ort runner; --target {self.target} "
+                              "would ignore it: use --max-queue-size / --queue-timeout-ms there")
         if self.keep is not None and not 1 <= self.keep <= 1000:
             raise InvalidSpec(f"--keep must be 1..1000 versions, got {self.keep}")
         if self.version is not None and self.version < 1:

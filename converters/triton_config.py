@@ -288,6 +288,7 @@ def config_for_target(
     max_queue_size: int = 0,
     queue_timeout_us: int = 0,
     preferred_batch_sizes: Sequence[int] = (),
+    admit_rows: int = 0,
     warmup_dims: Mapping[str, int] | None = None,
     value_ranges: Mapping[str, tuple[int, int]] | None = None,
     axis_limits: Mapping[str, int] | None = None,
@@ -336,6 +337,8 @@ def config_for_target(
                                               for k, (lo, hi) in sorted(value_ranges.items()))
         if axis_limits:
             params["axis_limits"] = ",".join(f"{k}:{n}" for k, n in sorted(axis_limits.items()))
+        if admit_rows:
+            params["admit_rows"] = str(admit_rows)
     elif target == "onnxruntime":
         backend, filename = "onnxruntime", "model.onnx"
         params = {"intra_op_thread_count": str(intra_op_threads)}

@@ -30,6 +30,14 @@ Config ``parameters`` (all optional, string values):
   floating-point inputs in ``[low, high]`` and finite (pixels on the scale the model was
   trained on: a graph that scales its own input cannot tell 0..255 from 0..16);
 * ``axis_limits``: ``axis:longest,...``, e.g. ``sequence_length:512`` (the position embeddings);
+* ``admit_rows``: the most rows one execution computes (default 0 = all). Past it, the batch's
+  oldest requests are refused before any tokenizing or compute (UNAVAILABLE, "overloaded: ...",
+  counted in ``triton_stack_shed_total{model}``) and the newest are served (:func:`admitted`).
+  Triton hands the runner more than that only when requests queued faster than the instances
+  took them, so this bounds the wait of what is served. It sheds load the way a queue policy
+  would, but a queue policy turns off Triton 2.51's batch prefetching, and then the batcher
+  stalls for 500 ms whenever every caller is queued and an instance frees (README, "Goodput
+  under overload");
 * ``execution_providers``: comma list in priority order, e.g.
   ``TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider``; providers this
   onnxruntime build lacks are dropped (logged). Default ``CPUExecutionProvider``;
@@ -83,6 +91,9 @@ try:  # only inside Triton
     import triton_python_backend_utils as pb_utils
 except ImportError:  # pragma: no cover - exercised by the unit tests
     pb_utils = None
+
+#: What a refusal under overload says; clients match it (``client.is_shed``).
+SHED_MESSAGE = "overloaded: more rows queued than the model computes at once"
 
 TRITON_TO_NUMPY = {
     "TYPE_BOOL": np.bool_, "TYPE_UINT8": np.uint8, "TYPE_INT8": np.int8, "TYPE_INT16": np.int16,
@@ -280,6 +291,26 @@ def plan_runs(sizes: Sequence[Mapping[str, int]], max_padding_fraction: float = 
     if group:
         groups.append(group)
     return groups
+
+
+def admitted(rows: Sequence[int], limit: int) -> int:
+    """How many of a batch's requests (oldest first, as Triton hands them) one execution serves:
+    the newest ones whose rows fit in ``limit``, and always the newest one (a request larger
+    than ``limit`` is served alone rather than never). ``limit`` 0 serves all.
+
+    The newest rather than the oldest: under overload the oldest have waited longest, so
+    serving the newest keeps the latency of what is served lowest, and a refused caller that
+    tries again joins the back of the queue instead of being refused for ever.
+    """
+    if limit <= 0:
+        return len(rows)
+    total = served = 0
+    for n in reversed(rows):
+        if served and total + n > limit:
+            break
+        total += n
+        served += 1
+    return served
 
 
 def split_outputs(outputs: Mapping[str, np.ndarray], sizes: Sequence[Mapping[str, int]],
@@ -594,16 +625,16 @@ def drift_metrics(folder: str, params: Mapping[str, str], model: str, version: s
 
 
 class RefusalCounter:
-    """Requests refused as invalid, per reason, on Triton's /metrics:
+    """Requests refused, per reason, on Triton's /metrics: by default as invalid input,
     ``triton_stack_data_quality_total{model, reason}``, the series the Python steps that see raw
     input count in (a series appears with its first refusal)."""
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, name: str = "triton_stack_data_quality_total",
+                 description: str = "inputs refused (empty, too_long, out_of_range, ...) or repaired "
+                                    "(truncated), per reason"):
         self.model = model
-        self.family = pb_utils.MetricFamily(
-            name="triton_stack_data_quality_total", kind=pb_utils.MetricFamily.COUNTER,
-            description="inputs refused (empty, too_long, out_of_range, ...) or repaired (truncated), "
-                        "per reason")
+        self.family = pb_utils.MetricFamily(name=name, kind=pb_utils.MetricFamily.COUNTER,
+                                            description=description)
         self.counters: dict[str, object] = {}
 
     def count(self, reason: str, n: int = 1) -> None:
@@ -730,21 +761,36 @@ class TritonPythonModel:
         self.limits = Limits.from_parameters(params)
         self.drift = drift_metrics(folder, params, args["model_name"], args["model_version"])
         self.quality = RefusalCounter(args["model_name"])
+        self.admit_rows = int(params.get("admit_rows", "0") or 0)
+        self.shed = RefusalCounter(args["model_name"], "triton_stack_shed_total",
+                                   "requests refused unserved because more rows were queued than "
+                                   "one execution computes (admit_rows)")
 
     def execute(self, requests: list) -> list:
         responses: list = [None] * len(requests)
         arrived: list[tuple[int, dict[str, np.ndarray]]] = []  # request index, its token arrays
         texts: list[tuple[int, list[str]]] = []
+        rows = [0] * len(requests)  # a refused request computes nothing
         for i, request in enumerate(requests):
             try:
                 raw = (pb_utils.get_input_tensor_by_name(request, self.text.name)
                        if self.text is not None else None)
                 if raw is not None:
                     texts.append((i, self.text.decode(raw.as_numpy())))
+                    rows[i] = len(texts[-1][1])
                 else:
                     arrived.append((i, self._arrays(request)))
+                    rows[i] = len(next(iter(arrived[-1][1].values()), ()))
             except BadRequest as exc:
                 responses[i] = self._refuse(exc)
+        first = len(requests) - admitted(rows, self.admit_rows)
+        if first:  # before tokenizing: a refusal costs no compute
+            waiting = sum(rows)
+            for i in range(first):
+                if responses[i] is None:
+                    responses[i] = self._shed(waiting)
+            texts = [(i, t) for i, t in texts if i >= first]
+            arrived = [(i, a) for i, a in arrived if i >= first]
         if texts:  # every text of the batch in one tokenizer call
             encoded, truncated = self.text.encode([rows for _, rows in texts])
             self.quality.count("truncated", truncated)
@@ -789,6 +835,13 @@ class TritonPythonModel:
         self.quality.count(exc.reason)
         return pb_utils.InferenceResponse(
             error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
+
+    def _shed(self, waiting: int):
+        """UNAVAILABLE, as Triton's own queue policy refuses (clients treat it as overload)."""
+        self.shed.count("overloaded")
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(
+            f"{SHED_MESSAGE} ({waiting} rows waited for one execution of at most {self.admit_rows}, "
+            "admit_rows); retry after a back-off", pb_utils.TritonError.UNAVAILABLE))
 
     def finalize(self) -> None:
         if self.drift is not None and self.drift.timer is not None:

@@ -26,7 +26,8 @@ def test_help_lists_every_option():
                           text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0
     for option in ("--task", "--precision", "--int8-mode", "--calibration", "--max-batch-size", "--instances",
-                   "--repository", "--version", "--target", "--opset", "--min-mean-cosine",
+                   "--repository", "--version", "--target", "--opset", "--admit-rows", "--max-queue-delay-us",
+                   "--min-mean-cosine",
                    "--min-recall-at-10", "--max-accuracy-drop", "--verbose", "exit codes"):
         assert option in proc.stdout
 
@@ -69,6 +70,9 @@ def test_bad_option_values_exit_2(capsys, tmp_path):
     code, _, err = run_cli(capsys, "export", "minilm", "--name", "m", "--queue-timeout-ms", "-5",
                            "--repository", str(tmp_path))
     assert code == 2 and err.startswith("InvalidSpec: --queue-timeout-ms")
+    code, _, err = run_cli(capsys, "export", "minilm", "--name", "m", "--admit-rows", "99",
+                           "--repository", str(tmp_path))
+    assert code == 2 and err.startswith("InvalidSpec: --admit-rows must be 0..--max-batch-size (32")
     with pytest.raises(SystemExit) as exc:
         main(["export", "minilm", "--name", "m", "--precision", "int4"])
     assert exc.value.code == 2

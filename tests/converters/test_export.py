@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
 from converters.api import ExportSpec, export
 from converters.errors import AccuracyBelowThreshold, InvalidSpec, ToleranceExceeded
@@ -142,8 +144,28 @@ def test_a_serving_change_rewrites_the_config_and_writes_no_version(tmp_path):
     config = (folder / "config.pbtxt").read_text()
     assert "max_queue_size: 5" in config and "count: 2" in config
     assert sorted(p.name for p in folder.iterdir()) == ["1", "config.pbtxt"]
+    admitting = spec(tmp_path, source=CLASSIFIER, name="cls", precisions=("fp32",), admit_rows=4,
+                     max_queue_delay_us=0)
+    assert admitting.fingerprint() == base.fingerprint()
+    assert apply_serving(admitting) == {"cls": "config.pbtxt rewritten"}
+    parsed = text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert parsed.parameters["admit_rows"].string_value == "4"
+    assert parsed.dynamic_batching.max_queue_delay_microseconds == 0
+    assert not parsed.dynamic_batching.HasField("default_queue_policy")
     with pytest.raises(InvalidSpec, match="no version"):
         apply_serving(spec(tmp_path, source=CLASSIFIER, name="other", precisions=("fp32",)))
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"admit_rows": 33}, r"--admit-rows must be 0..--max-batch-size \(32"),
+    ({"admit_rows": -1}, "--admit-rows must be"),
+    ({"admit_rows": 4, "target": "onnxruntime"}, "--admit-rows is read by the python-ort runner"),
+    ({"admit_rows": 16, "preferred_batch_sizes": (8, 16)}, "--admit-rows 16 would never shed"),
+    ({"max_queue_delay_us": -1}, "--max-queue-delay-us must be"),
+])
+def test_serving_fields_are_checked_at_the_edge(tmp_path, fields, message):
+    with pytest.raises(InvalidSpec, match=message):
+        spec(tmp_path, source=CLASSIFIER, name="cls", precisions=("fp32",), **fields)
 
 
 def test_keep_bounds_the_versions_of_a_model(tmp_path):

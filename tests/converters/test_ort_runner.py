@@ -209,6 +209,37 @@ def test_onnx_axes_and_provider_choice():
     assert runner.parse_parameters({"parameters": {"k": {"string_value": "v"}}}) == {"k": "v"}
 
 
+@pytest.mark.parametrize(("rows", "limit", "served"), [
+    ([1, 1, 1, 1, 1], 2, 2),      # the newest two
+    ([1, 1, 1], 0, 3),            # no limit
+    ([1, 1, 1], 3, 3),            # exactly at the limit
+    ([2, 1, 4], 5, 2),            # 4 + 1 fit, the oldest 2 rows would not
+    ([1, 1, 9], 4, 1),            # a request larger than the limit is served alone, never refused
+    ([3, 0, 1], 2, 2),            # a refused (invalid, 0-row) request costs nothing
+    ([], 4, 0),
+])
+def test_admission_serves_the_newest_requests_that_fit(rows, limit, served):
+    assert runner.admitted(rows, limit) == served
+
+
+@given(st.lists(st.integers(0, 8), max_size=40), st.integers(0, 16))
+@settings(max_examples=200, deadline=None)
+def test_admission_never_computes_more_than_the_limit_unless_one_request_needs_it(rows, limit):
+    n = runner.admitted(rows, limit)
+    kept = rows[len(rows) - n:]
+    assert (n >= 1) == bool(rows)
+    if limit and n > 1:
+        assert sum(kept) <= limit
+    if limit and n < len(rows):
+        assert sum(kept) + rows[-n - 1] > limit, "refused a request that would have fit"
+
+
+def test_the_clients_know_the_runners_overload_refusal():
+    from client import is_shed
+
+    assert is_shed(f"in ensemble 'embed', {runner.SHED_MESSAGE} (40 rows waited ...)")
+
+
 # --- inside a real Triton -------------------------------------------------------------------
 
 
@@ -224,7 +255,36 @@ def embedder_repo(tmp_path_factory) -> Path:
     # A long queue delay and no preferred sizes so that concurrent requests share one batch.
     config = dataclasses.replace(config, dynamic_batching=DynamicBatching((), 500_000))
     write_version(repo, config, {"model.onnx": onnx_path, "model.py": RUNNER_FILE}, {"test": True})
+    admitting = config_for_target("python-ort", "tiny_admit", inputs, outputs, max_batch_size=8,
+                                  intra_op_threads=1, admit_rows=2)
+    admitting = dataclasses.replace(admitting, dynamic_batching=DynamicBatching((), 500_000))
+    write_version(repo, admitting, {"model.onnx": onnx_path, "model.py": RUNNER_FILE}, {"test": True})
     return repo
+
+
+def _send_together(client, model: str, requests: list[tuple[np.ndarray, np.ndarray]]) -> list:
+    """One async request per (input_ids, attention_mask), all in flight at once; results or
+    errors in order."""
+    import tritonclient.grpc as grpcclient
+
+    results: list = [None] * len(requests)
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def callback(i, result, error):
+        with lock:
+            results[i] = error if error is not None else result
+            if all(r is not None for r in results):
+                done.set()
+
+    for i, (input_ids, mask) in enumerate(requests):
+        tensors = [grpcclient.InferInput("input_ids", list(input_ids.shape), "INT64"),
+                   grpcclient.InferInput("attention_mask", list(mask.shape), "INT64")]
+        tensors[0].set_data_from_numpy(input_ids)
+        tensors[1].set_data_from_numpy(mask)
+        client.async_infer(model, tensors, lambda result, error, i=i: callback(i, result, error))
+    assert done.wait(30), "Triton did not answer every request"
+    return results
 
 
 @pytest.mark.triton
@@ -242,25 +302,7 @@ def test_runner_in_triton_batches_ragged_requests_and_isolates_a_bad_one(embedde
 
     with start_server(embedder_repo) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
-        results: list = [None] * len(requests)
-        done = threading.Event()
-        lock = threading.Lock()
-
-        def callback(i, result, error):
-            with lock:
-                results[i] = error if error is not None else result
-                if all(r is not None for r in results):
-                    done.set()
-
-        for i, (input_ids, mask) in enumerate(requests):
-            tensors = [grpcclient.InferInput("input_ids", list(input_ids.shape), "INT64"),
-                       grpcclient.InferInput("attention_mask", list(mask.shape), "INT64")]
-            tensors[0].set_data_from_numpy(input_ids)
-            tensors[1].set_data_from_numpy(mask)
-            client.async_infer("tiny_embedder", tensors,
-                               lambda result, error, i=i: callback(i, result, error))
-        assert done.wait(30), "Triton did not answer every request"
-
+        results = _send_together(client, "tiny_embedder", requests)
         bad = results.pop(2)
         assert isinstance(bad, grpcclient.InferenceServerException)
         assert "disagree on 'sequence': 4 vs 3" in bad.message()
@@ -272,3 +314,43 @@ def test_runner_in_triton_batches_ragged_requests_and_isolates_a_bad_one(embedde
         stats = client.get_inference_statistics("tiny_embedder").model_stats[0]
         assert stats.execution_count < 4, "the four concurrent requests were never batched together"
         client.close()
+
+
+@pytest.mark.triton
+def test_admission_refuses_the_oldest_past_admit_rows_before_computing(embedder_repo, tmp_path):
+    """Five single rows queue into one batch (500 ms batcher delay) of a model that computes two
+    at a time: two are answered exactly, three are refused as overload, which the client reads
+    as OVERLOADED and Triton's /metrics counts; one request of three rows is still served."""
+    import urllib.request
+
+    import tritonclient.grpc as grpcclient
+
+    from client import is_shed
+    from tests.conftest import start_server
+
+    reference = ort.InferenceSession(str(tiny.export_embedder_onnx(tmp_path / "ref.onnx")))
+    rows = [np.array([[i + 1, i + 2, i + 3]], np.int64) for i in range(5)]
+    with start_server(embedder_repo) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        results = _send_together(client, "tiny_admit", [(r, np.ones_like(r)) for r in rows])
+        refused = [r for r in results if isinstance(r, grpcclient.InferenceServerException)]
+        assert len(refused) == 3, [str(r) for r in refused]
+        for error in refused:
+            assert error.status() == "StatusCode.UNAVAILABLE" and is_shed(error.message()), error
+            assert "5 rows waited for one execution of at most 2" in error.message()
+        for input_ids, result in zip(rows, results, strict=True):
+            if not isinstance(result, Exception):
+                expected = reference.run(["embedding"], {"input_ids": input_ids,
+                                                         "attention_mask": np.ones_like(input_ids)})[0]
+                np.testing.assert_allclose(result.as_numpy("embedding"), expected, atol=1e-5)
+
+        big = np.arange(1, 10, dtype=np.int64).reshape(3, 3)
+        (alone,) = _send_together(client, "tiny_admit", [(big, np.ones_like(big))])
+        assert not isinstance(alone, Exception), alone
+        assert alone.as_numpy("embedding").shape[0] == 3
+        client.close()
+
+        metrics = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+        line = next(m for m in metrics.splitlines() if m.startswith("triton_stack_shed_total{"))
+        assert 'model="tiny_admit"' in line and 'reason="overloaded"' in line
+        assert float(line.rsplit(" ", 1)[1]) == 3
