@@ -22,7 +22,7 @@ KNOWN_METRICS = {
     "nv_inference_exec_count", "nv_inference_queue_duration_us", "nv_inference_pending_request_count",
     "nv_inference_request_summary_us", "triton_stack_drift_psi", "triton_stack_data_quality_total",
     "triton_stack_ready", "triton_stack_rollout_requests_total", "triton_stack_rollout_agreement_sum",
-    "triton_stack_rollout_compared_total",
+    "triton_stack_rollout_compared_total", "triton_stack_shed_total",
 }
 
 
@@ -36,7 +36,7 @@ def test_rules_and_config_pass_promtool_check() -> None:
                  ("check", "config", "prometheus-compose.yml")):
         proc = _promtool(*args)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "8 rules found" in _promtool("check", "rules", "alerts.yml").stdout
+    assert "9 rules found" in _promtool("check", "rules", "alerts.yml").stdout
 
 
 @pytest.mark.prometheus
