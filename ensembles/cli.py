@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     build = sub.add_parser(
         "build", help="export, quantize, gate and assemble the demo repository",
         description="Export MiniLM and the digits CNN (FP32 + INT8, parity and accuracy gates), "
-        "then write the tokenizer, digits pre/post-processing and both ensembles. Models "
+        "let MiniLM take text (its runner tokenizes) and write both ensembles, one step each. Models "
         "already exported with the same settings are kept unless --force.")
     build.add_argument("--repository", type=Path, default=Path("model_repository"), metavar="DIR",
                        help="model repository to write (default: %(default)s)")

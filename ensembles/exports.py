@@ -34,15 +34,18 @@ def demo_specs(repository: Path) -> list[ExportSpec]:
         # recall@10 0.96, mean cosine 0.999 on the held-out corpus (docs/converters.md).
         ExportSpec(source="minilm", name=ENCODER, task="feature-extraction", precisions=both,
                    int8_mode="dynamic", max_batch_size=64, instances=2, intra_op_threads=1,
-                   # Overload: a request queued 30 ms is refused, and past 64 queued at once.
-                   # A deadline rather than a short queue (measured on AMD Zen 5, README
-                   # "Goodput under overload"): callers that do not back off wait instead of
-                   # spinning on refusals (64 callers: goodput 80 % of the peak against 43 % with
-                   # a queue of 8), bursts of cache misses wait instead of being shed (uncached
-                   # find-max 802 rps against 424), and any arrival wakes Triton 2.51's batcher
-                   # from its lost-wakeup 500 ms sleep, which a full queue cannot. 30 ms keeps
-                   # the spike's accepted p99 under 100 ms (73 ms; a 50 ms deadline gave 130).
-                   preferred_batch_sizes=(4,), max_queue_size=64, queue_timeout_ms=30,
+                   # Overload: one execution computes at most 16 rows (~15 ms of one core on
+                   # short sentences); under overload the batch's older requests past them are
+                   # refused before tokenizing, the newest served. Not a queue policy: with any,
+                   # Triton 2.51 stops prefetching batches and its batcher sleeps 500 ms whenever
+                   # every caller is queued as an instance frees, which refused callers that were
+                   # far from overload (perf_analyzer at 4 callers). Measured on AMD Zen 5, README
+                   # "Goodput under overload".
+                   # No batcher delay: at light load a request waits for nothing, under load
+                   # batches form from what queued during the previous execution. The preferred
+                   # sizes stay the default 32 and 64: Triton cuts batches at the largest, and
+                   # one of 16 or less would never reach admit_rows, so nothing would be shed.
+                   max_queue_delay_us=0, admit_rows=16,
                    repository=repository, keep=KEEP_VERSIONS),
         # Digits CNN: tiny compute, so one ORT thread; static INT8 calibrated on the calib split.
         # Its graph is the whole classify_digit pipeline (scaling and softmax folded in), so the
