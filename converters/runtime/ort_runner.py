@@ -300,7 +300,7 @@ def admitted(rows: Sequence[int], limit: int) -> int:
 
     The newest rather than the oldest: under overload the oldest have waited longest, so
     serving the newest keeps the latency of what is served lowest, and a refused caller that
-    tries again joins the back of the queue instead of being refused for ever.
+    tries again joins the back of the queue instead of being refused forever.
     """
     if limit <= 0:
         return len(rows)
@@ -770,22 +770,22 @@ class TritonPythonModel:
         responses: list = [None] * len(requests)
         arrived: list[tuple[int, dict[str, np.ndarray]]] = []  # request index, its token arrays
         texts: list[tuple[int, list[str]]] = []
-        rows = [0] * len(requests)  # a refused request computes nothing
+        row_counts = [0] * len(requests)  # a refused request computes nothing
         for i, request in enumerate(requests):
             try:
                 raw = (pb_utils.get_input_tensor_by_name(request, self.text.name)
                        if self.text is not None else None)
                 if raw is not None:
                     texts.append((i, self.text.decode(raw.as_numpy())))
-                    rows[i] = len(texts[-1][1])
+                    row_counts[i] = len(texts[-1][1])
                 else:
                     arrived.append((i, self._arrays(request)))
-                    rows[i] = len(next(iter(arrived[-1][1].values()), ()))
+                    row_counts[i] = len(next(iter(arrived[-1][1].values()), ()))
             except BadRequest as exc:
                 responses[i] = self._refuse(exc)
-        first = len(requests) - admitted(rows, self.admit_rows)
+        first = len(requests) - admitted(row_counts, self.admit_rows)
         if first:  # before tokenizing: a refusal costs no compute
-            waiting = sum(rows)
+            waiting = sum(row_counts)
             for i in range(first):
                 if responses[i] is None:
                     responses[i] = self._shed(waiting)
