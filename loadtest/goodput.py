@@ -5,8 +5,9 @@ as soon as it has an answer or an error: no pacing, no retries, no back-off). Pe
 
 * offered: attempts per second (answered, refused and failed);
 * goodput: successful answers per second;
-* refused: requests the server's queue policy refused (UNAVAILABLE "Exceeds maximum queue size"
-  or "Request timeout expired"), per second;
+* refused: requests the server shed for load (UNAVAILABLE: a queue policy's "Exceeds maximum
+  queue size" or "Request timeout expired", or the python-ort runner's "overloaded: ..." past
+  ``admit_rows``; ``client.is_shed``), per second;
 * other errors: every other failure (count and per second);
 * accepted p50/p99: response times of the requests not refused (the failures among them
   included; when other errors are 0, as the bundled campaign requires, these are the
@@ -162,7 +163,7 @@ def rows(c: Curve) -> list[list[str]]:
 
 DEFINITIONS = ("Closed loop: each user sends its next request as soon as it has an answer or an error "
                "(no pacing, no retries, no back-off). Offered: attempts/s. Goodput: successful answers/s. "
-               "Refused: requests the server's queue policy refused (UNAVAILABLE), per second. Accepted "
+               "Refused: requests the server shed for load (UNAVAILABLE), per second. Accepted "
                "p50/p99: requests not refused (with no other errors, the successful ones). CPU: percent "
                "of one core.")
 

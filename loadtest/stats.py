@@ -5,9 +5,10 @@ copies them; the difference of two snapshots is what happened in between, from w
 RPS and percentiles follow exactly (to Locust's rounding: 1 ms under 100 ms, 10 ms under 1 s).
 Pure functions, no Locust import (importing Locust monkey-patches the process with gevent).
 
-Requests the server *shed* (its queue policy rejected them: full queue or queue timeout) are
-recorded under their own name, ``shed_name(name)``, so that a window's latency percentiles are
-those of the requests it accepted, and how promptly the rest were refused is measured apart.
+Requests the server *shed* (a queue policy rejected them, or the python-ort runner's
+``admit_rows``: ``client.is_shed``) are recorded under their own name, ``shed_name(name)``, so
+that a window's latency percentiles are those of the requests it accepted, and how promptly the
+rest were refused is measured apart.
 """
 
 from __future__ import annotations
