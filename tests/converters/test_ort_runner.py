@@ -154,28 +154,54 @@ def test_concat_pads_to_longest_with_zeros():
     assert merged["attention_mask"][0].tolist() == [1, 1, 0, 0]
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 3), st.integers(1, 9)), min_size=1, max_size=6))
+def test_concat_padded_puts_each_request_at_its_rows_and_pads_the_rest(shapes):
+    batches = [{"input_ids": np.full((rows, length), k + 1, np.int64),
+                "attention_mask": np.ones((rows, length), np.int64)}
+               for k, (rows, length) in enumerate(shapes)]
+    merged = runner.concat_padded(batches, INPUTS)
+    longest = max(length for _, length in shapes)
+    assert merged["input_ids"].shape == (sum(rows for rows, _ in shapes), longest)
+    assert merged["input_ids"].flags.c_contiguous and merged["input_ids"].dtype == np.int64
+    row = 0
+    for k, (rows, length) in enumerate(shapes):
+        assert (merged["input_ids"][row:row + rows, :length] == k + 1).all()
+        assert (merged["input_ids"][row:row + rows, length:] == 0).all()
+        assert merged["attention_mask"][row:row + rows].sum() == rows * length
+        row += rows
+
+
 def _seq(rows, length):
     return {"batch": rows, "sequence": length}
 
 
 def test_plan_runs_keeps_long_requests_from_padding_short_ones():
     sizes = [_seq(1, 10), _seq(1, 12), _seq(1, 100), _seq(1, 11), _seq(2, 90)]
-    assert packaged.plan_runs(sizes) == [[0, 3, 1], [4, 2]]
-    assert packaged.plan_runs(sizes, max_padding_fraction=1.0) == [[0, 3, 1, 4, 2]]
+    # 11 and 12 pad the run of 10 by 1 and 2 tokens, under one run's cost (4); 90 would pad 234
+    assert packaged.plan_runs(sizes) == [[0, 3, 1], [4], [2]]
+    assert packaged.plan_runs(sizes, run_overhead=1e9) == [[0, 3, 1, 4, 2]]
+    assert packaged.plan_runs(sizes, run_overhead=0) == [[0], [3], [1], [4], [2]]
+    assert packaged.plan_runs([_seq(1, 7), _seq(3, 7)], run_overhead=0) == [[0, 1]]  # no padding
     assert packaged.plan_runs([{"batch": 3}, {"batch": 2}]) == [[0, 1]]  # fixed shapes: one run
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 4), st.integers(1, 128)), min_size=1, max_size=64),
-       st.sampled_from([0.0, 0.1, 0.25, 0.5]))
-def test_plan_runs_covers_every_request_once_within_the_padding_bound(pairs, fraction):
+       st.sampled_from([0.0, 1.0, 4.0, 50.0]))
+def test_plan_runs_covers_every_request_once_and_pads_less_than_the_runs_it_saves(pairs, overhead):
     sizes = [_seq(rows, length) for rows, length in pairs]
-    runs = packaged.plan_runs(sizes, fraction)
+    runs = packaged.plan_runs(sizes, overhead)
     assert sorted(i for run in runs for i in run) == list(range(len(sizes)))
-    for run in runs:
+    for run in runs:  # each member after the first added at most one run's cost of padding
         padded = sum(sizes[i]["batch"] for i in run) * max(sizes[i]["sequence"] for i in run)
         real = sum(sizes[i]["batch"] * sizes[i]["sequence"] for i in run)
-        assert len(run) == 1 or padded - real <= fraction * padded + 1e-9
+        assert padded - real <= overhead * (len(run) - 1) + 1e-9
+    for before, after in zip(runs, runs[1:], strict=False):  # cut only where joining cost more
+        longest = max(sizes[i]["sequence"] for i in before)
+        first = sizes[after[0]]
+        rows = sum(sizes[i]["batch"] for i in before)
+        assert rows * (first["sequence"] - longest) > overhead
 
 
 def test_split_outputs_returns_rows_and_trims_padded_axes():
