@@ -8,9 +8,13 @@ For ``embed`` (the same sentences both sides: ``--text-length`` short, ~16 token
   the server's two cores) over a sweep of concurrency levels; the best level is reported;
 * in process: the same ONNX file in ONNX Runtime with the served layout (one session per
   instance, each with the config's intra-op threads, side by side), on the same inputs, at the
-  batch size Triton formed (from its metrics);
-* ratio = served / in-process, and for ``embed`` the ensemble's overhead over calling ``minilm``
-  directly with pre-tokenized input at the same concurrency.
+  batch size Triton formed (from its metrics), pre-tokenized. For ``embed`` twice:
+  - the limit: the sentences sorted by length before they are cut into batches, so a batch
+    pads almost nothing (ORT's best on these sentences; what the ratio divides by);
+  - as served: batches of sentences in arrival order, each cut into runs as the python-ort
+    runner cuts them (``plan_runs``): what ORT alone does with the batches a server gets;
+* ratio = served / in-process limit, and for ``embed`` the ensemble's overhead over calling
+  ``minilm`` directly with pre-tokenized input at the same concurrency.
 
 A benchmark, not a test: run it alone (two cores), it takes a few minutes.
 """
@@ -101,26 +105,32 @@ def bench_texts(length: str) -> list[str]:
     return [f"{t} {texts[(i * 7919 + 1) % len(texts)]}" for i, t in enumerate(texts)]
 
 
-def _text_feeds(batch: int, texts: list[str]
-                ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, Any]], float]:
-    """Batches of ``texts`` tokenized for ORT, the same texts pre-tokenized one per request for
-    perf_analyzer, and their mean length in tokens."""
+Feeds = list[dict[str, np.ndarray]]
+
+
+def _text_feeds(batch: int, texts: list[str]) -> tuple[Feeds, Feeds, list[dict[str, Any]], float]:
+    """``texts`` tokenized for ORT twice: batches of the length-sorted texts (the limit: almost no
+    padding) and batches in arrival order cut into runs as the python-ort runner cuts them; the
+    same texts pre-tokenized one per request for perf_analyzer; their mean length in tokens."""
+    from converters.runtime.ort_runner import TensorInfo, concat_padded, plan_runs
     from ensembles.build import MAX_LENGTH, minilm_tokenizer_file
     from ensembles.processing.text import encode, load_tokenizer
 
+    names = ("input_ids", "attention_mask", "token_type_ids")
     tokenizer = load_tokenizer(minilm_tokenizer_file(), MAX_LENGTH)
-    feeds = []
-    for i in range(0, len(texts) - batch + 1, batch):
-        enc = encode(tokenizer, texts[i:i + batch])
-        feeds.append({"input_ids": enc.input_ids, "attention_mask": enc.attention_mask,
-                      "token_type_ids": enc.token_type_ids})
-    single = []
-    for text in texts[:64]:
-        enc = encode(tokenizer, [text])
-        single.append({name: {"content": getattr(enc, name)[0].tolist(), "shape": [enc.input_ids.shape[1]]}
-                       for name in ("input_ids", "attention_mask", "token_type_ids")})
-    tokens = float(np.mean([f["attention_mask"].sum(axis=1).mean() for f in feeds]))
-    return feeds, single, tokens
+    one = [encode(tokenizer, [t]) for t in texts]  # each unpadded
+    rows = [{n: getattr(e, n) for n in names} for e in one]
+    lengths = [r["input_ids"].shape[1] for r in rows]
+    infos = [TensorInfo(n, np.dtype(np.int64), ("sequence_length",)) for n in names]
+    by_length = sorted(range(len(rows)), key=lambda i: lengths[i])
+    limit, served = [], []
+    for start in range(0, len(rows) - batch + 1, batch):
+        limit.append(concat_padded([rows[i] for i in by_length[start:start + batch]], infos))
+        arrival = rows[start:start + batch]
+        for run in plan_runs([{"batch": 1, "sequence_length": lengths[start + j]} for j in range(batch)]):
+            served.append(concat_padded([arrival[j] for j in run], infos))
+    single = [{n: {"content": r[n][0].tolist(), "shape": [r[n].shape[1]]} for n in names} for r in rows[:64]]
+    return limit, served, single, float(np.mean(lengths))
 
 
 def _digit_feeds(batch: int) -> list[dict[str, np.ndarray]]:
@@ -191,12 +201,13 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
         instances, threads = _layout(repository, model)
         batch = max(1, round(best["avg_batch"]))
         sessions = [_session(repository, model, threads) for _ in range(instances)]
-        tokens = None
+        tokens = as_served = None
         if pipeline == "embed":
-            feeds, single, tokens = _text_feeds(batch, texts)
+            feeds, served_feeds, single, tokens = _text_feeds(batch, texts)
             direct = crosscheck.run(campaigns.Traffic(model=model), grpc_url, out / "minilm-direct",
                                     rate=None, concurrency=best["concurrency"], duration_s=duration_s,
                                     data_json={"data": single})
+            as_served = _rows_per_s(sessions, served_feeds)
         else:
             feeds, direct = _digit_feeds(batch), None
         in_process = _rows_per_s(sessions, feeds)
@@ -206,6 +217,7 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
                "ratio": round(best["rps"] / in_process, 3)}
         if tokens is not None:
             row["text_length"], row["mean_tokens"] = text_length, round(tokens, 1)
+            row["in_process_as_served_rows_per_s"] = round(as_served, 1)
         if direct:
             row["direct_model_rps"] = direct["rps"]
             row["direct_model_p50_ms"] = direct["p50_ms"]
@@ -245,16 +257,17 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     args.report_dir.mkdir(parents=True, exist_ok=True)
     (args.report_dir / "pipeline-bench.json").write_text(json.dumps(results, indent=2, default=str))
-    print("\n| pipeline | served rps (concurrency, p99) | in-process rows/s (batch, sessions x threads) "
-          "| ratio |")
-    print("|---|---|---|---|")
+    print("\n| pipeline | served rps (concurrency, p99) | in-process limit rows/s (batch, sessions x "
+          "threads) | in process, batches as served | ratio |")
+    print("|---|---|---|---|---|")
     for r in results:
         b = r["best"]
         name = f"{r['pipeline']} ({r['mean_tokens']:g} tokens)" if "mean_tokens" in r else r["pipeline"]
+        as_served = r.get("in_process_as_served_rows_per_s")
         print(f"| {name} | {b['rps']:.0f} (c={b['concurrency']}, p99 {b['p99_ms']:.0f} ms) | "
               f"{r['in_process_rows_per_s']:.0f} (b={r['in_process_batch']}, "
               f"{r['instances']} x {r['threads']}) | "
-              f"{r['ratio']:.0%} |")
+              f"{f'{as_served:.0f}' if as_served else '-'} | {r['ratio']:.0%} |")
     for r in results:
         print(f"\n{r['pipeline']} at concurrency {r['best']['concurrency']}: "
               "µs per request, from Triton's metrics")
