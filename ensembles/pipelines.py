@@ -5,7 +5,7 @@ so the real schema checks every field; ``text_format`` writes them.
 
 The demo's two pipelines are one step each: MiniLM tokenizes its own text and the digits
 classifier's graph scales its pixels and computes its softmax, so each request crosses one
-Python-backend stub, not three (README, "Pipelines served vs in process").
+Python-backend stub, not three (README, "Pipelines at the hardware's limit").
 
 Batching choices for the Python steps ``python -m ensembles add`` writes (tokenizer, labels):
 * one instance each and a short queue delay: their work is microseconds per request, so one
