@@ -118,13 +118,14 @@ def _text_feeds(batch: int, texts: list[str]) -> tuple[Feeds, Feeds, list[dict[s
 
     names = ("input_ids", "attention_mask", "token_type_ids")
     tokenizer = load_tokenizer(minilm_tokenizer_file(), MAX_LENGTH)
-    one = [encode(tokenizer, [t]) for t in texts]  # each unpadded
+    kept = texts[:len(texts) // batch * batch]  # whole batches, the same sentences on both sides
+    one = [encode(tokenizer, [t]) for t in kept]  # each unpadded
     rows = [{n: getattr(e, n) for n in names} for e in one]
     lengths = [r["input_ids"].shape[1] for r in rows]
     infos = [TensorInfo(n, np.dtype(np.int64), ("sequence_length",)) for n in names]
     by_length = sorted(range(len(rows)), key=lambda i: lengths[i])
     limit, served = [], []
-    for start in range(0, len(rows) - batch + 1, batch):
+    for start in range(0, len(rows), batch):
         limit.append(concat_padded([rows[i] for i in by_length[start:start + batch]], infos))
         arrival = rows[start:start + batch]
         for run in plan_runs([{"batch": 1, "sequence_length": lengths[start + j]} for j in range(batch)]):

@@ -1,0 +1,41 @@
+"""bench-pipelines' in-process side: the limit it divides by, and ORT on the batches as served."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from converters.runtime.ort_runner import plan_runs
+from loadtest.pipeline_bench import _text_feeds, bench_texts
+
+
+def _padding(feeds: list[dict[str, np.ndarray]]) -> float:
+    mask = [f["attention_mask"] for f in feeds]
+    return 1 - sum(int(m.sum()) for m in mask) / sum(m.size for m in mask)
+
+
+@pytest.mark.parametrize("length", ["short", "long"])
+def test_limit_and_as_served_feeds_hold_the_same_sentences_and_the_limit_pads_least(length):
+    texts = bench_texts(length)
+    limit, served, single, tokens = _text_feeds(8, texts)
+    batches = len(texts) // 8
+    assert sum(len(f["input_ids"]) for f in limit) == sum(len(f["input_ids"]) for f in served) == 8 * batches
+    # the same tokens on both sides, only grouped differently
+    tokens_in = [sum(int(f["attention_mask"].sum()) for f in feeds) for feeds in (limit, served)]
+    assert tokens_in[0] == tokens_in[1]
+    assert _padding(limit) < min(0.05, _padding(served))  # sorted by length against arrival order
+    assert len(served) > batches  # arrival-order batches are cut into runs, as the runner cuts them
+    assert 10 < tokens < 40 and len(single) == 64
+    for f in limit + served:
+        assert set(f) == {"input_ids", "attention_mask", "token_type_ids"}
+        assert f["attention_mask"][:, 0].all()  # no row is all padding
+
+
+def test_as_served_runs_are_the_runners_own_cuts():
+    texts = bench_texts("short")[:8]
+    _, served, _, _ = _text_feeds(8, texts)
+    _, _, single, _ = _text_feeds(1, texts)
+    lengths = [s["input_ids"]["shape"][0] for s in single[:8]]
+    runs = plan_runs([{"batch": 1, "sequence_length": n} for n in lengths])
+    assert [len(f["input_ids"]) for f in served] == [len(r) for r in runs]
+    assert [f["input_ids"].shape[1] for f in served] == [max(lengths[i] for i in r) for r in runs]
