@@ -131,9 +131,14 @@ def test_text_front_tokenizes_like_the_tokenizer_step_and_refuses_bad_text():
     requests = [["a short one", "and a rather longer sentence than that"], ["hi"]]
     arrays, truncated = front.encode(requests)
     reference = encode(load_tokenizer(minilm_tokenizer_file(), 8), requests[0])
-    np.testing.assert_array_equal(arrays[0]["input_ids"], reference.input_ids)
-    assert arrays[1]["input_ids"].shape == (1, 3)  # its own length: [CLS] hi [SEP], no padding
+    assert [len(parts) for parts in arrays] == [1, 1]  # one set per request
+    np.testing.assert_array_equal(arrays[0][0]["input_ids"], reference.input_ids)
+    assert arrays[1][0]["input_ids"].shape == (1, 3)  # its own length: [CLS] hi [SEP], no padding
     assert truncated == 1  # the long sentence, cut at 8 tokens
+    per_text, _ = front.encode(requests, per_text=True)  # one set per text, each unpadded
+    assert [[p["input_ids"].shape for p in parts] for parts in per_text] == [[(1, 5), (1, 8)], [(1, 3)]]
+    np.testing.assert_array_equal(per_text[0][1]["input_ids"], reference.input_ids[1:])
+    np.testing.assert_array_equal(per_text[0][0]["input_ids"][0], reference.input_ids[0, :5])
     assert front.decode(np.array([[b"caf\xc3\xa9"]], dtype=object)) == ["caf\u00e9"]
     with pytest.raises(runner.BadRequest, match=r"TEXT\[0\] is empty") as caught:
         front.decode(np.array([[b"  "]], dtype=object))

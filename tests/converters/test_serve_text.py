@@ -92,10 +92,22 @@ def test_served_text_equals_the_tokenizers_ids_and_bad_text_is_refused(exported)
         tokens[-1].set_data_from_numpy(getattr(enc, name))
     empty = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
     empty.set_data_from_numpy(np.array([[b""]], dtype=object))
+    def text_input(rows: list[str]):
+        tensor = grpcclient.InferInput("TEXT", [len(rows), 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[t.encode()] for t in rows], dtype=object))
+        return tensor
+
+    # a request's texts are computed one by one (unpadded) and come back in the request's order
+    mixed = [texts[1], "ok", "returns take two weeks", texts[0]]
     with start_server(repo) as server, grpcclient.InferenceServerClient(server.grpc_url) as client:
         from_text = client.infer("bert", [text]).as_numpy("embedding")
         from_ids = client.infer("bert", tokens).as_numpy("embedding")
+        together = client.infer("bert", [text_input(mixed)]).as_numpy("embedding")
+        alone = np.concatenate([client.infer("bert", [text_input([t])]).as_numpy("embedding") for t in mixed])
         with pytest.raises(InferenceServerException, match=r"TEXT\[0\] is empty") as caught:
             client.infer("bert", [empty])
     np.testing.assert_allclose(from_text, from_ids, atol=1e-6)
+    assert together.shape == (4, from_text.shape[1])
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+    np.testing.assert_allclose(together[[3, 0]], from_text, atol=1e-6)
     assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
