@@ -16,7 +16,7 @@ What each check proves (and what it cannot):
 * Compose (``docker/compose*.yaml``): YAML structure, every ``build.dockerfile`` exists, every
   ``depends_on`` names a service; no Compose-spec schema is available offline.
 * Compose and manifests: every campaign named as ``/opt/stack/campaigns/NAME.toml`` (where the CPU
-  image puts ``loadtest/campaigns/``) exists.
+  image puts ``tritonstack/loadtest/campaigns/``) exists.
 
 Exit codes: 0 all files pass, 1 a file fails a check, 3 a validator is not installed.
 """
@@ -288,10 +288,10 @@ def _strings(node: Any) -> Iterator[str]:
 
 
 def campaign_refs(path: Path, docs: list[dict[str, Any]]) -> list[str]:
-    """Campaigns named as /opt/stack/campaigns/NAME.toml must exist in loadtest/campaigns/."""
+    """Campaigns named as /opt/stack/campaigns/NAME.toml must exist in tritonstack/loadtest/campaigns/."""
     names = {m[1] for doc in docs for text in _strings(doc) for m in _CAMPAIGN_REF.finditer(text)}
-    return [f"{path}: campaign {name!r} does not exist (no loadtest/campaigns/{name}.toml)"
-            for name in sorted(names) if not (ROOT / "loadtest" / "campaigns" / f"{name}.toml").is_file()]
+    return [f"{path}: campaign {name!r} does not exist (no tritonstack/loadtest/campaigns/{name}.toml)"
+            for name in sorted(names) if not (ROOT / "tritonstack" / "loadtest" / "campaigns" / f"{name}.toml").is_file()]
 
 
 # --- Compose ------------------------------------------------------------------------------------

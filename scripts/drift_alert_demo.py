@@ -41,7 +41,7 @@ def _psi(url: str) -> dict[str, float]:
 
 
 def _campaign(name: str, grpc: str, metrics: str) -> None:
-    subprocess.run([sys.executable, "-m", "loadtest", "run", name, "--grpc", grpc, "--metrics", metrics,
+    subprocess.run([sys.executable, "-m", "tritonstack.loadtest", "run", name, "--grpc", grpc, "--metrics", metrics,
                     "--quiet"], cwd=ROOT, check=True)
 
 
@@ -53,8 +53,8 @@ def main() -> int:
         print("prometheus not found: install Debian's prometheus (make venv does, as root)", file=sys.stderr)
         return 3
     sys.path.insert(0, str(ROOT))
-    from server import ServerConfig, TritonServer
-    from server.process import free_port
+    from tritonstack.server import ServerConfig, TritonServer
+    from tritonstack.server.process import free_port
 
     with tempfile.TemporaryDirectory() as tmp, TritonServer(ServerConfig(
             model_repository=args.model_repository, grpc_port=0, http_port=0, metrics_port=0)) as triton:

@@ -71,24 +71,24 @@ def main() -> int:
     parser.add_argument("--shares", default="0,10,50,100", help="%% of requests shadowed, at half capacity")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from loadtest import crosscheck
-    from loadtest.campaign import Traffic
-    from loadtest.errors import RunFailed
-    from loadtest.metrics import cpu_by_process, scrape
-    from rollout.controller import Rollout, Target
-    from server import ServerConfig, TritonServer
+    from tritonstack.loadtest import crosscheck
+    from tritonstack.loadtest.campaign import Traffic
+    from tritonstack.loadtest.errors import RunFailed
+    from tritonstack.loadtest.metrics import cpu_by_process, scrape
+    from tritonstack.rollout.controller import Rollout, Target
+    from tritonstack.server import ServerConfig, TritonServer
 
     out = ROOT / "reports" / f"rollout-cost-{time.strftime('%Y%m%d-%H%M%S')}"
     results: dict = {"cpu": _cpu(), "concurrency": CONCURRENCY, "pipelines": {}}
     with tempfile.TemporaryDirectory() as tmp:
         repository = Path(tmp) / "repo"
         shutil.copytree(args.model_repository, repository, ignore=shutil.ignore_patterns("__pycache__"))
-        from converters.api import RUNNER_FILE
+        from tritonstack.converters import carry
 
         for model in MODELS.values():  # both versions run today's runner, whenever they were exported
             for version in (repository / model).iterdir():
                 if version.name.isdigit():
-                    shutil.copyfile(RUNNER_FILE, version / "model.py")
+                    carry.copy_into(version, "ort_runner")
         config = ServerConfig(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0,
                               model_control="explicit", load_models=("*",))
         with TritonServer(config) as triton:

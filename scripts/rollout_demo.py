@@ -44,7 +44,7 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def _export(repository: Path, source: str) -> int:
-    argv = [sys.executable, "-m", "converters", "export", f"converters.sources.digits:{source}",
+    argv = [sys.executable, "-m", "tritonstack.converters", "export", f"tritonstack.converters.sources.digits:{source}",
             "--name", MODEL, "--precision", "int8", "--int8-mode", "static", "--max-batch-size", "256",
             "--instances", "1", "--intra-op-threads", "1", "--max-queue-size", "1024", "--keep", "4",
             "--repository", str(repository), "--json", "--quiet"]
@@ -69,20 +69,20 @@ def main() -> int:
               file=sys.stderr)
         return 2
     sys.path.insert(0, str(ROOT))
-    from server import ServerConfig, TritonServer
+    from tritonstack.server import ServerConfig, TritonServer
 
     with TritonServer(ServerConfig(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0,
                                    model_control="explicit", load_models=("*",))) as triton:
         where = ["--repository", str(repository), "--url", triton.grpc_url, "--metrics-url",
                  triton.metrics_url]
-        rollout = [sys.executable, "-m", "rollout"]
+        rollout = [sys.executable, "-m", "tritonstack.rollout"]
         pinned = _run([*rollout, "pin", MODEL, *where])
         if pinned.returncode:
             return pinned.returncode
         primary = int(pinned.stdout.split(": v")[1].split()[0])
         good, broken = _export(repository, "retrained"), _export(repository, "mislabelled")
 
-        load_argv = [sys.executable, "-m", "loadtest", "run", "rollout", "--grpc", triton.grpc_url,
+        load_argv = [sys.executable, "-m", "tritonstack.loadtest", "run", "rollout", "--grpc", triton.grpc_url,
                      "--metrics", triton.metrics_url, "--quiet"]
         _show(load_argv)
         print("  (in the background, for 203 s)", flush=True)

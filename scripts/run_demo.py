@@ -38,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--campaign", default="smoke", help="bundled campaign name or file")
     args = parser.parse_args(argv)
 
-    from client import Client, ClientError
-    from converters.errors import ConverterError
-    from demo.data import digits_split
-    from ensembles.build import build
-    from server import ServerConfig, ServerError, TritonServer
+    from tritonstack.client import Client, ClientError
+    from tritonstack.converters.errors import ConverterError
+    from tritonstack.demo.data import digits_split
+    from tritonstack.ensembles.build import build
+    from tritonstack.server import ServerConfig, ServerError, TritonServer
 
     try:
         _say(f"1/4 build {args.repository}/ (export, quantize, gate, assemble)")
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"4/4 short Locust campaign '{args.campaign}' over gRPC")
         started = time.monotonic()
         campaign = subprocess.run(
-            [sys.executable, "-m", "loadtest", "run", args.campaign, "--grpc", server.grpc_url,
+            [sys.executable, "-m", "tritonstack.loadtest", "run", args.campaign, "--grpc", server.grpc_url,
              "--metrics", server.metrics_url, "--server-pid", str(server.pid)], check=False)
         print(f"   campaign finished in {time.monotonic() - started:.0f}s "
               f"(exit {campaign.returncode}: {'SLO met' if campaign.returncode == 0 else 'SLO failed'})")

@@ -3,7 +3,7 @@
 # `make venv` (so `make test` and `.ci/run` on a fresh machine need nothing by hand):
 #   qemu-user   qemu-x86_64 runs ONNX Runtime as an AVX2-only CPU (-cpu Haswell), so the INT8
 #               tests exercise the int16-saturating kernel on any x86 host
-#               (`python -m converters verify --emulate-cpu Haswell`).
+#               (`python -m tritonstack.converters verify --emulate-cpu Haswell`).
 #   prometheus  the Prometheus server and promtool: the alert rules are checked and unit-tested
 #               offline (promtool), and a real Prometheus scrapes a real Triton in the drift test.
 # Without root or apt-get it installs nothing and says which tests will skip.

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from server import BinaryNotFound, ServerConfig, TritonServer, find_tritonserver
 from tests.helpers import repos
+from tritonstack.server import BinaryNotFound, ServerConfig, TritonServer, find_tritonserver
 
 
 def _triton_missing() -> str | None:

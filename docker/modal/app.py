@@ -3,12 +3,14 @@
     modal deploy docker/modal/app.py                         # needs a Modal account (modal token new)
     python docker/modal/app.py deploy --dry-run [--gpu L4]   # what would be deployed; no account
     python docker/modal/app.py upload model_repository       # the repository into the Volume
-    python -m loadtest cost REPORT --platform modal --gpu L4 --target-rps 500   # containers and $
+    python -m tritonstack.loadtest cost REPORT --platform modal --gpu L4 --target-rps 500   # containers and $
 
 Settings come from ``MODAL_TRITON_*`` environment variables (``ModalSettings`` lists them) and
-are validated before anything is built. The container runs ``tritonserver`` on the Volume,
-waits until Triton reports ready, and only then Modal routes traffic to it: Triton's HTTP /
-KServe v2 endpoint is the app's web endpoint. ``TRITON_ACCESS_TOKEN`` comes from the Modal
+are validated before anything is built. The container runs the stack's launcher
+(``python3 -m tritonstack.server serve``, the GPU image's entrypoint) on the Volume: it supervises
+tritonserver, reloads a model whose backend stub died and turns on the latency summaries. The
+container waits until the launcher reports ready (its truthful readiness on :8003), and only
+then Modal routes traffic to it: Triton's HTTP / KServe v2 endpoint is the app's web endpoint. ``TRITON_ACCESS_TOKEN`` comes from the Modal
 Secret ``triton-access-token`` and protects the model-repository API; nothing secret is here.
 
 gRPC: Modal's web endpoints are HTTP/1.1 and HTTP/2 behind its proxy without gRPC routing;
@@ -71,6 +73,7 @@ class ModalSettings:
     timeout_s: int = 3600
     http_port: int = 8000
     grpc_port: int = 8001
+    health_port: int = 8003
 
     def __post_init__(self) -> None:
         if self.gpu not in GPUS:
@@ -97,21 +100,28 @@ class ModalSettings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
-    def tritonserver_args(self) -> list[str]:
-        return ["tritonserver", "--model-repository=/models", f"--http-port={self.http_port}",
-                f"--grpc-port={self.grpc_port}", "--metrics-port=8002", "--exit-timeout-secs=30",
-                "--model-control-mode=explicit", "--load-model=*"]
+    def launcher_args(self, restrict: bool = False) -> list[str]:
+        """The launcher's command line, as the GPU image's entrypoint runs it; ``restrict`` locks
+        the model-repository API with ``TRITON_ACCESS_TOKEN``."""
+        args = ["python3", "-m", "tritonstack.server", "serve", "--host", "0.0.0.0",
+                "--model-repository", "/models", "--http-port", str(self.http_port),
+                "--grpc-port", str(self.grpc_port), "--metrics-port", "8002",
+                "--health-port", str(self.health_port), "--exit-timeout", "30",
+                "--ready-timeout", str(self.startup_timeout_s)]
+        return args + (["--restrict", "model-repository"] if restrict else [])
 
     def describe(self) -> str:
         """What ``deploy`` would create, for ``--dry-run``."""
         return "\n".join([
             f"app         {self.app_name}",
-            f"image       {self.image} + docker/requirements-gpu.txt + ensembles/ on PYTHONPATH",
+            f"image       {self.image} + docker/requirements-gpu.txt + the launcher (tritonstack/server)",
+            f"command     {' '.join(self.launcher_args())}",
             f"gpu         {self.gpu}, 1 per container",
             f"volume      {self.volume} mounted read-only at /models (fill it: upload MODEL_REPOSITORY)",
             f"secret      {self.secret} -> TRITON_ACCESS_TOKEN (protects the model-repository API)",
-            f"endpoint    HTTPS web endpoint -> Triton HTTP/KServe v2 on :{self.http_port}, after "
-            "/v2/health/ready; gRPC only through the grpc_tunnel debug function",
+            f"endpoint    HTTPS web endpoint -> Triton HTTP/KServe v2 on :{self.http_port}, after the "
+            f"launcher's /v2/health/ready on :{self.health_port}; gRPC only through the grpc_tunnel "
+            "debug function",
             f"scaling     min {self.min_containers} warm, max {self.max_containers} containers, "
             f"{self.max_inputs} concurrent requests per container, scale down after "
             f"{self.scaledown_window_s} s idle",
@@ -131,7 +141,7 @@ def function_options(settings: ModalSettings, volume: modal.Volume, secret: moda
 
 
 def wait_ready(url: str, timeout_s: float) -> None:
-    """Block until Triton's readiness is 200 (raise after ``timeout_s``)."""
+    """Block until the launcher's readiness is 200 (raise after ``timeout_s``)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -141,17 +151,14 @@ def wait_ready(url: str, timeout_s: float) -> None:
         except OSError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"Triton was not ready after {timeout_s:.0f} s")
+    raise RuntimeError(f"the launcher was not ready after {timeout_s:.0f} s")
 
 
 def _start_triton(settings: ModalSettings) -> None:
-    token = os.environ.get("TRITON_ACCESS_TOKEN")
-    args = settings.tritonserver_args()
-    if token:
-        rule = f"model-repository:triton-access-token={token}"
-        args += [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
+    # The launcher reads TRITON_ACCESS_TOKEN itself (never on this command line).
+    args = settings.launcher_args(restrict=bool(os.environ.get("TRITON_ACCESS_TOKEN")))
     subprocess.Popen(args)  # noqa: S603 - the container's one server
-    wait_ready(f"http://127.0.0.1:{settings.http_port}", settings.startup_timeout_s)
+    wait_ready(f"http://127.0.0.1:{settings.health_port}", settings.startup_timeout_s)
 
 
 # Modal imports the functions of an app from module scope: the deployment is built here, once,
@@ -164,10 +171,13 @@ except ValueError as _exc:
 
 if SETTINGS is not None:
     app = modal.App(SETTINGS.app_name)
+    # What docker/Dockerfile.gpu adds to NVIDIA's image, and nothing else: the launcher and the
+    # packages it and the versions' serving code import (the models carry their own code).
     image = (modal.Image.from_registry(SETTINGS.image)
              .pip_install_from_requirements(str(ROOT / "docker" / "requirements-gpu.txt"))
-             .env({"PYTHONPATH": "/opt/stack"})
-             .add_local_dir(str(ROOT / "ensembles"), "/opt/stack/ensembles"))
+             .env({"PYTHONPATH": "/opt/stack", "PYTHONUNBUFFERED": "1"})
+             .add_local_file(str(ROOT / "tritonstack" / "__init__.py"), "/opt/stack/tritonstack/__init__.py")
+             .add_local_dir(str(ROOT / "tritonstack" / "server"), "/opt/stack/tritonstack/server"))
     volume = modal.Volume.from_name(SETTINGS.volume, create_if_missing=True)
     secret = modal.Secret.from_name(SETTINGS.secret)
     OPTIONS = function_options(SETTINGS, volume, secret, image)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from server import TritonServer
 from tests.client.standins import write_client_repo
 from tests.conftest import start_server
+from tritonstack.server import TritonServer
 
 TOKEN = "client-test-token"
 

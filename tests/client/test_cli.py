@@ -1,4 +1,4 @@
-"""``python -m client`` against the stand-in models: every command, text and JSON, exit codes."""
+"""``python -m tritonstack.client`` against the stand-in models: every command, text and JSON, exit codes."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from client.cli import main
-from server import TritonServer, free_port
 from tests.client.conftest import TOKEN
 from tests.client.standins import digit_image, expected_embedding
+from tritonstack.client.cli import main
+from tritonstack.server import TritonServer, free_port
 
 pytestmark = pytest.mark.triton
 
@@ -100,6 +100,6 @@ def test_errors_are_one_line_with_meaningful_exit_codes(url: str, tmp_path: Path
 
 
 def test_module_entry_point(url: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "client", "--url", url, "model", "add_one"],
+    done = subprocess.run([sys.executable, "-m", "tritonstack.client", "--url", url, "model", "add_one"],
                           capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
     assert done.returncode == 0 and "add_one (python) max_batch_size=8" in done.stdout

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from client import AsyncClient, Client, ClientError, DigitPredictions, Status
-from server import TritonServer, free_port
 from tests.client.conftest import TOKEN
 from tests.client.standins import digit_image, expected_embedding
+from tritonstack.client import AsyncClient, Client, ClientError, DigitPredictions, Status
+from tritonstack.server import TritonServer, free_port
 
 pytestmark = pytest.mark.triton
 

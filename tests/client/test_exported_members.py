@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import client
+import tritonstack.client as client
 
 EXPECTED = {
     "AsyncClient", "Client", "ClientConfig", "ClientError", "DigitPredictions", "ModelInfo",
@@ -18,7 +18,7 @@ def test_exported_names_are_exactly_the_public_api() -> None:
 def test_every_exported_name_exists_and_belongs_to_the_package() -> None:
     for name in client.__all__:
         member = getattr(client, name)
-        assert member.__module__.startswith("client."), name
+        assert member.__module__.startswith("tritonstack.client."), name
         assert member.__doc__, f"{name} has no docstring"
 
 

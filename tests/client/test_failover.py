@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client import AsyncClient, Client, ClientError, Status
-from loadtest.metrics import scrape
-from server import ServerConfig, TritonServer, free_port
 from tests.conftest import start_server
 from tests.helpers import repos
+from tritonstack.client import AsyncClient, Client, ClientError, Status
+from tritonstack.loadtest.metrics import scrape
+from tritonstack.server import ServerConfig, TritonServer, free_port
 
 pytestmark = pytest.mark.triton
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from client import Client, ClientConfig, ClientError, Status
-from client._limit import AimdLimit, Gate
+from tritonstack.client import Client, ClientConfig, ClientError, Status
+from tritonstack.client._limit import AimdLimit, Gate
 
 
 def test_additive_increase_and_multiplicative_decrease() -> None:
@@ -115,7 +115,7 @@ def test_against_a_queue_that_refuses_the_limit_comes_down(tmp_path) -> None:
 def test_the_async_gate_serves_waiters_in_order_and_refuses_at_the_deadline() -> None:
     import asyncio
 
-    from client._limit import AsyncGate
+    from tritonstack.client._limit import AsyncGate
 
     async def scenario() -> list[int]:
         gate = AsyncGate(maximum=64)

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client import Client
-from client.cli import main
-from server import ModelControl
-from server.stubs import backend_stubs
 from tests.conftest import start_server
 from tests.helpers import repos
+from tritonstack.client import Client
+from tritonstack.client.cli import main
+from tritonstack.server import ModelControl
+from tritonstack.server.stubs import backend_stubs
 
 pytestmark = pytest.mark.triton
 
@@ -71,7 +71,7 @@ def test_a_restricted_control_plane_needs_the_token(tmp_path: Path, capsys, monk
 
 
 def test_the_client_and_the_launcher_reload_the_same_way() -> None:
-    from client._sync import RELOAD_PARAMETER as CLIENT
-    from server.process import RELOAD_PARAMETER as LAUNCHER
+    from tritonstack.client._sync import RELOAD_PARAMETER as CLIENT
+    from tritonstack.server.process import RELOAD_PARAMETER as LAUNCHER
 
     assert CLIENT == LAUNCHER  # one parameter the models ignore (client must not import server)

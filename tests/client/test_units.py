@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from client import ClientConfig, ClientError, ModelInfo, Status, TensorSpec, TlsConfig
-from client._errors import classify
-from client._images import load_digit
-from client._pipelines import digit_inputs, embed_inputs
-from client._retry import Endpoints, backoff_s, retryable
-from client._tensors import (
+from tritonstack.client import ClientConfig, ClientError, ModelInfo, Status, TensorSpec, TlsConfig
+from tritonstack.client._errors import classify
+from tritonstack.client._images import load_digit
+from tritonstack.client._pipelines import digit_inputs, embed_inputs
+from tritonstack.client._retry import Endpoints, backoff_s, retryable
+from tritonstack.client._tensors import (
     build_request,
     chunks,
     deserialize_bytes,
@@ -23,7 +23,7 @@ from client._tensors import (
     serialize_bytes,
     validate,
 )
-from client.cli import exit_code, main
+from tritonstack.client.cli import exit_code, main
 
 ADD_ONE = ModelInfo("add_one", "", "python", 8, (TensorSpec("INPUT", "FP32", (4,)),),
                     (TensorSpec("OUTPUT", "FP32", (4,)),))

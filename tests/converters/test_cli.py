@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from converters.cli import main
+from tritonstack.converters.cli import main
 
 ROOT = Path(__file__).parents[2]
 
@@ -22,7 +22,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_help_lists_every_option():
-    proc = subprocess.run([sys.executable, "-m", "converters", "export", "--help"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "tritonstack.converters", "export", "--help"], capture_output=True,
                           text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0
     for option in ("--task", "--precision", "--int8-mode", "--calibration", "--max-batch-size", "--instances",
@@ -88,7 +88,7 @@ def test_tensorrt_target_builds_a_plan_with_reproducer(capsys, tmp_path):
 
 
 def test_tensorrt_without_gpu_exits_3(capsys, tmp_path):
-    from converters.steps.onnx2trt import gpu_missing
+    from tritonstack.converters.steps.onnx2trt import gpu_missing
 
     if gpu_missing() is None:
         pytest.skip("this machine has a GPU with TensorRT")

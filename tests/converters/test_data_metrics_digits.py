@@ -15,9 +15,9 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from converters.metrics import classification_agreement, embedding_agreement
-from converters.sources import digits
-from converters.sources.digits import (
+from tritonstack.converters.metrics import classification_agreement, embedding_agreement
+from tritonstack.converters.sources import digits
+from tritonstack.converters.sources.digits import (
     CACHE_ENV,
     DigitsCNN,
     TrainConfig,
@@ -27,8 +27,8 @@ from converters.sources.digits import (
     train_digits_cnn,
     weights_path,
 )
-from demo import data
-from demo.data import digits_split, sentences, text_corpus
+from tritonstack.demo import data
+from tritonstack.demo.data import digits_split, sentences, text_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def test_corpus_sizes_and_disjoint() -> None:
 
 def test_corpus_is_deterministic_across_processes() -> None:
     # A fresh interpreter with a different hash seed (set iteration order) gives the same corpus.
-    code = ("import hashlib, json; from demo.data import text_corpus; c = text_corpus(); "
+    code = ("import hashlib, json; from tritonstack.demo.data import text_corpus; c = text_corpus(); "
             "print(hashlib.sha256(json.dumps([c.calibration, c.evaluation]).encode()).hexdigest())")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, env={"PYTHONHASHSEED": "12345", "PATH": ""}).stdout.strip()

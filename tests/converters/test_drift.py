@@ -1,5 +1,5 @@
 """The drift measure the export's profile step and the python-ort runner share
-(converters/runtime/drift.py): features per row, the reference's bins, the sliding window's
+(tritonstack/serving/drift.py): features per row, the reference's bins, the sliding window's
 bookkeeping, and PSI that stays low for the same distribution and rises for a shifted one."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.runtime.drift import DriftWindow, psi, reference_profile, row_features
+from tritonstack.serving.drift import DriftWindow, psi, reference_profile, row_features
 
 
 def _images(rng: np.random.Generator, n: int, scale: float = 1.0) -> dict[str, np.ndarray]:

@@ -11,13 +11,13 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from converters.api import ExportSpec, export
-from converters.errors import AccuracyBelowThreshold, InvalidSpec, ToleranceExceeded
-from converters.repository import next_version, write_version
-from converters.spec import Thresholds
-from converters.steps import parity
-from converters.triton_config import config_for_target, io_from_onnx
 from tests.converters import tiny
+from tritonstack.converters.api import ExportSpec, export
+from tritonstack.converters.errors import AccuracyBelowThreshold, InvalidSpec, ToleranceExceeded
+from tritonstack.converters.repository import next_version, write_version
+from tritonstack.converters.spec import Thresholds
+from tritonstack.converters.steps import parity
+from tritonstack.converters.triton_config import config_for_target, io_from_onnx
 
 CLASSIFIER = "tests.converters.tiny:classifier_factory"
 
@@ -131,7 +131,7 @@ def test_repository_versions_are_added_and_never_overwritten(tmp_path):
 
 
 def test_a_serving_change_rewrites_the_config_and_writes_no_version(tmp_path):
-    from converters.api import apply_serving
+    from tritonstack.converters.api import apply_serving
 
     base = spec(tmp_path, source=CLASSIFIER, name="cls", precisions=("fp32",))
     export(base, progress=None)
@@ -182,9 +182,9 @@ def test_a_new_step_is_its_class_and_a_line_in_the_plan(tmp_path, monkeypatch):
     """export() itself does not change: the step says whether it applies, runs, and is recorded."""
     import onnx
 
-    from converters import api
-    from converters import plan as plan_module
-    from converters.steps.base import Step
+    from tritonstack.converters import api
+    from tritonstack.converters import plan as plan_module
+    from tritonstack.converters.steps.base import Step
 
     class CountNodes(Step):
         name = "count-nodes"

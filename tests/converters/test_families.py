@@ -10,12 +10,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from converters.api import ExportSpec, export
-from converters.cli import main
-from converters.errors import UnsupportedModel
-from converters.sources.hf import hf_source
-from converters.spec import Thresholds
 from tests.converters import tiny
+from tritonstack.converters.api import ExportSpec, export
+from tritonstack.converters.cli import main
+from tritonstack.converters.errors import UnsupportedModel
+from tritonstack.converters.sources.hf import hf_source
+from tritonstack.converters.spec import Thresholds
 
 LOOSE = Thresholds(min_mean_cosine=0.9, min_recall_at_10=0.5)  # random tiny models, not MiniLM
 FAMILIES = ["distilbert", "roberta", "mpnet", "electra", "deberta-v2"]
@@ -78,7 +78,7 @@ def test_a_cross_encoder_is_gated_on_the_order_of_its_scores(tmp_path) -> None:
     """One logit: argmax agreement would be vacuous, so the gate ranks the scores of
     (query, passage) pairs. A random tiny cross-encoder's scores barely vary, so INT8 noise
     reorders them: refused at the default bar, with the figure; accepted only when lowered."""
-    from converters.errors import AccuracyBelowThreshold
+    from tritonstack.converters.errors import AccuracyBelowThreshold
 
     folder = tiny.write_tiny_family(tmp_path / "ce", "bert", reranker=True)
     spec = dict(source=str(folder), name="ce", precisions=("int8", "fp32"), work_dir=tmp_path / "w",

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.api import ExportSpec, export
-from converters.cli import main
-from converters.spec import Thresholds
 from tests.converters import tiny
+from tritonstack.converters.api import ExportSpec, export
+from tritonstack.converters.cli import main
+from tritonstack.converters.spec import Thresholds
 
 LOOSE = Thresholds(min_mean_cosine=0.9, min_recall_at_10=0.5)  # a random tiny BERT, not MiniLM
 
@@ -105,9 +105,9 @@ def test_a_version_failing_its_golden_check_is_refused_at_load_and_the_old_one_s
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    from server import ModelControl
     from tests.conftest import start_server
     from tests.converters.test_served import infer, text_feed
+    from tritonstack.server import ModelControl
 
     copy = tmp_path / "repo"
     shutil.copytree(repo / "bert", copy / "bert")

@@ -14,12 +14,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from converters import int8_kernels
-from converters.errors import InvalidSpec
-from converters.runtime import ort_runner
-from converters.spec import ExportSpec
-from converters.steps import per_token
 from tests.converters.test_smooth import _gelu_matmul
+from tritonstack.converters import int8_kernels
+from tritonstack.converters.errors import InvalidSpec
+from tritonstack.converters.spec import ExportSpec
+from tritonstack.converters.steps import per_token
+from tritonstack.serving import cpu
 
 ROOT = Path(__file__).resolve().parents[2]
 EXACT = 255 * 127 * 64  # the probe's right answer
@@ -103,7 +103,7 @@ def test_default_weight_form_follows_what_the_target_can_make_exact():
 def test_the_serialized_probe_is_the_255_by_127_product():
     import base64
 
-    probe = onnx.load_from_string(base64.b64decode(ort_runner._PROBE_MODEL))
+    probe = onnx.load_from_string(base64.b64decode(cpu._PROBE_MODEL))
     onnx.checker.check_model(probe)
     assert [n.op_type for n in probe.graph.node] == ["MatMulInteger"]
     weight = numpy_helper.to_array(probe.graph.initializer[0])
@@ -112,11 +112,11 @@ def test_the_serialized_probe_is_the_255_by_127_product():
 
 
 def test_probe_names_this_cpus_kernel_and_the_option_makes_it_exact():
-    value = ort_runner.probe_matmul()
+    value = cpu.probe_matmul()
     assert value in (EXACT, SATURATED)
-    assert ort_runner.int8_kernel() == ("exact" if value == EXACT else "int16-saturating")
-    assert ort_runner.int8_config_entries() == ({} if value == EXACT else ort_runner.EXACT_INT8_OPTION)
-    assert ort_runner.probe_matmul(ort_runner.EXACT_INT8_OPTION) == EXACT
+    assert cpu.int8_kernel() == ("exact" if value == EXACT else "int16-saturating")
+    assert cpu.int8_config_entries() == ({} if value == EXACT else cpu.EXACT_INT8_OPTION)
+    assert cpu.probe_matmul(cpu.EXACT_INT8_OPTION) == EXACT
 
 
 def _emulated(code: str, *args: str, cpu: str = "Haswell") -> str:
@@ -132,7 +132,7 @@ def _emulated(code: str, *args: str, cpu: str = "Haswell") -> str:
 @pytest.mark.emulated
 def test_an_avx2_only_cpu_saturates_and_the_probe_sees_it():
     out = json.loads(_emulated(
-        "import json; from converters.runtime import ort_runner as r; "
+        "import json; from tritonstack.serving import cpu as r; "
         "print(json.dumps([r.probe_matmul(), r.int8_kernel(), r.probe_matmul(r.EXACT_INT8_OPTION)]))"))
     assert out == [SATURATED, "int16-saturating", EXACT]
 
@@ -150,7 +150,7 @@ def test_on_the_saturating_kernel_s8_weights_fail_and_the_portable_forms_hold(tm
         onnx.save(model, str(tmp_path / f"{weights}.onnx"))
     code = """
 import json, sys, numpy as np, onnxruntime as ort
-from converters.runtime.ort_runner import EXACT_INT8_OPTION
+from tritonstack.serving.cpu import EXACT_INT8_OPTION
 folder = sys.argv[1]
 x = np.load(folder + "/x.npy")
 def run(name, entries=None):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -14,38 +14,42 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from converters.runtime import ort_runner as packaged
-from converters.triton_config import DynamicBatching, config_for_target, io_from_onnx
 from tests.converters import tiny
+from tritonstack.converters import carry
+from tritonstack.converters.triton_config import DynamicBatching, config_for_target, io_from_onnx
+from tritonstack.serving import batching, requests, session
+from tritonstack.serving.errors import InvalidInput
+from tritonstack.serving.text import TextFront
 
-RUNNER_FILE = Path(packaged.__file__)
-
-
-def load_runner_file():
-    """The file exactly as Triton loads it (module name model, pb_utils absent)."""
-    spec = importlib.util.spec_from_file_location("copied_model", RUNNER_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["copied_model"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-runner = load_runner_file()
-INPUTS = [runner.TensorInfo("input_ids", np.dtype(np.int64), ("sequence",)),
-          runner.TensorInfo("attention_mask", np.dtype(np.int64), ("sequence",))]
+INPUTS = [requests.TensorInfo("input_ids", np.dtype(np.int64), ("sequence",)),
+          requests.TensorInfo("attention_mask", np.dtype(np.int64), ("sequence",))]
 
 
 def ids(batch: int, length: int, value: int = 3) -> np.ndarray:
     return np.full((batch, length), value, dtype=np.int64)
 
 
-def test_runner_file_loads_without_triton():
-    assert runner.pb_utils is None
-    assert hasattr(runner, "TritonPythonModel")
+def test_a_version_carries_serving_code_that_imports_from_its_own_folder_alone(tmp_path):
+    """What a python-ort version carries imports in an isolated interpreter whose path is the
+    version folder (as in NVIDIA's image, where the project is not installed), and pulls in no
+    other project package."""
+    carry.copy_into(tmp_path, "ort_runner")
+    code = ("import sys; sys.path[:] = [p for p in sys.path if 'site-packages' in p or 'lib/python' in p]; "
+            f"sys.path.insert(0, {str(tmp_path)!r}); "
+            "import serving.batching, serving.cpu, serving.golden, serving.metrics, serving.priority, "
+            "serving.requests, serving.session, serving.text, serving.drift, serving.split, serving.tally, "
+            "serving.agreement, serving.classes; "
+            "assert serving.__file__.startswith(" + repr(str(tmp_path)) + "), serving.__file__; "
+            "print(sorted(m for m in sys.modules if m.startswith('tritonstack')))")
+    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=False,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+    assert (tmp_path / "model.py").read_bytes() == (carry.PACKAGE / "models" / "ort_runner.py").read_bytes()
 
 
 def test_check_request_returns_sizes_per_named_axis():
-    sizes = runner.check_request({"input_ids": ids(2, 5), "attention_mask": ids(2, 5, 1)}, INPUTS)
+    sizes = requests.check_request({"input_ids": ids(2, 5), "attention_mask": ids(2, 5, 1)}, INPUTS)
     assert sizes == {"batch": 2, "sequence": 5}
 
 
@@ -58,18 +62,18 @@ def test_check_request_returns_sizes_per_named_axis():
     ({"input_ids": ids(1, 0), "attention_mask": ids(1, 0)}, "'sequence' has length 0"),
 ])
 def test_check_request_rejects_bad_requests(arrays, message):
-    with pytest.raises(runner.BadRequest, match=message):
-        runner.check_request(arrays, INPUTS)
+    with pytest.raises(InvalidInput, match=message):
+        requests.check_request(arrays, INPUTS)
 
 
-LIMITS = runner.Limits.from_parameters({"value_ranges": "attention_mask:0:2,input_ids:0:100",
+LIMITS = requests.Limits.from_parameters({"value_ranges": "attention_mask:0:2,input_ids:0:100",
                                         "axis_limits": "sequence:8"})
 
 
 def test_limits_parse_from_the_config_parameters():
     assert LIMITS.value_ranges == {"attention_mask": (0, 2), "input_ids": (0, 100)}
     assert LIMITS.axis_limits == {"sequence": 8}
-    assert runner.Limits.from_parameters({}) == runner.Limits()
+    assert requests.Limits.from_parameters({}) == requests.Limits()
 
 
 @pytest.mark.parametrize(("arrays", "message"), [
@@ -79,14 +83,14 @@ def test_limits_parse_from_the_config_parameters():
     ({"input_ids": ids(1, 9), "attention_mask": ids(1, 9, 1)}, "'sequence' is 9 .* longer than this model"),
 ])
 def test_limits_refuse_values_and_lengths_the_model_cannot_take(arrays, message):
-    with pytest.raises(runner.BadRequest, match=message):
-        runner.check_request(arrays, INPUTS, LIMITS)
-    assert runner.check_request({"input_ids": ids(1, 8, 99), "attention_mask": ids(1, 8, 1)}, INPUTS,
+    with pytest.raises(InvalidInput, match=message):
+        requests.check_request(arrays, INPUTS, LIMITS)
+    assert requests.check_request({"input_ids": ids(1, 8, 99), "attention_mask": ids(1, 8, 1)}, INPUTS,
                                 LIMITS) == {"batch": 1, "sequence": 8}
 
 
-PIXELS = runner.Limits.from_parameters({"value_ranges": "image:0.0:16.0"})
-IMAGE = [runner.TensorInfo("image", np.dtype(np.float32), (8, 8))]
+PIXELS = requests.Limits.from_parameters({"value_ranges": "image:0.0:16.0"})
+IMAGE = [requests.TensorInfo("image", np.dtype(np.float32), (8, 8))]
 
 
 @pytest.mark.parametrize(("value", "message", "reason"), [
@@ -98,12 +102,12 @@ IMAGE = [runner.TensorInfo("image", np.dtype(np.float32), (8, 8))]
 def test_float_inputs_are_held_to_their_range_both_ends_included(value, message, reason):
     image = np.zeros((2, 8, 8), np.float32)
     image[1, 3, 4] = value
-    with pytest.raises(runner.BadRequest, match=message) as caught:
-        runner.check_request({"image": image}, IMAGE, PIXELS)
+    with pytest.raises(InvalidInput, match=message) as caught:
+        requests.check_request({"image": image}, IMAGE, PIXELS)
     assert caught.value.reason == reason
     edges = np.zeros((2, 8, 8), np.float32)
     edges[1] = 16.0
-    assert runner.check_request({"image": edges}, IMAGE, PIXELS) == {"batch": 2}
+    assert requests.check_request({"image": edges}, IMAGE, PIXELS) == {"batch": 2}
 
 
 @pytest.mark.parametrize(("arrays", "reason"), [
@@ -115,19 +119,18 @@ def test_float_inputs_are_held_to_their_range_both_ends_included(value, message,
     ({"input_ids": ids(1, 5, 100), "attention_mask": ids(1, 5, 1)}, "out_of_range"),
 ])
 def test_every_refusal_names_its_reason_for_the_data_quality_counter(arrays, reason):
-    with pytest.raises(runner.BadRequest) as caught:
-        runner.check_request(arrays, INPUTS, LIMITS)
+    with pytest.raises(InvalidInput) as caught:
+        requests.check_request(arrays, INPUTS, LIMITS)
     assert caught.value.reason == reason
 
 
 def test_text_front_tokenizes_like_the_tokenizer_step_and_refuses_bad_text():
-    from ensembles.build import minilm_tokenizer_file
-    from ensembles.processing.text import encode, load_tokenizer
+    from tritonstack.ensembles.build import minilm_tokenizer_file
+    from tritonstack.serving.text import encode, load_tokenizer
 
-    text = runner.load_sibling(str(RUNNER_FILE.parent), "text")  # as the runner loads its copy
-    front = runner.TextFront(text, str(minilm_tokenizer_file().parent),
-                             {"text_input": "TEXT", "max_length": "8"},
-                             ["input_ids", "attention_mask", "token_type_ids"])
+    front = TextFront(str(minilm_tokenizer_file().parent),
+                      {"text_input": "TEXT", "max_length": "8"},
+                      ["input_ids", "attention_mask", "token_type_ids"])
     requests = [["a short one", "and a rather longer sentence than that"], ["hi"]]
     arrays, truncated = front.encode(requests)
     reference = encode(load_tokenizer(minilm_tokenizer_file(), 8), requests[0])
@@ -140,21 +143,21 @@ def test_text_front_tokenizes_like_the_tokenizer_step_and_refuses_bad_text():
     np.testing.assert_array_equal(per_text[0][1]["input_ids"], reference.input_ids[1:])
     np.testing.assert_array_equal(per_text[0][0]["input_ids"][0], reference.input_ids[0, :5])
     assert front.decode(np.array([[b"caf\xc3\xa9"]], dtype=object)) == ["caf\u00e9"]
-    with pytest.raises(runner.BadRequest, match=r"TEXT\[0\] is empty") as caught:
+    with pytest.raises(InvalidInput, match=r"TEXT\[0\] is empty") as caught:
         front.decode(np.array([[b"  "]], dtype=object))
     assert caught.value.reason == "empty"
 
 
 def test_check_request_rejects_wrong_fixed_dim():
-    image = [runner.TensorInfo("image", np.dtype(np.float32), (1, 8, 8))]
-    with pytest.raises(runner.BadRequest, match="fixed dims"):
-        runner.check_request({"image": np.zeros((2, 1, 8, 7), np.float32)}, image)
+    image = [requests.TensorInfo("image", np.dtype(np.float32), (1, 8, 8))]
+    with pytest.raises(InvalidInput, match="fixed dims"):
+        requests.check_request({"image": np.zeros((2, 1, 8, 7), np.float32)}, image)
 
 
 def test_concat_pads_to_longest_with_zeros():
     batches = [{"input_ids": ids(1, 2, 7), "attention_mask": ids(1, 2, 1)},
                {"input_ids": ids(2, 4, 9), "attention_mask": ids(2, 4, 1)}]
-    merged = runner.concat_padded(batches, INPUTS)
+    merged = batching.concat_padded(batches, INPUTS)
     assert merged["input_ids"].tolist() == [[7, 7, 0, 0], [9, 9, 9, 9], [9, 9, 9, 9]]
     assert merged["attention_mask"][0].tolist() == [1, 1, 0, 0]
 
@@ -165,7 +168,7 @@ def test_concat_padded_puts_each_request_at_its_rows_and_pads_the_rest(shapes):
     batches = [{"input_ids": np.full((rows, length), k + 1, np.int64),
                 "attention_mask": np.ones((rows, length), np.int64)}
                for k, (rows, length) in enumerate(shapes)]
-    merged = runner.concat_padded(batches, INPUTS)
+    merged = batching.concat_padded(batches, INPUTS)
     longest = max(length for _, length in shapes)
     assert merged["input_ids"].shape == (sum(rows for rows, _ in shapes), longest)
     assert merged["input_ids"].flags.c_contiguous and merged["input_ids"].dtype == np.int64
@@ -183,9 +186,9 @@ def _seq(rows, length):
 
 def test_plan_runs_keeps_long_requests_from_padding_short_ones():
     sizes = [_seq(1, 10), _seq(1, 12), _seq(1, 100), _seq(1, 11), _seq(2, 90)]
-    assert packaged.plan_runs(sizes) == [[0, 3, 1], [4, 2]]
-    assert packaged.plan_runs(sizes, max_padding_fraction=1.0) == [[0, 3, 1, 4, 2]]
-    assert packaged.plan_runs([{"batch": 3}, {"batch": 2}]) == [[0, 1]]  # fixed shapes: one run
+    assert batching.plan_runs(sizes) == [[0, 3, 1], [4, 2]]
+    assert batching.plan_runs(sizes, max_padding_fraction=1.0) == [[0, 3, 1, 4, 2]]
+    assert batching.plan_runs([{"batch": 3}, {"batch": 2}]) == [[0, 1]]  # fixed shapes: one run
 
 
 @settings(max_examples=200, deadline=None)
@@ -193,7 +196,7 @@ def test_plan_runs_keeps_long_requests_from_padding_short_ones():
        st.sampled_from([0.0, 0.1, 0.25, 0.5]))
 def test_plan_runs_covers_every_request_once_within_the_padding_bound(pairs, fraction):
     sizes = [_seq(rows, length) for rows, length in pairs]
-    runs = packaged.plan_runs(sizes, fraction)
+    runs = batching.plan_runs(sizes, fraction)
     assert sorted(i for run in runs for i in run) == list(range(len(sizes)))
     for run in runs:
         padded = sum(sizes[i]["batch"] for i in run) * max(sizes[i]["sequence"] for i in run)
@@ -204,9 +207,9 @@ def test_plan_runs_covers_every_request_once_within_the_padding_bound(pairs, fra
 def test_split_outputs_returns_rows_and_trims_padded_axes():
     outputs = {"emb": np.arange(6, dtype=np.float32).reshape(3, 2),
                "tokens": np.ones((3, 4, 2), np.float32)}
-    infos = [runner.TensorInfo("emb", np.dtype(np.float32), (2,)),
-             runner.TensorInfo("tokens", np.dtype(np.float32), ("sequence", 2))]
-    parts = runner.split_outputs(outputs, [{"batch": 1, "sequence": 2}, {"batch": 2, "sequence": 4}], infos)
+    infos = [requests.TensorInfo("emb", np.dtype(np.float32), (2,)),
+             requests.TensorInfo("tokens", np.dtype(np.float32), ("sequence", 2))]
+    parts = batching.split_outputs(outputs, [{"batch": 1, "sequence": 2}, {"batch": 2, "sequence": 4}], infos)
     assert parts[0]["emb"].tolist() == [[0, 1]]
     assert parts[1]["emb"].tolist() == [[2, 3], [4, 5]]
     assert parts[0]["tokens"].shape == (1, 2, 2)
@@ -217,19 +220,19 @@ def test_padding_does_not_change_masked_mean_embeddings(tmp_path):
     session = ort.InferenceSession(str(tiny.export_embedder_onnx(tmp_path / "m.onnx")))
     a = {"input_ids": np.array([[5, 6]], np.int64), "attention_mask": ids(1, 2, 1)}
     b = {"input_ids": np.array([[1, 2, 3, 4, 5]], np.int64), "attention_mask": ids(1, 5, 1)}
-    merged = runner.concat_padded([a, b], INPUTS)
+    merged = batching.concat_padded([a, b], INPUTS)
     together = session.run(["embedding"], merged)[0]
     alone = session.run(["embedding"], a)[0]
     np.testing.assert_allclose(together[:1], alone, atol=1e-6)
 
 
 def test_onnx_axes_and_provider_choice():
-    assert runner.onnx_axes(["batch", "seq", 384], [-1, 384]) == ("seq", 384)
-    assert runner.onnx_axes([None, None], [-1]) == ("axis1",)
-    usable, dropped = runner.choose_providers("CUDAExecutionProvider,CPUExecutionProvider",
+    assert requests.onnx_axes(["batch", "seq", 384], [-1, 384]) == ("seq", 384)
+    assert requests.onnx_axes([None, None], [-1]) == ("axis1",)
+    usable, dropped = session.choose_providers("CUDAExecutionProvider,CPUExecutionProvider",
                                               ["CPUExecutionProvider"])
     assert usable == ["CPUExecutionProvider"] and dropped == ["CUDAExecutionProvider"]
-    assert runner.parse_parameters({"parameters": {"k": {"string_value": "v"}}}) == {"k": "v"}
+    assert session.parse_parameters({"parameters": {"k": {"string_value": "v"}}}) == {"k": "v"}
 
 
 @pytest.mark.parametrize(("rows", "limit", "served"), [
@@ -242,13 +245,13 @@ def test_onnx_axes_and_provider_choice():
     ([], 4, 0),
 ])
 def test_admission_serves_the_newest_requests_that_fit(rows, limit, served):
-    assert runner.admitted(rows, limit) == served
+    assert batching.admitted(rows, limit) == served
 
 
 @given(st.lists(st.integers(0, 8), max_size=40), st.integers(0, 16))
 @settings(max_examples=200, deadline=None)
 def test_admission_never_computes_more_than_the_limit_unless_one_request_needs_it(rows, limit):
-    n = runner.admitted(rows, limit)
+    n = batching.admitted(rows, limit)
     kept = rows[len(rows) - n:]
     assert (n >= 1) == bool(rows)
     if limit and n > 1:
@@ -258,9 +261,9 @@ def test_admission_never_computes_more_than_the_limit_unless_one_request_needs_i
 
 
 def test_the_clients_know_the_runners_overload_refusal():
-    from client import is_shed
+    from tritonstack.client import is_shed
 
-    assert is_shed(f"in ensemble 'embed', {runner.SHED_MESSAGE} (40 rows waited ...)")
+    assert is_shed(f"in ensemble 'embed', {batching.SHED_MESSAGE} (40 rows waited ...)")
 
 
 # --- inside a real Triton -------------------------------------------------------------------
@@ -268,7 +271,7 @@ def test_the_clients_know_the_runners_overload_refusal():
 
 @pytest.fixture(scope="module")
 def embedder_repo(tmp_path_factory) -> Path:
-    from converters.repository import write_version
+    from tritonstack.converters.repository import write_version
 
     repo = tmp_path_factory.mktemp("ort_runner_repo")
     onnx_path = tiny.export_embedder_onnx(repo.parent / "embedder.onnx")
@@ -277,11 +280,12 @@ def embedder_repo(tmp_path_factory) -> Path:
                                intra_op_threads=1)
     # A long queue delay and no preferred sizes so that concurrent requests share one batch.
     config = dataclasses.replace(config, dynamic_batching=DynamicBatching((), 500_000))
-    write_version(repo, config, {"model.onnx": onnx_path, "model.py": RUNNER_FILE}, {"test": True})
+    write_version(repo, config, {"model.onnx": onnx_path, **carry.version_files("ort_runner")}, {"test": True})
     admitting = config_for_target("python-ort", "tiny_admit", inputs, outputs, max_batch_size=8,
                                   intra_op_threads=1, admit_rows=2)
     admitting = dataclasses.replace(admitting, dynamic_batching=DynamicBatching((), 500_000))
-    write_version(repo, admitting, {"model.onnx": onnx_path, "model.py": RUNNER_FILE}, {"test": True})
+    write_version(repo, admitting, {"model.onnx": onnx_path, **carry.version_files("ort_runner")},
+                  {"test": True})
     return repo
 
 
@@ -348,8 +352,8 @@ def test_admission_refuses_the_oldest_past_admit_rows_before_computing(embedder_
 
     import tritonclient.grpc as grpcclient
 
-    from client import is_shed
     from tests.conftest import start_server
+    from tritonstack.client import is_shed
 
     reference = ort.InferenceSession(str(tiny.export_embedder_onnx(tmp_path / "ref.onnx")))
     rows = [np.array([[i + 1, i + 2, i + 3]], np.int64) for i in range(5)]

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.api import apply_serving, export
-from converters.errors import InvalidSpec
-from converters.repository import read_config, serve_text
-from converters.spec import ExportSpec
 from tests.converters import tiny
+from tritonstack.converters.api import apply_serving, export
+from tritonstack.converters.errors import InvalidSpec
+from tritonstack.converters.repository import read_config, serve_text
+from tritonstack.converters.spec import ExportSpec
 
 TOKENIZER = "tokenizer.json"
 
@@ -41,7 +41,7 @@ def test_the_config_takes_text_beside_optional_token_inputs(exported) -> None:
     assert config.parameters["text_input"].string_value == "TEXT"
     assert config.parameters["max_length"].string_value == "64"
     assert (repo / "bert" / TOKENIZER).read_bytes() == (bert / TOKENIZER).read_bytes()
-    assert (repo / "bert" / "1" / "text.py").is_file()  # the runner's tokenizing code, per version
+    assert (repo / "bert" / "1" / "serving" / "text.py").is_file()  # the runner's tokenizing code, per version
 
 
 def test_a_new_export_and_a_serving_change_keep_the_text_input(exported, tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_serve_text_refuses_what_cannot_tokenize(exported, tmp_path: Path) -> No
         serve_text(tmp_path / "nothing", bert / TOKENIZER, max_length=64)
     old = tmp_path / "old"
     shutil.copytree(repo / "bert", old / "bert")
-    for text_py in (old / "bert").glob("*/text.py"):
+    for text_py in (old / "bert").glob("*/serving/text.py"):
         text_py.unlink()  # as if exported before the runner could tokenize
     with pytest.raises(InvalidSpec, match="predate raw-text serving"):
         serve_text(old / "bert", bert / TOKENIZER, max_length=64)
@@ -78,8 +78,8 @@ def test_served_text_equals_the_tokenizers_ids_and_bad_text_is_refused(exported)
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    from ensembles.processing.text import encode, load_tokenizer
     from tests.conftest import start_server
+    from tritonstack.serving.text import encode, load_tokenizer
 
     repo, bert = exported
     texts = ["where is my parcel", "a much longer sentence about refunds and returns policy"]

@@ -10,10 +10,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from converters.api import ExportSpec, export
-from converters.runtime.ort_runner import int8_config_entries, make_session
-from converters.spec import Thresholds
 from tests.converters import tiny
+from tritonstack.converters.api import ExportSpec, export
+from tritonstack.converters.spec import Thresholds
+from tritonstack.serving.cpu import int8_config_entries
+from tritonstack.serving.session import make_session
 
 pytestmark = pytest.mark.triton
 
@@ -100,13 +101,14 @@ def test_minilm_and_digits_demo_exports_serve_in_triton(tmp_path):
     from sentence_transformers import SentenceTransformer
     from transformers import AutoTokenizer
 
-    from converters.sources.hf import minilm_folder
     from tests.conftest import start_server
+    from tritonstack.converters.sources.hf import minilm_folder
 
     repo = tmp_path / "repo"
     minilm = export(ExportSpec("minilm", "minilm", precisions=("int8", "fp32"), repository=repo,
                                work_dir=tmp_path / "w1"), progress=None)  # the default gate, all 1000 rows
-    digits = export(ExportSpec("converters.sources.digits:factory", "digits_cnn", precisions=("int8", "fp32"),
+    digits = export(ExportSpec("tritonstack.converters.sources.digits:factory", "digits_cnn",
+                               precisions=("int8", "fp32"),
                                repository=repo, work_dir=tmp_path / "w2"), progress=None)
     assert minilm.accuracy["metrics"]["mean_cosine"] >= 0.99
     assert minilm.accuracy["metrics"]["recall_at_10"] >= 0.95 and not minilm.thresholds_lowered
@@ -121,7 +123,7 @@ def test_minilm_and_digits_demo_exports_serve_in_triton(tmp_path):
         int8 = infer(client, "minilm", enc, "embedding")
         np.testing.assert_allclose(fp32, reference, atol=1e-4)
         assert (np.sum(int8 * reference, axis=1) > 0.98).all()
-        from demo.data import digits_split
+        from tritonstack.demo.data import digits_split
 
         split = digits_split(0)
         logits = infer(client, "digits_cnn", {"image": np.ascontiguousarray(split.x_test_raw[:32])}, "logits")

@@ -10,14 +10,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from converters import feeds as feeds_mod
-from converters.api import ExportSpec, export
-from converters.sources.hf import HFSource
-from converters.sources.resolve import resolve_source
-from converters.spec import Thresholds
-from converters.steps import hf2onnx, onnx2int8, per_token, smooth
-from converters.steps.base import OnnxModel, ort_session, run_batches
 from tests.converters import tiny
+from tritonstack.converters import feeds as feeds_mod
+from tritonstack.converters.api import ExportSpec, export
+from tritonstack.converters.sources.hf import HFSource
+from tritonstack.converters.sources.resolve import resolve_source
+from tritonstack.converters.spec import Thresholds
+from tritonstack.converters.steps import hf2onnx, onnx2int8, per_token, smooth
+from tritonstack.converters.steps.base import OnnxModel, ort_session, run_batches
 
 SENTENCES = [
     "Return the number of items in the container.",
@@ -148,7 +148,7 @@ def test_export_runs_smoothing_and_per_token_by_default_and_per_tensor_on_reques
 
 
 def test_unknown_int8_activations_is_refused():
-    from converters.errors import InvalidSpec
+    from tritonstack.converters.errors import InvalidSpec
 
     with pytest.raises(InvalidSpec, match="int8-activations"):
         ExportSpec(source="minilm", name="m", int8_activations="per-channel")

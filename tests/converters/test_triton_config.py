@@ -9,8 +9,9 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from converters.errors import InvalidSpec
-from converters.triton_config import (
+from tests.converters import tiny
+from tritonstack.converters.errors import InvalidSpec
+from tritonstack.converters.triton_config import (
     DynamicBatching,
     InstanceGroup,
     ModelConfig,
@@ -18,7 +19,6 @@ from converters.triton_config import (
     config_for_target,
     io_from_onnx,
 )
-from tests.converters import tiny
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 TEXT_IN = tuple(TensorConfig(name, "TYPE_INT64", (-1,))

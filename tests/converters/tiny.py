@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from converters.sources.torch_module import TensorSpec, TorchInputSpec
+from tritonstack.converters.sources.torch_module import TensorSpec, TorchInputSpec
 
 
 class MaskedMeanEmbedder(nn.Module):
@@ -77,7 +77,7 @@ def embedder_factory() -> tuple[nn.Module, TorchInputSpec]:
 
 def export_embedder_onnx(path: Path) -> Path:
     """The MaskedMeanEmbedder as ONNX with dynamic batch/sequence axes (the torch2onnx step)."""
-    from converters.steps import torch2onnx
+    from tritonstack.converters.steps import torch2onnx
 
     model, spec = embedder_factory()
     return torch2onnx.run(torch2onnx.Torch2OnnxInput(model, spec, 17, path)).path
@@ -113,7 +113,7 @@ def broken_factory() -> tuple[nn.Module, TorchInputSpec]:
 
 
 def classifier_onnx(folder: Path) -> Path:
-    from converters.steps import torch2onnx
+    from tritonstack.converters.steps import torch2onnx
 
     model, spec = classifier_factory()
     return torch2onnx.run(torch2onnx.Torch2OnnxInput(model, spec, 17, folder / "cls.onnx")).path

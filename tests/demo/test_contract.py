@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 
-from demo import contract
+from tritonstack.demo import contract
 
 
 def _io(config) -> tuple[list[tuple], list[tuple]]:
@@ -17,7 +17,7 @@ def _io(config) -> tuple[list[tuple], list[tuple]]:
 
 
 def test_the_generated_ensembles_serve_the_contract() -> None:
-    from ensembles.pipelines import digit_steps, text_steps
+    from tritonstack.ensembles.pipelines import digit_steps, text_steps
 
     embed = text_steps(contract.ENCODER, 128)
     classify = digit_steps(contract.CLASSIFIER)
@@ -31,8 +31,8 @@ def test_the_generated_ensembles_serve_the_contract() -> None:
 
 
 def test_the_client_and_the_load_tester_name_the_same_pipelines() -> None:
-    from client import _pipelines
-    from loadtest.campaign import PIPELINES as LOADTEST_PIPELINES
+    from tritonstack.client import _pipelines
+    from tritonstack.loadtest.campaign import PIPELINES as LOADTEST_PIPELINES
 
     assert (_pipelines.EMBED_MODEL, _pipelines.CLASSIFY_MODEL) == (contract.EMBED, contract.CLASSIFY)
     assert _pipelines.EMBED_DIM == contract.EMBED_DIM

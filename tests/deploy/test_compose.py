@@ -47,7 +47,7 @@ def test_env_example_holds_no_secret() -> None:
                   if line and not line.startswith("#"))
     assert values["TRITON_ACCESS_TOKEN"] == ""
     assert {"CAMPAIGN", "LOCUST_WORKERS", "IMAGE_TAG"} <= values.keys()
-    assert (ROOT / "loadtest" / "campaigns" / f"{values['CAMPAIGN']}.toml").is_file()
+    assert (ROOT / "tritonstack" / "loadtest" / "campaigns" / f"{values['CAMPAIGN']}.toml").is_file()
 
 
 def test_dockerignore_keeps_secrets_and_environments_out() -> None:

@@ -66,9 +66,11 @@ def test_cli_exit_codes() -> None:
 
 
 def test_cpu_image_installs_with_the_shared_script() -> None:
-    """The CPU image runs docker/install.sh, the script `make venv` is to call (same steps)."""
+    """The CPU image runs docker/install.sh, the script `make venv` calls (same steps), with the
+    serve extra for Triton and the loadtest extra for Locust: no torch in either."""
     text = (ROOT / "docker" / "Dockerfile.cpu").read_text()
-    assert re.search(r"docker/install\.sh /opt/venv/bin/python \.", text)
+    assert 'docker/install.sh /opt/venv/bin/python ".[serve]"' in text
+    assert 'docker/install.sh /opt/venv/bin/python ".[loadtest]"' in text
     script = (ROOT / "docker" / "install.sh").read_text()
     steps = [line.split('"$py" -m pip install -q ', 1)[1] for line in script.splitlines()
              if '"$py" -m pip install -q ' in line]
@@ -76,6 +78,8 @@ def test_cpu_image_installs_with_the_shared_script() -> None:
     assert any("torch==${TORCH_VERSION}" in s for s in steps[1:3])
     assert steps[-1] == '--no-deps "nvidia-pytriton==${PYTRITON_VERSION}"'
     assert "TORCH_VERSION=2.13.0" in script and "PYTRITON_VERSION=0.7.0" in script
+    assert 'case "$*" in *dev*|*export*) with_torch=1' in script  # torch only where it is needed
+    assert 'case "$*" in *dev*|*serve*) with_triton=1' in script
 
 
 def test_install_script_usage_error() -> None:
@@ -104,12 +108,11 @@ def _py311_usages(path: Path) -> list[str]:
     return found
 
 
-def test_python_backend_code_runs_on_the_gpu_images_python() -> None:
-    """Dockerfile.gpu puts ensembles/ on the NGC image's Python 3.10: no 3.11-only code there."""
-    # Only what Triton's Python backend imports; build-time code (pipelines, writer) runs on the host.
-    files = sorted(p for d in ("models", "processing") for p in (ROOT / "ensembles" / d).rglob("*.py"))
-    if not files:
-        pytest.skip("ensembles/ has no Python files yet")
+def test_what_the_gpu_image_runs_has_no_3_11_only_code() -> None:
+    """The GPU image runs the launcher and the versions' serving code on NGC's Python 3.10. A quick
+    static look; tests/images/test_gpu_python.py runs them there for real."""
+    files = sorted(p for d in ("serving", "server") for p in (ROOT / "tritonstack" / d).rglob("*.py"))
+    assert files
     problems = {}
     for path in files:
         try:

@@ -1,5 +1,5 @@
 """The Modal deployment (docker/modal/app.py) built with the real ``modal`` package, offline, and
-the Modal plan of ``python -m loadtest cost --platform modal`` against hand-computed figures."""
+the Modal plan of ``python -m tritonstack.loadtest cost --platform modal`` against hand-computed figures."""
 
 from __future__ import annotations
 
@@ -47,7 +47,13 @@ def test_the_app_builds_with_the_settings_it_states(monkeypatch) -> None:
     o = m.OPTIONS
     assert (o["gpu"], o["min_containers"], o["max_containers"]) == ("L4", 1, 4)
     assert (o["scaledown_window"], o["timeout"], o["startup_timeout"]) == (300, 3600, 600)
-    assert s.max_inputs == 32 and "--model-repository=/models" in s.tritonserver_args()
+    assert s.max_inputs == 32
+    # the launcher, as the GPU image's entrypoint runs it, with its truthful readiness port
+    args = s.launcher_args()
+    assert args[:4] == ["python3", "-m", "tritonstack.server", "serve"]
+    assert args[args.index("--model-repository") + 1] == "/models"
+    assert args[args.index("--health-port") + 1] == str(s.health_port) == "8003"
+    assert s.launcher_args(restrict=True)[-2:] == ["--restrict", "model-repository"]
     assert m.grpc_tunnel._spec_.gpus == "L4"
 
 
@@ -77,7 +83,7 @@ def test_dry_run_needs_no_account_and_says_what_would_be_deployed() -> None:
 
 
 def test_the_modal_plan_matches_a_hand_computed_one() -> None:
-    done = _run("-m", "loadtest", "cost", str(FIXTURES / "summary-cpu.json"), "--platform", "modal",
+    done = _run("-m", "tritonstack.loadtest", "cost", str(FIXTURES / "summary-cpu.json"), "--platform", "modal",
                 "--gpu", "L4", "--target-rps", "500", "--json")
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
@@ -91,7 +97,7 @@ def test_the_modal_plan_matches_a_hand_computed_one() -> None:
 
 
 def test_a_report_measured_on_the_gpu_is_no_estimate() -> None:
-    done = _run("-m", "loadtest", "cost", f"L4={FIXTURES / 'summary-l4.json'}", "--platform", "modal",
+    done = _run("-m", "tritonstack.loadtest", "cost", f"L4={FIXTURES / 'summary-l4.json'}", "--platform", "modal",
                 "--gpu", "L4", "--target-rps", "3000", "--min-containers", "2")
     assert done.returncode == 0, done.stderr
     assert not done.stdout.startswith("ESTIMATE") and "ESTIMATE" not in done.stdout
@@ -104,7 +110,7 @@ def test_a_report_measured_on_the_gpu_is_no_estimate() -> None:
     (["--gpu", "L4"], "needs --target-rps"),
 ])
 def test_bad_modal_plans_are_one_line_and_exit_2(argv, message) -> None:
-    done = _run("-m", "loadtest", "cost", str(FIXTURES / "summary-cpu.json"), "--platform", "modal",
+    done = _run("-m", "tritonstack.loadtest", "cost", str(FIXTURES / "summary-cpu.json"), "--platform", "modal",
                 *argv)
     assert done.returncode == 2 and message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -112,6 +118,6 @@ def test_bad_modal_plans_are_one_line_and_exit_2(argv, message) -> None:
 
 def test_a_report_without_throughput_is_refused(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text(json.dumps({"campaign": "x"}))
-    done = _run("-m", "loadtest", "cost", str(tmp_path / "summary.json"), "--platform", "modal",
+    done = _run("-m", "tritonstack.loadtest", "cost", str(tmp_path / "summary.json"), "--platform", "modal",
                 "--gpu", "L4", "--target-rps", "10")
     assert done.returncode == 2 and "has no throughput" in done.stderr

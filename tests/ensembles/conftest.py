@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ensembles.build import build
-from server import TritonServer
 from tests.conftest import start_server
+from tritonstack.ensembles.build import build
+from tritonstack.server import TritonServer
 
 
 @pytest.fixture(scope="package")

@@ -1,4 +1,4 @@
-"""``python -m ensembles add``: every encoder family, from a tiny random HF folder to a served
+"""``python -m tritonstack.ensembles add``: every encoder family, from a tiny random HF folder to a served
 endpoint with one export and one ``add``, its served answers compared with transformers run in
 this process (embeddings of every family; text classification and cross-encoder reranking for
 families whose inputs differ: with and without token_type_ids). One Triton serves them
@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client import Client, ClientError, Status
-from converters.api import ExportSpec, export
-from ensembles.cli import main
-from server import TritonServer
 from tests.conftest import start_server
 from tests.converters import tiny
+from tritonstack.client import Client, ClientError, Status
+from tritonstack.converters.api import ExportSpec, export
+from tritonstack.ensembles.cli import main
+from tritonstack.server import TritonServer
 
 EMBEDDERS = ["bert", "distilbert", "roberta", "mpnet", "electra", "deberta-v2"]
 CLASSIFIERS = ["distilbert", "roberta", "deberta-v2"]  # no token_type_ids / type_vocab 1 / 0
@@ -138,7 +138,7 @@ def test_bad_requests_to_added_pipelines_are_refused_alone(client) -> None:
 
 @pytest.mark.triton
 def test_the_client_cli_classifies_texts_and_reranks_passages(server, client, capsys) -> None:
-    from client.cli import main as client_main
+    from tritonstack.client.cli import main as client_main
 
     url = ["--url", server.grpc_url, "--json"]
     assert client_main([*url, "classify", "--model", "sentiment_distilbert", *TEXTS[:2]]) == 0

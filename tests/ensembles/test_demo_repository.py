@@ -20,19 +20,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from client import Client
-from converters.repository import existing_versions
-from converters.runtime.ort_runner import (
-    TensorInfo,
-    concat_padded,
-    int8_config_entries,
-    make_session,
-    plan_runs,
-)
-from demo.data import digits_split, text_corpus
-from ensembles.build import MAX_LENGTH, minilm_tokenizer_file
-from ensembles.processing.text import encode, load_tokenizer
-from loadtest.metrics import scrape
+from tritonstack.client import Client
+from tritonstack.converters.repository import existing_versions
+from tritonstack.demo.data import digits_split, text_corpus
+from tritonstack.ensembles.build import MAX_LENGTH, minilm_tokenizer_file
+from tritonstack.loadtest.metrics import scrape
+from tritonstack.serving.batching import concat_padded, plan_runs
+from tritonstack.serving.cpu import int8_config_entries
+from tritonstack.serving.requests import TensorInfo
+from tritonstack.serving.session import make_session
+from tritonstack.serving.text import encode, load_tokenizer
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -70,8 +67,8 @@ def test_served_int8_embed_agrees_with_hugging_face_fp32_on_unseen_sentences(ser
     """The INT8 gate's bounds, measured end to end on the CPU serving it (issue: INT8 on every CPU)."""
     from sentence_transformers import SentenceTransformer
 
-    from converters.metrics import embedding_agreement
-    from converters.sources.hf import minilm_folder
+    from tritonstack.converters.metrics import embedding_agreement
+    from tritonstack.converters.sources.hf import minilm_folder
 
     texts = text_corpus().evaluation  # held out: never used for calibration or smoothing
     with Client(urls=server.grpc_url, timeout_s=60, retry_overloaded=True) as triton:
@@ -119,7 +116,7 @@ def test_dynamic_batching_from_tritons_metrics(server) -> None:
 def test_a_killed_backend_of_each_kind_recovers_under_load(repository: Path) -> None:
     """The two-instance INT8 MiniLM (tokenizing its own text) and the one-instance digits
     classifier, the only Python-backend stubs of the demo pipelines: SIGKILL under load."""
-    from loadtest.heal_drill import run_drill
+    from tritonstack.loadtest.heal_drill import run_drill
 
     results = run_drill(repository, models=("minilm", "digits_cnn"),
                         threads_per_kind=1, settle_s=1.0, timeout_s=30.0, log=lambda _: None)

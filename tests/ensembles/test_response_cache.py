@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client import Client
-from loadtest.metrics import scrape
-from server import TritonServer
 from tests.conftest import start_server
+from tritonstack.client import Client
+from tritonstack.loadtest.metrics import scrape
+from tritonstack.server import TritonServer
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 TEXTS = ["where is my parcel", "How do I reset my password?"]
@@ -63,8 +63,8 @@ def test_a_different_input_is_a_miss_and_errors_are_not_cached(cached) -> None:
 
 
 def test_the_launcher_validates_the_cache_size(tmp_path) -> None:
-    from server import ServerConfig
-    from server.errors import ConfigError
+    from tritonstack.server import ServerConfig
+    from tritonstack.server.errors import ConfigError
 
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.pbtxt").write_text("")

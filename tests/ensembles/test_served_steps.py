@@ -14,11 +14,11 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from client import is_shed
-from demo.data import digits_split
-from ensembles.build import MAX_LENGTH, minilm_tokenizer_file
-from ensembles.processing.text import encode, load_tokenizer
-from server import TritonServer
+from tritonstack.client import is_shed
+from tritonstack.demo.data import digits_split
+from tritonstack.ensembles.build import MAX_LENGTH, minilm_tokenizer_file
+from tritonstack.server import TritonServer
+from tritonstack.serving.text import encode, load_tokenizer
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
@@ -131,7 +131,7 @@ def test_one_bad_request_fails_alone_in_a_batch(server: TritonServer) -> None:
 
 
 def test_refused_and_truncated_inputs_are_counted_per_reason_on_tritons_metrics(server: TritonServer) -> None:
-    from loadtest.metrics import scrape_monitoring
+    from tritonstack.loadtest.metrics import scrape_monitoring
 
     def counts() -> dict[str, dict[str, float]]:
         return (scrape_monitoring(server.metrics_url, timeout_s=5) or {}).get("data_quality", {})

@@ -1,4 +1,4 @@
-"""``python -m loadtest compare``: the gates, the noise treatment, the reports, bad input."""
+"""``python -m tritonstack.loadtest compare``: the gates, the noise treatment, the reports, bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.cli import main
+from tritonstack.loadtest.cli import main
 
 
 def _summary(folder: Path, p99s: list[float], rps: list[float]) -> Path:

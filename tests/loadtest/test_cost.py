@@ -1,4 +1,4 @@
-"""`python -m loadtest cost`: price table, report reading, arithmetic, recommendation, CLI."""
+"""`python -m tritonstack.loadtest cost`: price table, report reading, arithmetic, recommendation, CLI."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import cost
+from tritonstack.loadtest import cost
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +19,7 @@ PRICES = FIXTURES / "gpus.toml"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loadtest", "cost", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tritonstack.loadtest", "cost", *args], capture_output=True,
                           text=True, timeout=60, cwd=ROOT)
 
 
@@ -152,7 +152,7 @@ def test_cost_on_a_real_load_test_report(tiny_server, tmp_path: Path) -> None:
         rps = 40
         """))
     report_dir = tmp_path / "report"
-    run = subprocess.run([sys.executable, "-m", "loadtest", "run", str(campaign),
+    run = subprocess.run([sys.executable, "-m", "tritonstack.loadtest", "run", str(campaign),
                           "--grpc", tiny_server.grpc_url, "--metrics", tiny_server.metrics_url,
                           "--report-dir", str(report_dir)],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from loadtest import campaign as campaigns
-from loadtest import goodput, html_report, stats
-from loadtest.campaign import Campaign
-from loadtest.cli import main
-from loadtest.errors import CampaignError
-from loadtest.slo import TOTAL, Slo, evaluate, limit
+from tritonstack.loadtest import campaign as campaigns
+from tritonstack.loadtest import goodput, html_report, stats
+from tritonstack.loadtest.campaign import Campaign
+from tritonstack.loadtest.cli import main
+from tritonstack.loadtest.errors import CampaignError
+from tritonstack.loadtest.slo import TOTAL, Slo, evaluate, limit
 
 EMBED = {"pipeline": "embed"}
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client import Client, ClientError, Status
-from loadtest.cli import main as loadtest_main
-from server import TritonServer
 from tests.conftest import start_server
 from tests.helpers import repos
+from tritonstack.client import Client, ClientError, Status
+from tritonstack.loadtest.cli import main as loadtest_main
+from tritonstack.server import TritonServer
 
 pytestmark = pytest.mark.triton
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.runtime.ort_runner import plan_runs
-from loadtest.pipeline_bench import _text_feeds, bench_texts
+from tritonstack.loadtest.pipeline_bench import _text_feeds, bench_texts
+from tritonstack.serving.batching import plan_runs
 
 
 def _padding(feeds: list[dict[str, np.ndarray]]) -> float:

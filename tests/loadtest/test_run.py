@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import campaign as campaigns
-from loadtest.cli import main
-from server import TritonServer
+from tritonstack.loadtest import campaign as campaigns
+from tritonstack.loadtest.cli import main
+from tritonstack.server import TritonServer
 
 pytestmark = pytest.mark.triton
 
@@ -163,7 +163,7 @@ warmup_s = 1
 def test_unreachable_target_and_unknown_model_are_one_line_errors(
         tiny_server: TritonServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     campaign = _write(tmp_path, "c", 'slo = ["error_rate <= 0"]\n[[stages]]\nduration_s = 1\nusers = 1\n')
-    from server import free_port
+    from tritonstack.server import free_port
 
     assert main(["run", str(campaign), "--grpc", f"127.0.0.1:{free_port()}", "--metrics", "",
                  "--report-dir", str(tmp_path / "x")]) == 3
@@ -180,7 +180,7 @@ def test_unreachable_target_and_unknown_model_are_one_line_errors(
 
 
 def test_library_api_runs_a_campaign(tiny_server: TritonServer, tmp_path: Path) -> None:
-    from loadtest import RunOptions, run
+    from tritonstack.loadtest import RunOptions, run
 
     c = campaigns.parse({"traffic": [ADD_ONE], "slo": ["errors <= 0"],
                          "stages": [{"duration_s": 2, "users": 2, "rps": 20}]}, "api")

@@ -18,12 +18,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from client import Client
-from converters.api import ExportSpec, export
-from server import TritonServer
-from server.process import free_port
 from tests.conftest import start_server
 from tests.monitoring.test_rules import MONITORING, dashboard_queries
+from tritonstack.client import Client
+from tritonstack.converters.api import ExportSpec, export
+from tritonstack.server import TritonServer
+from tritonstack.server.process import free_port
 
 pytestmark = [pytest.mark.triton, pytest.mark.prometheus]
 MODEL = "cnn"

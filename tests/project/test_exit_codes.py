@@ -15,12 +15,12 @@ CONVENTION = {"ok": 0, "check failed": 1, "usage": 2, "environment": 3, "interna
 
 
 def test_every_cli_uses_the_same_numbers() -> None:
-    from client import cli as client_cli
-    from converters import cli as converters_cli
-    from ensembles import cli as ensembles_cli
-    from loadtest import cli as loadtest_cli
-    from rollout import cli as rollout_cli
-    from server import cli as server_cli
+    from tritonstack.client import cli as client_cli
+    from tritonstack.converters import cli as converters_cli
+    from tritonstack.ensembles import cli as ensembles_cli
+    from tritonstack.loadtest import cli as loadtest_cli
+    from tritonstack.rollout import cli as rollout_cli
+    from tritonstack.server import cli as server_cli
 
     table = {
         "converters": (converters_cli.EXIT_OK, converters_cli.EXIT_CHECK, converters_cli.EXIT_USAGE,
@@ -42,7 +42,7 @@ def test_every_cli_uses_the_same_numbers() -> None:
 
 
 def test_a_bug_is_an_internal_error_in_one_line(monkeypatch, capsys) -> None:
-    from converters import api, cli
+    from tritonstack.converters import api, cli
 
     def broken(*_a, **_k):
         raise KeyError("oops")
@@ -53,9 +53,10 @@ def test_a_bug_is_an_internal_error_in_one_line(monkeypatch, capsys) -> None:
     assert err.startswith("InternalError: KeyError: 'oops'") and "--verbose" in err and "\n" not in err
 
 
-def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+def _run(tool: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``tritonstack-TOOL ARGV``: the console script pip installs (pyproject.toml)."""
+    script = Path(sys.executable).with_name(f"tritonstack-{tool}")
+    return subprocess.run([str(script), *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize(("argv", "code", "message"), [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from converters.sources.digits import factory as digits_factory
+from tritonstack.converters.sources.digits import factory as digits_factory
 
 
 class SlowDigits(nn.Module):

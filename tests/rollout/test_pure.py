@@ -8,15 +8,16 @@ import random
 import numpy as np
 import pytest
 
-from rollout.agreement import compare, kind_for
-from rollout.controller import parse_steps
-from rollout.errors import BadRequest
-from rollout.metrics import Snapshot, bucket_quantile, parse
-from rollout.report import bootstrap_diff, summarize, two_proportions
-from rollout.router import LATENCY_BUCKETS_S, Tally
-from rollout.routing import bucket, choose, compared
-from rollout.slo import Slo, judge
-from rollout.state import Split, log_event, read_log, read_split, write_split
+from tritonstack.rollout.controller import parse_steps
+from tritonstack.rollout.errors import BadRequest
+from tritonstack.rollout.metrics import Snapshot, bucket_quantile, parse
+from tritonstack.rollout.report import bootstrap_diff, summarize, two_proportions
+from tritonstack.rollout.slo import Slo, judge
+from tritonstack.rollout.state import log_event, read_log, read_split, write_split
+from tritonstack.serving.agreement import compare, kind_for
+from tritonstack.serving.errors import InvalidSplit
+from tritonstack.serving.split import Split, bucket, choose, compared
+from tritonstack.serving.tally import LATENCY_BUCKETS_S, Tally
 
 
 def test_a_key_always_lands_on_one_arm_and_a_higher_weight_only_moves_users_to_the_candidate() -> None:
@@ -62,13 +63,13 @@ def test_agreement_per_kind() -> None:
 
 def test_a_split_refuses_what_is_not_a_split() -> None:
     for bad in ({"weight": 101}, {"weight": -1}, {"compare": 200}, {"weight": True}):
-        with pytest.raises(BadRequest, match="percentage from 0 to 100"):
+        with pytest.raises(InvalidSplit, match="percentage from 0 to 100"):
             Split("m", 1, 2, **bad)
-    with pytest.raises(BadRequest, match="is the primary"):
+    with pytest.raises(InvalidSplit, match="is the primary"):
         Split("m", 2, 2, weight=5)
-    with pytest.raises(BadRequest, match="needs a candidate"):
+    with pytest.raises(InvalidSplit, match="needs a candidate"):
         Split("m", 1, None, weight=5)
-    with pytest.raises(BadRequest, match="mode"):
+    with pytest.raises(InvalidSplit, match="mode"):
         Split("m", 1, 2, mode="yolo")
     for bad_steps in ("5,25", "25,5,100", "0,100", "5,x,100", "5,5,100", "5,150"):
         with pytest.raises(BadRequest, match="--steps"):

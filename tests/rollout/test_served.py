@@ -24,27 +24,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client import Client
-from converters.api import export
-from converters.spec import Precision
-from demo.data import digits_split
-from ensembles.exports import demo_specs
-from ensembles.pipelines import digit_steps
-from ensembles.writer import write_ensemble
-from rollout import repository as rollout_repo
-from rollout.controller import Rollout, Target
-from rollout.errors import BadRequest
-from rollout.slo import Slo
-from rollout.state import read_log, read_split
-from server import TritonServer
 from tests.conftest import start_server
 from tests.helpers import repos
+from tritonstack.client import Client
+from tritonstack.converters.api import export
+from tritonstack.converters.spec import Precision
+from tritonstack.demo.data import digits_split
+from tritonstack.ensembles.exports import demo_specs
+from tritonstack.ensembles.pipelines import digit_steps
+from tritonstack.ensembles.writer import write_ensemble
+from tritonstack.rollout import repository as rollout_repo
+from tritonstack.rollout.controller import Rollout, Target
+from tritonstack.rollout.errors import BadRequest
+from tritonstack.rollout.slo import Slo
+from tritonstack.rollout.state import read_log, read_split
+from tritonstack.server import TritonServer
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "digits_cnn"
-SOURCES = {1: "converters.sources.digits:factory", 3: "converters.sources.digits:retrained",
-           4: "converters.sources.digits:mislabelled", 5: "tests.rollout.slow_digits:factory"}
+SOURCES = {1: "tritonstack.converters.sources.digits:factory", 3: "tritonstack.converters.sources.digits:retrained",
+           4: "tritonstack.converters.sources.digits:mislabelled", 5: "tests.rollout.slow_digits:factory"}
 IMAGES = np.array(digits_split(0).x_test_raw, np.float32)
 
 
@@ -167,7 +167,7 @@ def _at_rest(repo: Path, server: TritonServer, version: int) -> None:
 def _cli(server: TritonServer, repo: Path, *argv: str, url: str | None = None,
          timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rollout", *argv, "--repository", str(repo), "--url", url or server.grpc_url,
+        [sys.executable, "-m", "tritonstack.rollout", *argv, "--repository", str(repo), "--url", url or server.grpc_url,
          "--metrics-url", server.metrics_url, "--reports", str(repo.parent / "reports")],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
@@ -275,7 +275,7 @@ def test_a_killed_canary_resumes_and_promotes_then_rolls_forward_again(server, r
     log = repo / MODEL / "rollout.jsonl"
     with Load(server.grpc_url):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rollout", "canary", MODEL, "--candidate", "3", "--steps", "20,50,100",
+            [sys.executable, "-m", "tritonstack.rollout", "canary", MODEL, "--candidate", "3", "--steps", "20,50,100",
              "--hold", "6s", *RESUME_SLOS, "--repository", str(repo),
              "--url", server.grpc_url, "--metrics-url", server.metrics_url,
              "--reports", str(repo.parent / "reports")], cwd=ROOT, stdout=subprocess.DEVNULL,

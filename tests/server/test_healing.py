@@ -18,20 +18,20 @@ import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 
-from server import free_port
-from server.stubs import backend_stubs, parse_cmdline
 from tests.helpers import repos
+from tritonstack.server import free_port
+from tritonstack.server.stubs import backend_stubs, parse_cmdline
 
 pytestmark = pytest.mark.triton
 ROOT = Path(__file__).resolve().parents[2]
 
 
 class Launcher:
-    """``python -m server serve`` on free ports, as an operator runs it."""
+    """``python -m tritonstack.server serve`` on free ports, as an operator runs it."""
 
     def __init__(self, repo: Path, *args: str) -> None:
         self.grpc, self.http, self.metrics, self.health = (free_port() for _ in range(4))
-        cmd = [sys.executable, "-m", "server", "serve", "--model-repository", str(repo),
+        cmd = [sys.executable, "-m", "tritonstack.server", "serve", "--model-repository", str(repo),
                f"--grpc-port={self.grpc}", f"--http-port={self.http}", f"--metrics-port={self.metrics}",
                f"--health-port={self.health}", "--health-interval=0.5", "--exit-timeout=10", *args]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -185,7 +185,7 @@ def test_sigkill_of_the_launcher_takes_triton_and_its_stubs_down(launch) -> None
 ])
 def test_bad_launcher_options_are_one_line_and_exit_2(repo, args, message) -> None:
     env = dict(os.environ, TRITON_ACCESS_TOKEN="t")
-    proc = subprocess.run([sys.executable, "-m", "server", "serve", "--model-repository", str(repo), *args],
+    proc = subprocess.run([sys.executable, "-m", "tritonstack.server", "serve", "--model-repository", str(repo), *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -13,9 +13,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from server import ModelControl
 from tests.conftest import start_server
 from tests.helpers import repos
+from tritonstack.server import ModelControl
 
 pytestmark = pytest.mark.triton
 

@@ -1,4 +1,4 @@
-"""``python -m server profile`` on a small real repository: a Python model, a second one that no
+"""``python -m tritonstack.server profile`` on a small real repository: a Python model, a second one that no
 ensemble uses, and an ensemble over the first. What it measures is checked for shape and sense
 (which models are entry points, load order, memory per stub), not for speed: the figures
 themselves are the README's, with the command and the CPU."""
@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from server.cli import main
-from server.profile import profile_repository
 from tests.helpers import repos
+from tritonstack.server.cli import main
+from tritonstack.server.profile import profile_repository
 
 pytestmark = pytest.mark.triton
 

@@ -10,9 +10,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from server import GrpcTls, ModelControl
 from tests.conftest import start_server
 from tests.helpers import repos
+from tritonstack.server import GrpcTls, ModelControl
 
 pytestmark = pytest.mark.triton
 TOKEN = "test-token-not-a-secret"

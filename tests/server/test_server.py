@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from loadtest.metrics import scrape
-from server import (
+from tests.conftest import start_server
+from tests.helpers import repos
+from tritonstack.loadtest.metrics import scrape
+from tritonstack.server import (
     BinaryNotFound,
     ModelLoadFailed,
     PortInUse,
@@ -26,8 +28,6 @@ from server import (
     ServerExited,
     TritonServer,
 )
-from tests.conftest import start_server
-from tests.helpers import repos
 
 pytestmark = pytest.mark.triton
 
@@ -157,12 +157,12 @@ def test_stop_drains_in_flight_requests(tmp_path: Path) -> None:
 
 
 def _serve_cli(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "server", "serve", *args],
+    return subprocess.Popen([sys.executable, "-m", "tritonstack.server", "serve", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_cli_serves_until_ctrl_c(tiny_repo: Path) -> None:
-    from server import free_port
+    from tritonstack.server import free_port
     grpc_port = free_port()
     proc = _serve_cli("--model-repository", str(tiny_repo), "--grpc-port", str(grpc_port),
                       "--http-port", str(free_port()), "--metrics-port", str(free_port()))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from server import ConfigError, ModelControl, ServerConfig
-from server.process import load_failures
 from tests.helpers import repos
+from tritonstack.server import ConfigError, ModelControl, ServerConfig
+from tritonstack.server.process import load_failures
 
 
 @pytest.fixture

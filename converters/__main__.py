@@ -1,5 +1,0 @@
-"""``python -m converters``: see :mod:`converters.cli`."""
-
-from converters.cli import main
-
-raise SystemExit(main())

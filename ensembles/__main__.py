@@ -1,3 +1,0 @@
-from ensembles.cli import main
-
-raise SystemExit(main())

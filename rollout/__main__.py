@@ -1,5 +1,0 @@
-import sys
-
-from rollout.cli import main
-
-sys.exit(main())

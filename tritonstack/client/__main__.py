@@ -1,0 +1,3 @@
+from tritonstack.client.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+from tritonstack.ensembles.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""``python -m tritonstack.loadtest``: see ``loadtest.cli``."""
+
+from tritonstack.loadtest.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from tritonstack.rollout.cli import main
+
+sys.exit(main())

@@ -1,0 +1,3 @@
+from tritonstack.server.cli import main
+
+raise SystemExit(main())
