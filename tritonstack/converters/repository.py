@@ -167,6 +167,22 @@ def serve_text(model_dir: Path, tokenizer_json: Path | str, *, max_length: int, 
     return model_dir / "config.pbtxt"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def as_if_created(path: Path) -> None:
+    """Give a file from ``mkstemp`` (0600) or a folder from ``mkdtemp`` (0700) the mode an ordinary
+    ``open``/``mkdir`` would, under the umask: a repository built by one user is served by
+    another (the images run as uid 1000), and Triton must read every file of it."""
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_UMASK)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``path`` so that a reader sees the old file or the new one, never a part."""
     atomic_write_bytes(path, text.encode())
@@ -179,6 +195,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        as_if_created(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -196,6 +213,7 @@ def replace_folder(repository: Path, name: str, fill) -> Path:
     final = repository / name
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repository))
     try:
+        as_if_created(staging)
         fill(staging)
         old = None
         if final.exists():
@@ -300,6 +318,7 @@ def write_version(
     staging_parent = model_dir if model_dir.is_dir() else repo
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{config.name}-", dir=staging_parent))
+        as_if_created(staging)
     except OSError as exc:
         raise RepositoryNotWritable(f"cannot write to {staging_parent}: {exc}") from exc
     try:

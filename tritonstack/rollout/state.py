@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tritonstack.converters.repository import as_if_created
 from tritonstack.rollout.errors import BadRequest
 from tritonstack.serving.split import STATE_FILE, Split
 
@@ -46,6 +47,7 @@ def write_split(model_dir: Path, split: Split) -> Split:
             f.write(split.to_json() + "\n")
             f.flush()
             os.fsync(f.fileno())
+        as_if_created(Path(tmp))  # the router may run as another user (the images: uid 1000)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
