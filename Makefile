@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 REPO   ?= model_repository
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast repository serve lint clean help rollout-demo
+.PHONY: venv demo test test-fast test-shipped repository serve image lint clean help rollout-demo
 
 help:
 	@echo "make demo        export models, build $(REPO)/, serve it, query it, run a short load test"
@@ -17,6 +17,8 @@ help:
 	@echo "make repository  build the demo model repository only"
 	@echo "make serve       serve $(REPO)/ in the foreground (Ctrl-C stops)"
 	@echo "make rollout-demo canary (promote, roll back) and shadow runs of digits_cnn under Locust load"
+	@echo "make image       build the CPU serving and Locust images with podman (root; docker/podman/)"
+	@echo "make test-shipped the tests of what ships: the CPU image, the GPU image's Python 3.10 side, the client extra"
 	@echo "make lint        ruff"
 
 venv: $(STAMP)
@@ -31,20 +33,27 @@ $(STAMP): pyproject.toml docker/install.sh scripts/system_packages.sh
 	touch $(STAMP)
 
 repository: $(STAMP)
-	$(PY) -m ensembles build --repository $(REPO)
+	$(PY) -m tritonstack.ensembles build --repository $(REPO)
 
 demo: $(STAMP)
 	$(PY) scripts/run_demo.py --repository $(REPO)
 
 rollout-demo: $(STAMP)
-	$(PY) -m ensembles build --repository $(REPO)
+	$(PY) -m tritonstack.ensembles build --repository $(REPO)
 	$(PY) scripts/rollout_demo.py --model-repository $(REPO)
 
 serve: $(STAMP)
-	$(PY) -m server serve --model-repository $(REPO)
+	$(PY) -m tritonstack.server serve --model-repository $(REPO)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Part of `make test` too; needs root (podman) and a Python 3.10 (pyenv), else those tests skip.
+test-shipped: $(STAMP)
+	$(PY) -m pytest tests/shipped $(PYTEST_ARGS)
+
+image:
+	docker/podman/build.sh mounted loadtest
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -38,6 +38,7 @@ import yaml
 
 DOCKER_DIR = Path(__file__).resolve().parent
 ROOT = DOCKER_DIR.parent
+CAMPAIGNS = ROOT / "tritonstack" / "loadtest" / "campaigns"
 HADOLINT_CONFIG = DOCKER_DIR / ".hadolint.yaml"
 SCHEMAS_DIR = DOCKER_DIR / "schemas"
 # The oldest Kubernetes this project supports and the newest the validator bundles.
@@ -291,7 +292,7 @@ def campaign_refs(path: Path, docs: list[dict[str, Any]]) -> list[str]:
     """Campaigns named as /opt/stack/campaigns/NAME.toml must exist in tritonstack/loadtest/campaigns/."""
     names = {m[1] for doc in docs for text in _strings(doc) for m in _CAMPAIGN_REF.finditer(text)}
     return [f"{path}: campaign {name!r} does not exist (no tritonstack/loadtest/campaigns/{name}.toml)"
-            for name in sorted(names) if not (ROOT / "tritonstack" / "loadtest" / "campaigns" / f"{name}.toml").is_file()]
+            for name in sorted(names) if not (CAMPAIGNS / f"{name}.toml").is_file()]
 
 
 # --- Compose ------------------------------------------------------------------------------------

@@ -5,6 +5,10 @@
 * ``slow``: exports/trains real models; runs by default, deselect with ``-m "not slow"``.
 * ``emulated``: runs ONNX Runtime under ``qemu-x86_64 -cpu Haswell`` (the AVX2-only integer
   kernels); needs Debian's qemu-user (installed by `make venv` as root).
+* ``image``: builds and runs the container images with Debian's podman (docker/podman/ installs
+  and sets it up); needs root and apt-get.
+* ``py310``: runs what NVIDIA's image runs under Python 3.10; needs a Python 3.10 interpreter
+  (pyenv's, or ``$PYTHON310``).
 """
 
 from __future__ import annotations
@@ -54,9 +58,33 @@ def _prometheus_missing() -> str | None:
     return None
 
 
+def _image_tools_missing() -> str | None:
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return ("building images needs root and apt-get (docker/podman/setup.sh installs rootful "
+                "podman from Debian); run `sudo make image` to build them by hand")
+    return None
+
+
+def python310() -> Path | None:
+    """A Python 3.10 interpreter, as in NVIDIA's tritonserver image: $PYTHON310, else pyenv's."""
+    if os.environ.get("PYTHON310"):
+        return Path(os.environ["PYTHON310"])
+    roots = [Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")), Path("/root/.pyenv")]
+    found = sorted(p for root in roots for p in root.glob("versions/3.10.*/bin/python3.10"))
+    return found[-1] if found else None
+
+
+def _python310_missing() -> str | None:
+    if python310() is None:
+        return ("no Python 3.10 interpreter (set $PYTHON310, or `pyenv install 3.10`): cannot run "
+                "what NVIDIA's image runs under its Python")
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     reasons = {"triton": _triton_missing(), "gpu": _gpu_missing(), "emulated": _qemu_missing(),
-               "prometheus": _prometheus_missing()}
+               "prometheus": _prometheus_missing(), "image": _image_tools_missing(),
+               "py310": _python310_missing()}
     for item in items:
         for marker, reason in reasons.items():
             if reason and marker in item.keywords:

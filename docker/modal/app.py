@@ -10,8 +10,9 @@ are validated before anything is built. The container runs the stack's launcher
 (``python3 -m tritonstack.server serve``, the GPU image's entrypoint) on the Volume: it supervises
 tritonserver, reloads a model whose backend stub died and turns on the latency summaries. The
 container waits until the launcher reports ready (its truthful readiness on :8003), and only
-then Modal routes traffic to it: Triton's HTTP / KServe v2 endpoint is the app's web endpoint. ``TRITON_ACCESS_TOKEN`` comes from the Modal
-Secret ``triton-access-token`` and protects the model-repository API; nothing secret is here.
+then Modal routes traffic to it: Triton's HTTP / KServe v2 endpoint is the app's web endpoint.
+``TRITON_ACCESS_TOKEN`` comes from the Modal Secret ``triton-access-token`` and protects the
+model-repository API; nothing secret is here.
 
 gRPC: Modal's web endpoints are HTTP/1.1 and HTTP/2 behind its proxy without gRPC routing;
 ``grpc_tunnel`` opens a raw TCP tunnel (``modal.forward``) to one container's port 8001, for

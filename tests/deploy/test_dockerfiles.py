@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import re
 import subprocess
 from pathlib import Path
 
@@ -110,7 +109,7 @@ def _py311_usages(path: Path) -> list[str]:
 
 def test_what_the_gpu_image_runs_has_no_3_11_only_code() -> None:
     """The GPU image runs the launcher and the versions' serving code on NGC's Python 3.10. A quick
-    static look; tests/images/test_gpu_python.py runs them there for real."""
+    static look; tests/shipped/test_gpu_python.py runs them there for real."""
     files = sorted(p for d in ("serving", "server") for p in (ROOT / "tritonstack" / d).rglob("*.py"))
     assert files
     problems = {}

@@ -30,7 +30,11 @@ def load_digit(path: Path) -> np.ndarray:
         array = np.asarray(array, dtype=np.float32)
         return array[None] if array.shape == (8, 8) else array
     if suffix == ".png":
-        from PIL import Image, UnidentifiedImageError
+        try:
+            from PIL import Image, UnidentifiedImageError
+        except ImportError:  # not in the client extra: a service sends arrays, not files
+            raise _bad(f"{path}: reading PNGs needs Pillow (pip install pillow), or send a .npy "
+                       "[8,8] array on the 0..16 scale") from None
 
         try:
             with Image.open(path) as image:

@@ -1,7 +1,8 @@
 """Write model versions into a Triton model repository, atomically.
 
 Layout: ``REPO/NAME/config.pbtxt`` and ``REPO/NAME/VERSION/{model.onnx|model.plan, model.py,
-serving/, metadata.json}`` (python-ort versions carry the serving code, :mod:`.carry`). A version is assembled in a staging folder on the same filesystem and moved
+serving/, metadata.json}`` (python-ort versions carry the serving code, :mod:`.carry`). A version
+is assembled in a staging folder on the same filesystem and moved
 into place with one ``rename``: a failed export leaves no half-written version, and Triton never
 sees a partial one. Staging folders are named ``.staging-*``: inside an existing model folder
 Triton ignores them (not numeric); for a brand-new model the whole ``NAME`` folder appears at once.

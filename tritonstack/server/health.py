@@ -13,6 +13,7 @@ Each answer reads state the supervisor already holds: a probe costs no call to T
 
 from __future__ import annotations
 
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -48,6 +49,17 @@ class HealthMetrics:
         self.ready.set(1 if ready else 0)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A probe that gives up before its answer (a HEALTHCHECK's timeout, a kubelet's) is not an
+    error of the launcher: no traceback for a client gone; one line for anything else."""
+
+    def handle_error(self, request, client_address) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        print(f"health endpoint: {type(exc).__name__}: {exc} (from {client_address[0]})", file=sys.stderr)
+
+
 class HealthEndpoint:
     """A small HTTP server on ``host:port`` answering from ``is_ready()`` and ``metrics``."""
 
@@ -78,7 +90,7 @@ class HealthEndpoint:
 
         self.is_ready = is_ready
         self.metrics = metrics
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd = _QuietServer((host, port), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="health", daemon=True)

@@ -12,11 +12,14 @@ Two installations are supported:
 
 from __future__ import annotations
 
+import ctypes.util
 import dataclasses
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from tritonstack.server.errors import BinaryNotFound
@@ -110,20 +113,42 @@ def prepare_backends(install: TritonInstall, workdir: Path) -> Path:
     shutil.copytree(install.backends, target, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(stub, target / "python" / "triton_python_backend_stub")
+    missing = missing_libraries(target / "python" / "triton_python_backend_stub", server_environment(install))
+    if missing:  # else every Python-backend model hangs in "loading" until the readiness timeout
+        raise BinaryNotFound(
+            f"the Python-backend stub for Python {version} cannot start: {', '.join(missing)} not found; "
+            f"install the shared Python library (Debian/Ubuntu: apt-get install libpython{version}; "
+            "pyenv and python.org builds: configure --enable-shared) or put its folder on LD_LIBRARY_PATH")
     return target
+
+
+def missing_libraries(binary: Path, env: dict[str, str]) -> list[str]:
+    """Shared libraries ``binary`` needs that the dynamic loader cannot find under ``env`` (by
+    ``ldd``; none reported where ``ldd`` is absent)."""
+    ldd = shutil.which("ldd")
+    if ldd is None:
+        return []
+    done = subprocess.run([ldd, str(binary)], env=env, capture_output=True, text=True, timeout=30, check=False)
+    return [line.split("=>")[0].strip() for line in done.stdout.splitlines() if "not found" in line]
 
 
 def server_environment(install: TritonInstall, base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for tritonserver and the Python-backend stubs it spawns.
 
     The stub embeds its own Python and finds this virtualenv's packages only when the
-    virtualenv's ``bin`` leads PATH; the wheel's libraries go on LD_LIBRARY_PATH.
+    virtualenv's ``bin`` leads PATH; the wheel's libraries go on LD_LIBRARY_PATH, and so does the
+    running Python's own ``libpython`` folder where the loader's cache does not list it (pyenv's).
     """
     env = dict(os.environ if base is None else base)
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")])
-    if install.lib_dirs:
-        libs = [str(p) for p in install.lib_dirs]
+    libs = [str(p) for p in install.lib_dirs or ()]
+    version = sysconfig.get_python_version()
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if (install.from_wheel and libdir and ctypes.util.find_library(f"python{version}") is None
+            and (Path(libdir) / f"libpython{version}.so.1.0").is_file()):
+        libs.append(libdir)
+    if libs:
         env["LD_LIBRARY_PATH"] = os.pathsep.join([*libs, env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
     # Python-backend models set their own thread counts; keep BLAS pools from oversubscribing.
     env.setdefault("OMP_NUM_THREADS", "1")
