@@ -189,3 +189,35 @@ def test_bad_launcher_options_are_one_line_and_exit_2(repo, args, message) -> No
                           cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def _kill_add_one_stub(server) -> int:
+    stub = next(s for s in backend_stubs(server.pid) if s.model == "add_one" and not s.dead)
+    os.kill(stub.pid, signal.SIGKILL)
+    _wait(lambda: any(s.pid == stub.pid and s.dead for s in backend_stubs(server.pid)), 10)
+    return stub.pid
+
+
+def test_a_stub_that_dies_before_any_check_saw_it_is_healed_and_so_is_its_successor(repo) -> None:
+    """A zombie keeps no command line: the launcher finds its model as the one short of live
+    stubs. Killed before the first check, and again right after the heal (the new stub never
+    seen alive either), add_one is reloaded each time; nothing restarts and add_two answers."""
+    from tests.conftest import start_server
+    from tritonstack.server import ModelControl
+    from tritonstack.server.supervise import Supervisor, SupervisorConfig
+
+    server = start_server(repo, model_control=ModelControl.EXPLICIT, load_models=("*",))
+    lines: list[str] = []
+    supervisor = Supervisor(server, SupervisorConfig(restart_on_failure=0), log=lines.append)
+    try:
+        for round_ in (1, 2):
+            _kill_add_one_stub(server)  # before any check of this supervisor saw it alive
+            assert supervisor.check() is None  # a zombie seen once: a suspect
+            assert supervisor.check() is None, lines  # confirmed, blamed on add_one, reloaded
+            assert supervisor.ready, lines
+            assert supervisor.restarts == 0 and supervisor.healed == round_
+            assert _add_two(server.grpc_url) == 2.0
+        assert sum("backend of model 'add_one' died" in line for line in lines) == 2, lines
+        assert not any("'?'" in line for line in lines), lines
+    finally:
+        server.stop(abandoned=supervisor.healed)

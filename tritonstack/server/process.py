@@ -227,6 +227,26 @@ class TritonServer:
         body = json.dumps({"parameters": {"config": json.dumps(config)}}).encode()
         self._http("POST", f"/v2/repository/models/{name}/load", body, timeout_s)
 
+    def python_instances(self) -> dict[str, int]:
+        """``{model: backend stubs it should have}`` for every loaded Python-backend model: its
+        instance count (per GPU for ``KIND_GPU``) times its ready versions."""
+        import json
+
+        versions: dict[str, int] = {}
+        for entry in json.loads(self._http("POST", "/v2/repository/index", b"{}")):
+            if entry.get("state") == "READY":
+                versions[entry["name"]] = versions.get(entry["name"], 0) + 1
+        expected: dict[str, int] = {}
+        for name, ready in versions.items():
+            config = json.loads(self._http("GET", f"/v2/models/{name}/config"))
+            if config.get("backend") != "python":
+                continue
+            per_version = sum(int(group.get("count", 1)) * (max(1, len(group.get("gpus") or []))
+                                                              if group.get("kind") == "KIND_GPU" else 1)
+                              for group in config.get("instance_group") or [{"count": 1}])
+            expected[name] = per_version * ready
+        return expected
+
     def model_states(self) -> dict[str, str]:
         """``{model: state}`` from Triton's repository index (READY, UNAVAILABLE, ...)."""
         import json

@@ -125,11 +125,31 @@ class Supervisor:
         self._suspect = dead_now - confirmed
         self._handled |= confirmed
         models = []
+        unknown = 0
         for pid_ in sorted(confirmed):
-            model = self._known.pop(pid_, "?")  # "?" = died before it was ever seen alive
-            if model not in models:
+            model = self._known.pop(pid_, None)
+            if model is None:
+                unknown += 1  # died before a check saw it alive: its command line is gone
+            elif model not in models:
                 models.append(model)
+        if unknown:
+            short = self._models_short_of_instances(pid)
+            models += [m for m in short if m not in models] or ["?"]
         return models
+
+    def _models_short_of_instances(self, triton_pid: int) -> list[str]:
+        """Python-backend models with fewer live stubs than their configuration asks for: where a
+        stub that died unseen came from (a zombie keeps no command line to tell its model)."""
+        try:
+            expected = self.server.python_instances()
+        except OSError as exc:
+            self.log(f"cannot tell which model lost a stub: {_http_reason(exc)}")
+            return []
+        alive: dict[str, int] = {}
+        for stub in backend_stubs(triton_pid):
+            if not stub.dead and stub.model is not None:
+                alive[stub.model] = alive.get(stub.model, 0) + 1
+        return sorted(m for m, n in expected.items() if alive.get(m, 0) < n)
 
     # -- healing ------------------------------------------------------------------------------
     def _heal(self, model: str) -> str | None:
