@@ -108,6 +108,29 @@ def test_model_load_failure_reports_tritons_reason(tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
 
 
+def test_what_a_killed_export_left_does_not_stop_the_next_start(tmp_path: Path) -> None:
+    """Issue #32, item 8: a SIGKILLed export leaves its staging folder (``.staging-NAME-*``, or a
+    folder writer's ``.NAME.*``) at the repository root. With ``--load-model '*'`` Triton loaded
+    it as a model, failed, and the server did not start; hidden folders are not models."""
+    from tritonstack.server import ModelControl
+
+    repos.write_add_one(tmp_path)
+    leftovers = tmp_path / "leftovers"
+    for name in ("x", "y"):
+        repos.write_broken(leftovers, name, "a half-written version")
+    (leftovers / "x").rename(tmp_path / ".staging-x-k2j4h1")
+    (leftovers / "y").rename(tmp_path / ".y.q8a0z3")
+    leftovers.rmdir()
+    server = start_server(tmp_path, model_control=ModelControl.EXPLICIT, load_models=("*",))
+    try:
+        states = server.model_states()
+        assert states["add_one"] == "READY"
+        assert {name: state for name, state in states.items() if name.startswith(".")} == {
+            ".staging-x-k2j4h1": "", ".y.q8a0z3": ""}  # listed by Triton, never loaded
+    finally:
+        server.stop()
+
+
 def test_an_inconsistent_ensemble_is_named_with_tritons_reason(tmp_path: Path) -> None:
     repos.write_add_one(tmp_path, "add_one", max_batch_size=1)
     repos.write_add_two_ensemble(tmp_path)  # batches up to 8 through a step that takes 1

@@ -101,7 +101,7 @@ class ServerConfig:
             )
         loads_all = self.model_control is not ModelControl.EXPLICIT or "*" in self.load_models
         if loads_all and not any(
-            p.is_dir() and (p / "config.pbtxt").exists() for p in repo.iterdir()
+            p.is_dir() and not p.name.startswith(".") and (p / "config.pbtxt").exists() for p in repo.iterdir()
         ):
             raise RepositoryNotFound(
                 f"model repository {repo} holds no model folder with a config.pbtxt; "

@@ -157,7 +157,7 @@ class TritonServer:
                 cmd.append(f"--cache-directory={self.install.caches}")
         if c.model_control is ModelControl.POLL:
             cmd.append(f"--repository-poll-secs={c.poll_interval_s}")
-        cmd += [f"--load-model={m}" for m in c.load_models]
+        cmd += [f"--load-model={m}" for m in _expand_load_models(c.model_repository, c.load_models)]
         if c.restricted_apis:
             groups = ",".join(c.restricted_apis)
             rule = f"{groups}:{c.restricted_key}={c.restricted_value}"
@@ -373,3 +373,13 @@ def serving(config: ServerConfig, timeout_s: float = 120.0) -> Iterator[TritonSe
         yield server
     finally:
         server.close()
+
+
+def _expand_load_models(repository: Path, names: tuple[str, ...]) -> list[str]:
+    """``*`` as every model folder of the repository but hidden ones: what a killed export or
+    folder writer left (``.staging-NAME-*``, ``.NAME.*``) would otherwise be loaded as a model,
+    fail, and stop Triton from starting."""
+    if "*" not in names:
+        return list(names)
+    folders = sorted(p.name for p in Path(repository).iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted({*folders, *(n for n in names if n != "*")})
