@@ -73,6 +73,27 @@ def test_bad_option_values_exit_2(capsys, tmp_path):
     code, _, err = run_cli(capsys, "export", "minilm", "--name", "m", "--admit-rows", "99",
                            "--repository", str(tmp_path))
     assert code == 2 and err.startswith("InvalidSpec: --admit-rows must be 0..--max-batch-size (32")
+    # issue #32, item 9: a version past int64 aborted tritonserver at start (std::stoll)
+    code, _, err = run_cli(capsys, "export", "minilm", "--name", "m", "--version", "99999999999999999999",
+                           "--repository", str(tmp_path))
+    assert code == 2 and err.startswith("InvalidSpec: --version must be 1..9,223,372,036,854,775,807")
+
+
+def test_a_repository_numbered_up_to_int64_refuses_the_next_version(tmp_path):
+    """The next free version past the largest Triton reads is refused, with the remedy."""
+    from tests.converters import tiny
+    from tritonstack.converters import carry
+    from tritonstack.converters.errors import InvalidSpec
+    from tritonstack.converters.repository import write_version
+    from tritonstack.converters.spec import MAX_VERSION
+    from tritonstack.converters.triton_config import config_for_target, io_from_onnx
+
+    onnx_path = tiny.export_embedder_onnx(tmp_path / "e.onnx")
+    config = config_for_target("python-ort", "m", *io_from_onnx(onnx_path), max_batch_size=4)
+    files = {"model.onnx": onnx_path, **carry.version_files("ort_runner")}
+    write_version(tmp_path / "repo", config, files, {}, version=MAX_VERSION)
+    with pytest.raises(InvalidSpec, match="outside 1..9,223,372,036,854,775,807"):
+        write_version(tmp_path / "repo", config, files, {})
     with pytest.raises(SystemExit) as exc:
         main(["export", "minilm", "--name", "m", "--precision", "int4"])
     assert exc.value.code == 2

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tritonstack.converters.errors import InvalidSpec, RepositoryNotWritable
+from tritonstack.converters.spec import MAX_VERSION
 from tritonstack.converters.triton_config import ModelConfig
 
 __all__ = ["atomic_write_text", "existing_versions", "next_version", "pinned_versions",
@@ -304,8 +305,9 @@ def write_version(
     model_dir = repo / config.name
     versions = existing_versions(model_dir)
     version = version if version is not None else (versions[-1] + 1 if versions else 1)
-    if version < 1:
-        raise InvalidSpec(f"--version must be >= 1, got {version}")
+    if not 1 <= version <= MAX_VERSION:
+        raise InvalidSpec(f"version {version} of {config.name!r} is outside 1..{MAX_VERSION:,}, the versions Triton "
+                          f"reads; pass --version with a smaller number (existing: {versions[-3:]})")
     if version in versions:
         raise InvalidSpec(f"{model_dir / str(version)} already exists; omit --version to take "
                           f"the next free one ({versions[-1] + 1})")

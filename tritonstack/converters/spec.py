@@ -28,6 +28,9 @@ SERVING_FIELDS = ("max_batch_size", "instances", "intra_op_threads", "preferred_
 INT8_WEIGHTS = ("u8", "s7", "s8")
 
 
+#: The largest version Triton parses (``std::stoll``: a larger folder name aborts tritonserver).
+MAX_VERSION = 2**63 - 1
+
 class Precision(str, enum.Enum):  # StrEnum is 3.11+
     """Numeric precision of one exported model."""
 
@@ -259,8 +262,9 @@ class ExportSpec:
                               "would ignore it: use --max-queue-size / --queue-timeout-ms there")
         if self.keep is not None and not 1 <= self.keep <= 1000:
             raise InvalidSpec(f"--keep must be 1..1000 versions, got {self.keep}")
-        if self.version is not None and self.version < 1:
-            raise InvalidSpec(f"--version must be >= 1, got {self.version}")
+        if self.version is not None and not 1 <= self.version <= MAX_VERSION:
+            raise InvalidSpec(f"--version must be 1..{MAX_VERSION:,} (Triton reads versions as int64), "
+                              f"got {self.version}")
         if not 11 <= self.opset <= 21:
             raise InvalidSpec(f"--opset must be 11..21, got {self.opset}")
         if self.intra_op_threads < 0:
