@@ -45,6 +45,25 @@ def test_model_control_needs_the_token_and_inference_does_not(tmp_path: Path) ->
     assert "--http-address=127.0.0.1" in " ".join(server.command(Path("b")))
 
 
+def test_rollout_sends_the_access_token_from_the_environment(tmp_path: Path, monkeypatch) -> None:
+    """Issue #32, item 10: rollout read the repository index without the token and exited 3."""
+    from tritonstack.rollout.controller import Rollout, Target
+    from tritonstack.rollout.errors import NoServer
+
+    repos.write_add_one(tmp_path)
+    server = start_server(tmp_path, model_control=ModelControl.EXPLICIT, load_models=("add_one",),
+                          restricted_apis=("model-repository",), restricted_value=TOKEN)
+    try:
+        target = Target(tmp_path, (server.grpc_url,), (server.metrics_url,))
+        monkeypatch.delenv("TRITON_ACCESS_TOKEN", raising=False)
+        with pytest.raises(NoServer, match="permission"):
+            Rollout(target, "add_one", progress=lambda _: None).served()
+        monkeypatch.setenv("TRITON_ACCESS_TOKEN", TOKEN)
+        assert Rollout(target, "add_one", progress=lambda _: None).served() == [1]
+    finally:
+        server.close()
+
+
 def _self_signed(folder: Path) -> tuple[Path, Path]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tritonstack.client import Client, ClientError
+from tritonstack.client import Client, ClientConfig, ClientError
 from tritonstack.rollout import repository as repo
 from tritonstack.rollout.errors import BadRequest, CheckFailed, NoServer
 from tritonstack.rollout.metrics import Snapshot, scrape
@@ -68,7 +68,8 @@ class Rollout:
         self.target, self.model, self.progress = target, model, progress
         self.folder = Path(target.repository) / model
         repo.model_config(target.repository, model)  # refuses unknown models, ensembles, routers
-        self.client = client or Client(urls=list(target.urls), timeout_s=120.0)
+        # TRITON_ACCESS_TOKEN, as every client of the control plane sends it (--restrict)
+        self.client = client or Client(ClientConfig.from_env(urls=tuple(target.urls), timeout_s=120.0))
         self.router = repo.router_name(model)
 
     # -- what is there ---------------------------------------------------------------------
