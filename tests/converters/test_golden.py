@@ -81,6 +81,23 @@ def test_verify_passes_here_and_names_what_fails(repo, tmp_path, capsys):
     assert rows["cls", 2]["status"] == "unchecked"
 
 
+def test_verify_reports_damaged_versions_as_failed_and_checks_the_others(repo, tmp_path, capsys):
+    """Issue #32, item 12: flipped bytes in model.onnx or an empty golden.npz stopped verify with
+    InternalError (rc 4); each is now a failed version (rc 1) and the rest are still checked."""
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy)
+    onnx_file = _copy_version(copy / "bert", 1, 2) / "model.onnx"
+    data = bytearray(onnx_file.read_bytes())
+    data[100:400] = bytes(300)
+    onnx_file.write_bytes(bytes(data))
+    (_copy_version(copy / "cls", 1, 2) / "golden.npz").write_bytes(b"")
+    assert main(["verify", str(copy), "--json"]) == 1
+    rows = {(r["model"], r["version"]): r for r in json.loads(capsys.readouterr().out)["versions"]}
+    for damaged in (("bert", 2), ("cls", 2)):
+        assert rows[damaged]["status"] == "failed" and "cannot be checked" in rows[damaged]["detail"]
+    assert rows["bert", 1]["status"] == rows["cls", 1]["status"] == rows["bert_fp32", 1]["status"] == "ok"
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["verify", "/nonexistent/repo"], "does not exist"),
     (["verify", "{repo}", "--model", "nope"], "no model nope"),

@@ -86,11 +86,18 @@ def verify_repository(repository: Path, models: tuple[str, ...] = (), *,
             except (OSError, ValueError):
                 meta = {}
             precision = str(meta.get("precision", "?"))
-            # the config's own thread settings; GPU providers are not this check's business
-            session, _ = make_session(str(onnx_file), {k: v for k, v in params.items()
-                                                       if k != "execution_providers"},
-                                      config_entries={} if native_ort else int8_config_entries())
-            result = golden_check(session, str(folder))
+            try:  # a damaged version is reported as failed; the others are still checked
+                # the config's own thread settings; GPU providers are not this check's business
+                session, _ = make_session(str(onnx_file), {k: v for k, v in params.items()
+                                                           if k != "execution_providers"},
+                                          config_entries={} if native_ort else int8_config_entries())
+                result = golden_check(session, str(folder))
+            except Exception as exc:  # noqa: BLE001 - ORT, numpy and zip errors of damaged files
+                detail = " ".join(str(exc).split())[:300]
+                checks.append(VersionCheck(name, version, precision, "failed",
+                                           f"cannot be checked ({type(exc).__name__}: {detail}); "
+                                           "export this version again"))
+                continue
             if result is None:
                 checks.append(VersionCheck(name, version, precision, "unchecked",
                                            "no golden data (exported before golden checks); re-export it"))
