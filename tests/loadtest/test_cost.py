@@ -70,6 +70,17 @@ def test_bad_report_is_a_clear_error(tmp_path: Path) -> None:
         cost.read_report(empty)
 
 
+def test_a_report_folder_is_read_and_an_empty_one_is_one_line(tmp_path: Path) -> None:
+    """Issue #32, item 3: `loadtest cost REPORT_FOLDER` ended in a traceback (IsADirectoryError)."""
+    folder = tmp_path / "smoke-20261205"
+    folder.mkdir()
+    proc = _run(str(folder), "--prices", str(PRICES), "--gpu", "L4")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "summary.json does not exist" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    (folder / "summary.json").write_text((FIXTURES / "summary-cpu.json").read_text())
+    assert cost.read_report(folder).rps == 200.0
+
+
 def test_dollars_per_million_for_one_gpu() -> None:
     proc = _run(str(FIXTURES / "summary-t4.json"), "--gpu", "T4", "--prices", str(PRICES),
                 "--utilization", "0.5", "--json")

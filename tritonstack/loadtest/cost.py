@@ -176,11 +176,17 @@ def _verdict(data: Mapping[str, Any]) -> bool | None:
 
 
 def read_report(path: Path) -> Measurement:
-    """Read a load test's summary.json: throughput (required), p99, SLO verdict, device if named."""
+    """Read a load test's summary.json (or the report folder holding it): throughput (required),
+    p99, SLO verdict, device if named."""
+    path = Path(path) / "summary.json" if Path(path).is_dir() else Path(path)
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError as exc:
-        raise CostInputError(f"report {path} does not exist; pass a load test run's summary.json") from exc
+        raise CostInputError(f"report {path} does not exist; pass a load test run's report folder or "
+                             "its summary.json") from exc
+    except OSError as exc:
+        raise CostInputError(f"report {path} cannot be read ({exc.strerror}); pass a load test run's "
+                             "summary.json") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CostInputError(f"report {path} is not JSON ({exc}); pass the run's summary JSON") from exc
     if not isinstance(data, dict):
