@@ -101,15 +101,15 @@ class ModalSettings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
-    def launcher_args(self, restrict: bool = False) -> list[str]:
-        """The launcher's command line, as the GPU image's entrypoint runs it; ``restrict`` locks
-        the model-repository API with ``TRITON_ACCESS_TOKEN``."""
-        args = ["python3", "-m", "tritonstack.server", "serve", "--host", "0.0.0.0",
+    def launcher_args(self) -> list[str]:
+        """The launcher's command line, as the GPU image's entrypoint runs it. It binds 0.0.0.0,
+        so it restricts the model-repository API with ``TRITON_ACCESS_TOKEN`` (the Modal Secret),
+        and refuses to start without one."""
+        return ["python3", "-m", "tritonstack.server", "serve", "--host", "0.0.0.0",
                 "--model-repository", "/models", "--http-port", str(self.http_port),
                 "--grpc-port", str(self.grpc_port), "--metrics-port", "8002",
                 "--health-port", str(self.health_port), "--exit-timeout", "30",
                 "--ready-timeout", str(self.startup_timeout_s)]
-        return args + (["--restrict", "model-repository"] if restrict else [])
 
     def describe(self) -> str:
         """What ``deploy`` would create, for ``--dry-run``."""
@@ -157,8 +157,7 @@ def wait_ready(url: str, timeout_s: float) -> None:
 
 def _start_triton(settings: ModalSettings) -> None:
     # The launcher reads TRITON_ACCESS_TOKEN itself (never on this command line).
-    args = settings.launcher_args(restrict=bool(os.environ.get("TRITON_ACCESS_TOKEN")))
-    subprocess.Popen(args)  # noqa: S603 - the container's one server
+    subprocess.Popen(settings.launcher_args())  # noqa: S603 - the container's one server
     wait_ready(f"http://127.0.0.1:{settings.health_port}", settings.startup_timeout_s)
 
 

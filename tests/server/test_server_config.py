@@ -47,3 +47,43 @@ def test_load_failures_are_read_from_tritons_log() -> None:
         "bad": "Internal: RuntimeError: boom",
         "cfg": "failed to open text file for read /r/cfg/config.pbtxt: No such file",
     }
+
+
+@pytest.mark.parametrize(("host", "control", "restrict", "token", "open_", "expected"), [
+    ("127.0.0.1", "explicit", (), None, False, ()),  # loopback: as asked
+    ("::1", "explicit", (), None, False, ()),
+    ("localhost", "explicit", (), None, False, ()),
+    ("0.0.0.0", "explicit", (), "t", False, ("model-repository",)),  # beyond loopback: locked by the token
+    ("10.1.2.3", "explicit", ("statistics",), "t", False, ("statistics", "model-repository")),
+    ("0.0.0.0", "explicit", ("model-repository",), "t", False, ("model-repository",)),
+    ("0.0.0.0", "explicit", (), None, True, ()),  # open, by name
+    ("0.0.0.0", "explicit", (), "t", True, ("model-repository",)),  # a token still locks it
+    ("0.0.0.0", "none", (), None, False, ()),  # nothing to load or unload
+])
+def test_the_control_plane_is_closed_beyond_loopback(host, control, restrict, token, open_, expected) -> None:
+    from tritonstack.server.config import ModelControl, control_plane_groups
+
+    assert control_plane_groups(host, ModelControl(control), restrict, token, open_) == expected
+
+
+def test_an_open_control_plane_beyond_loopback_is_refused_with_the_remedy() -> None:
+    """Issue #32, item 11: with --host 0.0.0.0 and no token, load/unload answered anyone."""
+    from tritonstack.server.config import ModelControl, control_plane_groups
+    from tritonstack.server.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="set TRITON_ACCESS_TOKEN .* or pass --open-control-plane"):
+        control_plane_groups("0.0.0.0", ModelControl.EXPLICIT, (), None)
+
+
+def test_the_launcher_refuses_an_open_control_plane_beyond_loopback(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repos.write_add_one(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_ACCESS_TOKEN"}
+    script = Path(sys.executable).with_name("tritonstack-server")
+    proc = subprocess.run([str(script), "serve", "--host", "0.0.0.0", "--model-repository", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("ConfigError: --host 0.0.0.0 lets anyone") and "--open-control-plane" in proc.stderr

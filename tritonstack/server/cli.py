@@ -14,7 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tritonstack.server.config import GrpcTls, ModelControl, ServerConfig
+from tritonstack.server.config import GrpcTls, ModelControl, ServerConfig, control_plane_groups
 from tritonstack.server.errors import BinaryNotFound, ConfigError, ServerError
 from tritonstack.server.locate import find_tritonserver
 from tritonstack.server.process import TritonServer
@@ -77,7 +77,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="seconds in-flight requests may drain on shutdown (default: %(default)s)")
     serve.add_argument("--restrict", action="append", default=[], metavar="GROUP",
                        help="protect a protocol group (model-repository, model-config, shared-memory, "
-                       "statistics, trace, logging) with the TRITON_ACCESS_TOKEN header")
+                       "statistics, trace, logging) with the TRITON_ACCESS_TOKEN header; beyond "
+                       "loopback, model-repository is restricted whenever the token is set")
+    serve.add_argument("--open-control-plane", action="store_true",
+                       help="with a non-loopback --host and no TRITON_ACCESS_TOKEN, serve model load and "
+                       "unload to anyone who reaches the ports (refused otherwise)")
 
     health = serve.add_argument_group(
         "health and healing",
@@ -141,6 +145,8 @@ def _serve(args: argparse.Namespace) -> int:
                           "choose another")
     if not 0 <= args.health_port <= 65535:
         raise ConfigError(f"--health-port must be 0-65535, got {args.health_port}")
+    restricted = control_plane_groups(args.host, control, tuple(args.restrict),
+                                      os.environ.get("TRITON_ACCESS_TOKEN"), args.open_control_plane)
     config = ServerConfig(
         model_repository=args.model_repository, host=args.host, http_port=args.http_port,
         grpc_port=args.grpc_port, metrics_port=args.metrics_port,
@@ -150,8 +156,8 @@ def _serve(args: argparse.Namespace) -> int:
         latency_summaries=not args.no_latency_summaries,
         response_cache_bytes=args.response_cache_mb * 2**20,
         tritonserver=args.tritonserver, exit_timeout_s=args.exit_timeout,
-        restricted_apis=tuple(args.restrict),
-        restricted_value=os.environ.get("TRITON_ACCESS_TOKEN") if args.restrict else None,
+        restricted_apis=restricted,
+        restricted_value=os.environ.get("TRITON_ACCESS_TOKEN") if restricted else None,
         grpc_tls=_tls(args),
     )
     server = TritonServer(config)

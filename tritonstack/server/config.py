@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 from pathlib import Path
 
 from tritonstack.server.errors import ConfigError, RepositoryNotFound
@@ -134,3 +135,35 @@ class ServerConfig:
                               f"{self.response_cache_bytes!r} bytes; pass --response-cache-mb N")
         if self.log_verbose < 0:
             raise ConfigError("--log-verbose must be 0 or more")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a bind address) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+def control_plane_groups(host: str, model_control: ModelControl, restrict: tuple[str, ...],
+                         token: str | None, open_control_plane: bool = False) -> tuple[str, ...]:
+    """The protocol groups to restrict. Beyond loopback, with explicit model control, model load
+    and unload answer anyone who reaches the port: the ``model-repository`` group is restricted
+    whenever ``TRITON_ACCESS_TOKEN`` is set, and without a token the launcher refuses to start
+    unless the user accepts an open control plane by name.
+
+    Raises:
+        ConfigError: a non-loopback host, explicit model control, no token, no opt-out.
+    """
+    if (is_loopback(host) or model_control is not ModelControl.EXPLICIT
+            or "model-repository" in restrict):
+        return restrict
+    if token:
+        return (*restrict, "model-repository")
+    if open_control_plane:
+        return restrict
+    raise ConfigError(f"--host {host} lets anyone who reaches Triton's ports load and unload models; set "
+                      "TRITON_ACCESS_TOKEN (model-repository is then restricted) or pass "
+                      "--open-control-plane to accept that")
