@@ -182,6 +182,12 @@ def test_sigkill_of_the_launcher_takes_triton_and_its_stubs_down(launch) -> None
     (["--health-port", "70000"], "--health-port must be 0-65535"),
     (["--restart-on-failure", "-1"], "--restart-on-failure must be 0..1000"),
     (["--health-interval", "0"], "--health-interval must be 0.1..60 seconds"),
+    # issue #32, item 13: taken without a check before
+    (["--exit-timeout", "-5"], "--exit-timeout must be 0..3600 seconds"),
+    (["--ready-timeout", "nan"], "--ready-timeout must be a number of seconds"),
+    (["--ready-timeout", "-1"], "--ready-timeout must be a number of seconds"),
+    (["--model-control", "poll", "--poll-interval", "0"], "--poll-interval must be 1..3600 seconds"),
+    (["--model-repository", ""], "--model-repository is empty"),
 ])
 def test_bad_launcher_options_are_one_line_and_exit_2(repo, args, message) -> None:
     env = dict(os.environ, TRITON_ACCESS_TOKEN="t")

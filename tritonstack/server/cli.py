@@ -8,6 +8,7 @@ Exit codes: 0 stopped cleanly, 1 Triton failed (start-up, exit, or a model it co
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -37,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run Triton in the foreground. Ctrl-C (or SIGTERM) stops it gracefully: "
         "in-flight requests drain, then it exits.",
     )
-    serve.add_argument("--model-repository", type=Path, default=Path("model_repository"),
+    serve.add_argument("--model-repository", default="model_repository",
                        metavar="DIR", help="model repository to serve (default: %(default)s)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind all endpoints; 0.0.0.0 exposes them (default: %(default)s)")
@@ -145,10 +146,14 @@ def _serve(args: argparse.Namespace) -> int:
                           "choose another")
     if not 0 <= args.health_port <= 65535:
         raise ConfigError(f"--health-port must be 0-65535, got {args.health_port}")
+    if not args.model_repository.strip():  # Path("") would serve the current folder
+        raise ConfigError("--model-repository is empty; pass the folder that holds the model folders")
+    if not (math.isfinite(args.ready_timeout) and 0 < args.ready_timeout <= 86400):
+        raise ConfigError(f"--ready-timeout must be a number of seconds in (0, 86400], got {args.ready_timeout}")
     restricted = control_plane_groups(args.host, control, tuple(args.restrict),
                                       os.environ.get("TRITON_ACCESS_TOKEN"), args.open_control_plane)
     config = ServerConfig(
-        model_repository=args.model_repository, host=args.host, http_port=args.http_port,
+        model_repository=Path(args.model_repository), host=args.host, http_port=args.http_port,
         grpc_port=args.grpc_port, metrics_port=args.metrics_port,
         model_control=control, load_models=load,
         poll_interval_s=args.poll_interval, log_file=args.log_file, log_verbose=args.log_verbose,

@@ -108,6 +108,10 @@ class ServerConfig:
                 f"model repository {repo} holds no model folder with a config.pbtxt; "
                 "build it first (make repository) or point --model-repository at one"
             )
+        if not 0 <= self.exit_timeout_s <= 3600:
+            raise ConfigError(f"--exit-timeout must be 0..3600 seconds, got {self.exit_timeout_s}")
+        if not 1 <= self.poll_interval_s <= 3600:
+            raise ConfigError(f"--poll-interval must be 1..3600 seconds, got {self.poll_interval_s}")
         ports = [self.http_port, self.grpc_port, self.metrics_port]
         for port in ports:
             if not 0 <= port <= 65535:
