@@ -77,6 +77,32 @@ def test_a_split_refuses_what_is_not_a_split() -> None:
     assert parse_steps("5,25,50,100") == (5, 25, 50, 100)
 
 
+def test_the_router_keeps_the_last_good_split_through_bad_files_and_counts_them(tmp_path) -> None:
+    """Issue #32, item 7: "key": 5 failed most requests, and weight 150, NaN, mode "x", a JSON list
+    or candidate = primary failed some with INTERNAL. Each is refused where the router reads it;
+    the last good split stays in force and each bad version of the file is counted once."""
+    import json
+    import os
+
+    from tritonstack.serving.split import SplitFile
+
+    path = tmp_path / "rollout.json"
+    good = Split("m", 1, 2, weight=25)
+    path.write_text(good.to_json())
+    split_file = SplitFile(path, refresh_s=0)
+    bad = [{**json.loads(good.to_json()), **change} for change in (
+        {"key": 5}, {"weight": 150}, {"weight": float("nan")}, {"mode": "x"}, {"candidate": 1},
+        {"primary": "1"}, {"key": ""})]
+    for i, data in enumerate([*bad, [1, 2], "not json"]):
+        path.write_text(data if isinstance(data, str) else json.dumps(data))
+        os.utime(path, ns=(i + 10**18, i + 10**18))  # a new stamp even within one clock tick
+        assert split_file.current() == good
+        assert split_file.current() == good
+        assert split_file.refused == i + 1
+    path.write_text(Split("m", 1, 2, weight=50).to_json())
+    assert split_file.current().weight == 50
+
+
 def test_state_and_log_survive_on_disk(tmp_path) -> None:
     split = write_split(tmp_path, Split("m", 1, 2, weight=25, compare=10, mode="canary"))
     assert read_split(tmp_path) == split and split.changed_at > 0

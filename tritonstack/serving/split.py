@@ -51,6 +51,17 @@ class Split:
     changed_at: float = 0.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise InvalidSplit(f"model must be a model name, got {self.model!r}")
+        for name in ("primary", "candidate"):
+            value = getattr(self, name)
+            if (value is not None or name == "primary") and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InvalidSplit(f"{name} must be a version number (>= 1), got {value!r}")
+        if not isinstance(self.key, str) or not self.key:
+            raise InvalidSplit(f"key must be the name of a request parameter, got {self.key!r}")
+        if isinstance(self.changed_at, bool) or not isinstance(self.changed_at, int | float):
+            raise InvalidSplit(f"changed_at must be a time in seconds, got {self.changed_at!r}")
         for name in ("weight", "compare"):
             percentage(name, getattr(self, name))
         if self.mode not in MODES:
@@ -66,18 +77,25 @@ class Split:
 
     @classmethod
     def from_json(cls, text: str) -> Split:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InvalidSplit(f"not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise InvalidSplit(f"a split is a JSON object, got a JSON {type(data).__name__}")
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in fields})
 
 
 class SplitFile:
     """The split in ``rollout.json``, re-read within ``REFRESH_S`` of a change (one ``stat`` per
-    check). A file that disappears or cannot be parsed leaves the last good split in force."""
+    check). A file that disappears or is not a valid split leaves the last good split in force;
+    ``refused`` counts the versions of the file that were not."""
 
     def __init__(self, path: Path, refresh_s: float = REFRESH_S):
         self.path, self.refresh_s = Path(path), refresh_s
         self._stamp: tuple[int, int] | None = None
+        self.refused = 0  # versions of the file that were not a split (the last good one held)
         self._checked = 0.0
         self._split = self._read()
         if self._split is None:
@@ -88,14 +106,17 @@ class SplitFile:
     def _read(self) -> Split | None:
         try:
             st = os.stat(self.path)
-            stamp = (st.st_mtime_ns, st.st_size)
-            if stamp == self._stamp:
-                return None
-            split = Split.from_json(self.path.read_text())
-        except (OSError, ValueError, TypeError):
+        except OSError:
             return None
-        self._stamp = stamp
-        return split
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return None
+        self._stamp = stamp  # a bad file is refused once, and read again when it changes
+        try:
+            return Split.from_json(self.path.read_text())
+        except (OSError, ValueError, TypeError):  # InvalidSplit is a ValueError
+            self.refused += 1
+            return None
 
     def current(self) -> Split:
         now = time.monotonic()

@@ -89,6 +89,8 @@ class Publisher:
                 ("triton_stack_rollout_agreement_sq_sum", "sum of the squares of that agreement"),
                 ("triton_stack_rollout_distance_sum", "sum of the compared rows' distance"),
                 ("triton_stack_rollout_compare_skipped_total", "copies not sent: comparisons at their bound"),
+                ("triton_stack_rollout_split_refused_total",
+                 "rollout.json versions that were not a valid split (the last good split held)"),
             )}
         self.metrics: dict[tuple, Any] = {}
 
@@ -129,6 +131,7 @@ class TritonPythonModel:
         self.outputs = [t["name"] for t in config["output"]]
         repository = Path(args["model_repository"]).parent  # args give this model's own folder
         self.split_file = SplitFile(repository / self.target / STATE_FILE)
+        self.refused_published = 0
         self.rng = random.Random()
         self.pool = ThreadPoolExecutor(int(params.get("workers", 16)), thread_name_prefix="route")
         self.max_batch = max(1, int(config.get("max_batch_size", 0)) or 1)
@@ -284,6 +287,10 @@ class TritonPythonModel:
             tally = self.tally.drain()
             if not tally.empty():
                 self.publisher.publish(tally)
+            refused = self.split_file.refused
+            if refused > self.refused_published:
+                self.publisher.add("triton_stack_rollout_split_refused_total", refused - self.refused_published)
+                self.refused_published = refused
         finally:
             self.publish_lock.release()
 
