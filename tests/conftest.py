@@ -145,6 +145,17 @@ def start_server(repo: Path, **overrides: object) -> TritonServer:
 
 
 @pytest.fixture(scope="session")
+def demo_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo repository, built once per session by the project's own command (ensembles'
+    tests and the shipped artifacts' tests share it)."""
+    from tritonstack.ensembles.build import build
+
+    repo = tmp_path_factory.mktemp("demo") / "model_repository"
+    build(repo, progress=lambda _: None)
+    return repo
+
+
+@pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """add_one (Python backend, dynamic batching) and add_two (2-step ensemble over it)."""
     repo = tmp_path_factory.mktemp("tiny_repo")

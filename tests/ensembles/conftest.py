@@ -11,15 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import start_server
-from tritonstack.ensembles.build import build
 from tritonstack.server import TritonServer
 
 
 @pytest.fixture(scope="package")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("demo") / "model_repository"
-    build(repo, progress=lambda _: None)
-    return repo
+def repository(demo_repository: Path) -> Path:
+    return demo_repository
 
 
 @pytest.fixture(scope="package")
