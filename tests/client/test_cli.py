@@ -97,6 +97,14 @@ def test_errors_are_one_line_with_meaningful_exit_codes(url: str, tmp_path: Path
     assert code == 3 and err.startswith("ClientError: [deadline_exceeded]")
     code, _, err = _run(capsys, "--url", f"127.0.0.1:{free_port()}", "--retries", "0", "models")
     assert code == 3 and err.startswith("ClientError: [unavailable]") and err.count("\n") == 1
+    # issue #32, item 13: these were InternalError, exit 4
+    np.save(tmp_path / "scalar.npy", np.float32(3))
+    code, _, err = _run(capsys, "--url", url, "classify", str(tmp_path / "scalar.npy"))
+    assert code == 2 and "holds an array of shape []" in err and err.count("\n") == 1
+    (tmp_path / "a-file").write_text("")
+    code, _, err = _run(capsys, "--url", url, "infer", "add_one", "--input", f"INPUT={tmp_path / 'x.npy'}",
+                        "--save", str(tmp_path / "a-file"))
+    assert code == 2 and err.startswith("ClientError: [invalid_argument] --save") and err.count("\n") == 1
 
 
 def test_module_entry_point(url: str) -> None:

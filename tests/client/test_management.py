@@ -48,9 +48,12 @@ def test_repository_unload_load_and_reload_from_the_cli(tmp_path: Path, capsys) 
             out = client.infer("add_one", {"INPUT": np.zeros((1, 4), np.float32)})["OUTPUT"]
         np.testing.assert_array_equal(out, np.ones((1, 4), np.float32))
 
-        assert main(["--url", server.grpc_url, "load", "no_such_model"]) in (1, 2)
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("ClientError: ") and "no_such_model" in err and len(err.splitlines()) == 1
+        # issue #32, item 13: load of a stranger exited 1 and unload of one 0
+        for command in ("load", "unload", "reload"):
+            assert main(["--url", server.grpc_url, command, "add_onee"]) == 2
+            err = capsys.readouterr().err.strip()
+            assert err.startswith("ClientError: [not_found] no model 'add_onee'") and len(err.splitlines()) == 1
+            assert "did you mean 'add_one'?" in err
     finally:
         server.close()
 

@@ -28,7 +28,14 @@ def load_digit(path: Path) -> np.ndarray:
         if array.dtype.kind not in "biuf":
             raise _bad(f"{path} holds {array.dtype} values; digit images are numbers on the 0..16 scale")
         array = np.asarray(array, dtype=np.float32)
-        return array[None] if array.shape == (8, 8) else array
+        if array.shape == (8, 8):
+            return array[None]
+        if array.ndim == 3 and array.shape[1:] == (8, 8) and len(array):
+            return array
+        if array.ndim == 2 and array.shape[1] == 64 and len(array):
+            return array.reshape(-1, 8, 8)
+        raise _bad(f"{path} holds an array of shape {list(array.shape)}; digit images are [8, 8], "
+                   "[n, 8, 8] or [n, 64] on the 0..16 scale")
     if suffix == ".png":
         try:
             from PIL import Image, UnidentifiedImageError

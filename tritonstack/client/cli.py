@@ -168,6 +168,9 @@ def _models(client: Client, args: argparse.Namespace) -> int:
 
 def _manage(client: Client, args: argparse.Namespace) -> int:
     """load / unload / reload NAME on every replica."""
+    if args.name not in {m.name for m in client.list_models()}:  # Triton unloads a stranger "fine"
+        raise ClientError(Status.NOT_FOUND, f"no model '{args.name}' in the server's repository",
+                          model=args.name, origin="client")
     if args.command == "load":
         done = client.load_model(args.name)
     elif args.command == "unload":
@@ -247,9 +250,14 @@ def _infer(client: Client, args: argparse.Namespace) -> int:
             raise ClientError(Status.INVALID_ARGUMENT, f"--input {item!r}: expected NAME=FILE.npy",
                               origin="client")
         inputs[name] = _load_npy(Path(file))
+    if args.save:  # before the call: a bad folder costs no inference
+        try:
+            args.save.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ClientError(Status.INVALID_ARGUMENT, f"--save {args.save}: cannot be a folder for the "
+                              f"outputs ({exc.strerror}); pass a folder", origin="client") from None
     outputs = client.infer(args.model, inputs, args.output)
     if args.save:
-        args.save.mkdir(parents=True, exist_ok=True)
         for name, array in outputs.items():
             np.save(args.save / f"{name}.npy", array)
     data = {name: {"datatype": str(a.dtype), "shape": list(a.shape), "data": _jsonable(a)}
