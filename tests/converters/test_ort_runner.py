@@ -148,6 +148,15 @@ def test_text_front_tokenizes_like_the_tokenizer_step_and_refuses_bad_text():
     assert caught.value.reason == "empty"
 
 
+def test_an_all_zero_attention_mask_is_refused():
+    """Issue #32, item 13: a row whose mask hides every token was answered with a zero embedding."""
+    mask = ids(2, 5, 1)
+    mask[1] = 0
+    with pytest.raises(InvalidInput, match="row 1 of input 'attention_mask' is all zeros") as caught:
+        requests.check_request({"input_ids": ids(2, 5), "attention_mask": mask}, INPUTS)
+    assert caught.value.reason == "empty"
+
+
 def test_check_request_rejects_wrong_fixed_dim():
     image = [requests.TensorInfo("image", np.dtype(np.float32), (1, 8, 8))]
     with pytest.raises(InvalidInput, match="fixed dims"):

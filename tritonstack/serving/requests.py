@@ -116,6 +116,11 @@ def check_request(arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorInfo]
     if empty:
         raise InvalidInput(f"'{empty[0]}' has length 0 in input '{owners[empty[0]]}'; send at least one "
                          "element", "empty")
+    mask = arrays.get("attention_mask")
+    if mask is not None and mask.ndim == 2 and not mask.any(axis=1).all():
+        row = int(np.flatnonzero(~mask.any(axis=1))[0])
+        raise InvalidInput(f"row {row} of input 'attention_mask' is all zeros: it masks every token, and the "
+                           "model would answer a meaningless zero vector; send at least one token", "empty")
     limits = limits or Limits()
     for axis, longest in limits.axis_limits.items():
         if sizes.get(axis, 0) > longest:
