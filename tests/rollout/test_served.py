@@ -195,6 +195,8 @@ def test_bad_input_is_refused_in_one_line_and_the_primary_keeps_serving(server, 
         no_server = _cli(server, repo, "split", MODEL, "--candidate", "2", "--weight", "5",
                          url="127.0.0.1:1")
         assert no_server.returncode == 3 and "no Triton answers" in no_server.stderr
+        garbage = _cli(server, repo, "status", MODEL, url="garbage")  # issue #32, item 13: was exit 1
+        assert garbage.returncode == 2 and "is not host:port" in garbage.stderr
     _at_rest(repo, server, 1)
     refused = [e for e in read_log(repo / MODEL) if e["event"] == "refused"]
     assert {e["candidate"] for e in refused} == {6, 7}

@@ -149,9 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug, or a server error this tool does not expect
         from tritonstack.client import ClientError
+        from tritonstack.client.cli import exit_code
 
-        if isinstance(exc, ClientError):
-            return _fail(args, exc, EXIT_CHECK)
+        if isinstance(exc, ClientError):  # the client's table: a bad --url is usage (2), not a check
+            return _fail(args, exc, exit_code(exc.status))
         return _fail(args, exc, EXIT_INTERNAL, prefix="InternalError: ")
 
 
