@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
                         "/metrics (default: %(default)s; 0 = off)")
     health.add_argument("--health-interval", type=float, default=1.0, metavar="S",
                         help="seconds between checks (default: %(default)s)")
+    health.add_argument("--heal-timeout", type=float, default=120.0, metavar="S",
+                        help="seconds one reload of a model may take before it counts as failed "
+                        "(default: %(default)s)")
     health.add_argument("--no-heal", action="store_true",
                         help="do not reload a model whose backend died (report not ready, then exit 1)")
     health.add_argument("--restart-on-failure", type=int, default=0, metavar="N",
@@ -138,7 +141,8 @@ def _serve(args: argparse.Namespace) -> int:
     control = ModelControl(args.model_control)
     load = tuple(args.load_model) or (("*",) if control is ModelControl.EXPLICIT else ())
     supervision = SupervisorConfig(interval_s=args.health_interval, heal=not args.no_heal,
-                                   restart_on_failure=args.restart_on_failure)
+                                   restart_on_failure=args.restart_on_failure,
+                                   heal_timeout_s=args.heal_timeout)
     ports = {"HTTP": args.http_port, "gRPC": args.grpc_port, "metrics": args.metrics_port}
     if args.health_port and args.health_port in ports.values():
         taken = next(k for k, v in ports.items() if v == args.health_port)
@@ -167,7 +171,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     server = TritonServer(config)
     metrics = HealthMetrics()
-    supervisor = Supervisor(server, supervision, metrics, log=_log)
+    stop = threading.Event()
+    supervisor = Supervisor(server, supervision, metrics, log=_log, stopping=stop)
     endpoint = None
     if args.health_port:
         try:
@@ -175,7 +180,6 @@ def _serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"health port {config.host}:{args.health_port} cannot be bound "
                               f"({exc.strerror}); choose another with --health-port, or 0 for none") from None
-    stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     if args.response_cache_mb and not args.restart_on_failure:

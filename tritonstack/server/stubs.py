@@ -21,12 +21,14 @@ STUB_NAME = "triton_python_backend_stub"
 
 @dataclasses.dataclass(frozen=True)
 class Stub:
-    """One backend stub: ``model`` and ``instance`` are known once it was seen alive."""
+    """One backend stub: ``model`` and ``instance`` are known once it was seen alive; ``stopped``:
+    alive but stopped (SIGSTOP, a debugger), answering nothing."""
 
     pid: int
     dead: bool
     model: str | None = None
     instance: str | None = None
+    stopped: bool = False
 
 
 def parse_cmdline(cmdline: list[str]) -> tuple[str, str] | None:
@@ -53,7 +55,8 @@ def backend_stubs(triton_pid: int) -> list[Stub]:
     stubs = []
     for child in children:
         try:
-            if child.status() == psutil.STATUS_ZOMBIE:
+            status = child.status()
+            if status == psutil.STATUS_ZOMBIE:
                 stubs.append(Stub(child.pid, dead=True))
                 continue
             parsed = parse_cmdline(child.cmdline())
@@ -63,5 +66,6 @@ def backend_stubs(triton_pid: int) -> list[Stub]:
         except psutil.Error:  # exited between the listing and the look
             continue
         if parsed is not None:
-            stubs.append(Stub(child.pid, dead=False, model=parsed[0], instance=parsed[1]))
+            stopped = status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+            stubs.append(Stub(child.pid, dead=False, model=parsed[0], instance=parsed[1], stopped=stopped))
     return stubs

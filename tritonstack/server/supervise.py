@@ -6,10 +6,17 @@ Once per ``interval_s`` the launcher calls :meth:`Supervisor.check`, which
    1 s up to 30 s), after killing the stubs a SIGKILLed Triton leaves behind;
 2. finds backend stubs that died under Triton (:mod:`server.stubs`: a zombie child seen on two
    checks in a row), marks their models broken, and is not ready while any model is;
+   A stub stopped (SIGSTOP, a debugger) for ``hung_after_s`` is killed so that it is healed the
+   same way: Triton would wait on it forever and abort when it resumed;
 3. heals a broken model with :meth:`TritonServer.reload_model` (new instances, traffic switched
    when they are ready; needs ``--model-control explicit``), logging one line and counting each
    recovery; or, where it cannot (other control modes, or ``heal_attempts`` failed loads),
    restarts Triton when restarts are left, and otherwise says why the launcher must exit.
+
+A reload runs on a worker thread with a deadline (``heal_timeout_s``), never on the thread that
+watches Triton: a Triton that dies during a heal is restarted at the next check (its stubs hold
+the reload's connection open, so the call itself would only end at its timeout), and a signal
+stops the launcher at once.
 
 ``ready`` is what the launcher's ``/v2/health/ready`` reports. A check costs one process-table
 walk and one HTTP readiness call, whatever the request rate.
@@ -17,9 +24,14 @@ walk and one HTTP readiness call, whatever the request rate.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from tritonstack.server.config import ModelControl
 from tritonstack.server.process import TritonServer, kill_process_group
@@ -38,12 +50,16 @@ class SupervisorConfig:
         heal_attempts: Failed reloads of one model before recovery counts as impossible.
         restart_on_failure: Times a tritonserver that exited (or cannot heal a model) is
             started again before the launcher gives up; 0 = never.
+        heal_timeout_s: Seconds one reload may take before it counts as a failed attempt.
+        hung_after_s: Seconds a stub may stay stopped before it is killed and healed.
     """
 
     interval_s: float = 1.0
     heal: bool = True
     heal_attempts: int = 3
     restart_on_failure: int = 0
+    heal_timeout_s: float = 120.0
+    hung_after_s: float = 5.0
 
     def __post_init__(self) -> None:
         from tritonstack.server.errors import ConfigError
@@ -54,14 +70,20 @@ class SupervisorConfig:
             raise ConfigError(f"heal attempts must be 1..100, got {self.heal_attempts}")
         if not 0 <= self.restart_on_failure <= 1000:
             raise ConfigError(f"--restart-on-failure must be 0..1000, got {self.restart_on_failure}")
+        if not 1 <= self.heal_timeout_s <= 3600:
+            raise ConfigError(f"--heal-timeout must be 1..3600 seconds, got {self.heal_timeout_s}")
+        if not 0.5 <= self.hung_after_s <= 3600:
+            raise ConfigError(f"hung_after_s must be 0.5..3600 seconds, got {self.hung_after_s}")
 
 
 class Supervisor:
     """Watches one :class:`TritonServer`; see the module docstring."""
 
     def __init__(self, server: TritonServer, config: SupervisorConfig | None = None,
-                 metrics: object | None = None, log: Log = print) -> None:
+                 metrics: object | None = None, log: Log = print,
+                 stopping: threading.Event | None = None) -> None:
         self.server = server
+        self.stopping = stopping or threading.Event()  # set by the launcher's signal handler
         self.config = config or SupervisorConfig()
         self.metrics = metrics  # server.health.HealthMetrics, or None
         self.log = log
@@ -73,6 +95,9 @@ class Supervisor:
         self._suspect: set[int] = set()  # zombies seen once
         self._handled: set[int] = set()  # zombies already blamed on their model (Triton reaps them late)
         self._triton_ready = False
+        self._stopped_since: dict[int, float] = {}  # stub pid -> first seen stopped
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="heal")
+        self._heals: dict[str, tuple[Future[str | None], float]] = {}  # model -> reload, started
 
     @property
     def ready(self) -> bool:
@@ -84,7 +109,9 @@ class Supervisor:
         return self.config.heal and self.server.config.model_control is ModelControl.EXPLICIT
 
     def stop(self) -> int | None:
-        """Stop Triton (draining), not waiting for the instances heals left behind."""
+        """Stop Triton (draining), not waiting for the instances heals left behind nor for a
+        reload in flight (it fails with Triton)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
         return self.server.stop(abandoned=self.healed)
 
     def check(self) -> str | None:
@@ -113,11 +140,16 @@ class Supervisor:
         if pid is None:
             return []
         dead_now: set[int] = set()
+        stopped: set[int] = set()
         for stub in backend_stubs(pid):
             if not stub.dead and stub.model is not None:
                 self._known[stub.pid] = stub.model
             elif stub.dead:
                 dead_now.add(stub.pid)
+            if stub.stopped:
+                stopped.add(stub.pid)
+                self._kill_if_hung(stub.pid)
+        self._stopped_since = {p: s for p, s in self._stopped_since.items() if p in stopped}
         self._handled &= dead_now  # the ones Triton has reaped by now are gone for good
         dead_now -= self._handled
         # A stub that exits normally is reaped at once; one still a zombie a check later died.
@@ -137,6 +169,20 @@ class Supervisor:
             models += [m for m in short if m not in models] or ["?"]
         return models
 
+    def _kill_if_hung(self, pid: int) -> None:
+        """A stub stopped for ``hung_after_s`` answers nothing while Triton and its readiness say
+        all is well, and Triton aborts when it resumes: kill it, so that it is healed as dead."""
+        since = self._stopped_since.setdefault(pid, time.monotonic())
+        stopped_s = time.monotonic() - since
+        if stopped_s < self.config.hung_after_s:
+            return
+        model = self._known.get(pid, "?")
+        self.log(f"backend stub {pid} of model '{model}' has been stopped for {stopped_s:.0f} s; killing it "
+                 "so that its model is reloaded")
+        with contextlib.suppress(OSError):  # it died meanwhile
+            os.kill(pid, signal.SIGKILL)
+        self._stopped_since.pop(pid, None)
+
     def _models_short_of_instances(self, triton_pid: int) -> list[str]:
         """Python-backend models with fewer live stubs than their configuration asks for: where a
         stub that died unseen came from (a zombie keeps no command line to tell its model)."""
@@ -153,37 +199,56 @@ class Supervisor:
 
     # -- healing ------------------------------------------------------------------------------
     def _heal(self, model: str) -> str | None:
+        """Start a reload of ``model`` on a worker, or take the result of the one in flight."""
         if not self.can_heal or model == "?":
             why = ("model control is not explicit" if self.config.heal and model != "?" else
                    "healing is off (--no-heal)" if model != "?" else "the dead stub's model is unknown")
             return self._restart(f"the backend of model '{model}' died and {why}")
-        started = self.broken[model]
-        before = {pid for pid, owner in self._known.items() if owner == model}
-        try:
-            self.server.reload_model(model)
-            state = self.server.model_states().get(model)
-            if state != "READY":
-                raise OSError(f"state {state!r} after the reload")
-            fresh = [s for s in backend_stubs(self.server.pid or 0)
-                     if s.model == model and not s.dead and s.pid not in before]
-            if not fresh:
-                raise OSError("Triton kept the old instances (no new backend stub)")
-        except OSError as exc:  # urllib's errors included
+        running = self._heals.get(model)
+        if running is None:
+            before = {pid for pid, owner in self._known.items() if owner == model}
+            self._heals[model] = (self._pool.submit(self._reload, model, before), time.monotonic())
+            return None
+        future, started = running
+        if future.done():
+            detail = future.result()
+        elif time.monotonic() - started >= self.config.heal_timeout_s:
+            detail = f"no answer within {self.config.heal_timeout_s:.0f} s (--heal-timeout)"
+        else:
+            return None  # still loading; the next check looks again
+        del self._heals[model]
+        if detail is not None:
             self._attempts[model] = self._attempts.get(model, 0) + 1
-            detail = _http_reason(exc)
             self.log(f"reloading model '{model}' failed (attempt {self._attempts[model]} of "
                      f"{self.config.heal_attempts}): {detail}")
             if self._attempts[model] >= self.config.heal_attempts:
                 return self._restart(f"model '{model}' could not be recovered after "
                                      f"{self._attempts[model]} reloads: {detail}")
             return None
-        seconds = time.monotonic() - started
+        seconds = time.monotonic() - self.broken[model]
         del self.broken[model]
         self.healed += 1
         self._attempts.pop(model, None)
         self._count("recoveries", model, seconds)
         self.log(f"model '{model}' recovered: reloaded with new instances {seconds:.1f} s after its dead "
                  "backend was found")
+        return None
+
+    def _reload(self, model: str, before: set[int]) -> str | None:
+        """On a worker: reload ``model`` and check it has new instances; None, or why it failed."""
+        try:
+            self.server.reload_model(model, timeout_s=self.config.heal_timeout_s)
+            state = self.server.model_states().get(model)
+            if state != "READY":
+                return f"state {state!r} after the reload"
+            fresh = [s for s in backend_stubs(self.server.pid or 0)
+                     if s.model == model and not s.dead and s.pid not in before]
+            if not fresh:
+                return "Triton kept the old instances (no new backend stub)"
+        except OSError as exc:  # urllib's errors included
+            return _http_reason(exc)
+        except Exception as exc:  # noqa: BLE001 - a worker's failure is a failed attempt, not a crash
+            return f"{type(exc).__name__}: {exc}"
         return None
 
     # -- restarting Triton ----------------------------------------------------------------------
@@ -201,13 +266,16 @@ class Supervisor:
         self.server.stop(abandoned=self.healed)
         self.healed = 0
         if self.server.pid is not None:
-            kill_process_group(self.server.pid)
-        time.sleep(backoff)
+            kill_process_group(self.server.pid)  # also ends a reload in flight (the stubs held it)
+        self._heals.clear()
+        if self.stopping.wait(backoff):
+            return None  # a signal during the backoff: the launcher stops; nothing to restart
         self.broken.clear()
         self._attempts.clear()
         self._known.clear()
         self._suspect.clear()
         self._handled.clear()
+        self._stopped_since.clear()
         self._count("restarts", None)
         try:
             self.server.start()
