@@ -33,6 +33,20 @@ def test_each_family_exports_with_parity_and_through_the_int8_gate(family, tmp_p
     assert ("token_type_ids" in inputs) == (family == "electra")  # the model's own inputs only
 
 
+@pytest.mark.parametrize("family", ["bert", *FAMILIES])
+def test_every_step_keeps_to_a_short_position_table(family, tmp_path) -> None:
+    """Issue #32, item 2: held-out texts longer than a model's position table failed the export
+    (DistilBERT with 64 positions: "broadcast ... 64 by 66" in the profile step). Parity,
+    calibration, the accuracy gate, golden data and the profile now truncate where the runner's
+    axis limit does: here 24 tokens, against evaluation texts of up to ~66."""
+    folder = tiny.write_tiny_family(tmp_path / family, family, positions=24)
+    name = family.replace("-", "_")
+    export(ExportSpec(str(folder), name, precisions=("int8", "fp32"), repository=tmp_path / "repo",
+                      work_dir=tmp_path / "w", evaluation_size=100, thresholds=LOOSE), progress=None)
+    config = (tmp_path / "repo" / name / "config.pbtxt").read_text()
+    assert 'string_value: "sequence_length:24"' in config  # the runner's axis limit: the same 24
+
+
 def test_a_classifier_takes_its_task_and_labels_from_the_model(tmp_path) -> None:
     folder = tiny.write_tiny_family(tmp_path / "distil", "distilbert", classifier=True)
     assert hf_source(folder, None).task == "text-classification"  # from `architectures`

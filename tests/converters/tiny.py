@@ -119,21 +119,24 @@ def classifier_onnx(folder: Path) -> Path:
     return torch2onnx.run(torch2onnx.Torch2OnnxInput(model, spec, 17, folder / "cls.onnx")).path
 
 
-def write_tiny_family(folder: Path, family: str, *, classifier: bool = False, reranker: bool = False) -> Path:
+def write_tiny_family(folder: Path, family: str, *, classifier: bool = False, reranker: bool = False,
+                      positions: int = 128) -> Path:
     """A random tiny encoder of ``family`` (HF folder + MiniLM's WordPiece tokenizer files, whose
     ids all fall inside these models' 30,522-token vocabularies); ``classifier``: with a 3-class
-    sequence-classification head; ``reranker``: with a one-logit head (a cross-encoder)."""
+    sequence-classification head; ``reranker``: with a one-logit head (a cross-encoder);
+    ``positions``: the tokens it can take (its position table, plus the two that RoBERTa and
+    MPNet reserve)."""
     import transformers as tf
 
     small = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                 intermediate_size=64, max_position_embeddings=128)
+                 intermediate_size=64, max_position_embeddings=positions)
     configs = {
         "bert": lambda: tf.BertConfig(**small),
         "distilbert": lambda: tf.DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2,
-                                                  hidden_dim=64, max_position_embeddings=128),
-        "roberta": lambda: tf.RobertaConfig(**{**small, "max_position_embeddings": 130}, type_vocab_size=1,
-                                            pad_token_id=1),
-        "mpnet": lambda: tf.MPNetConfig(**{**small, "max_position_embeddings": 130}),
+                                                  hidden_dim=64, max_position_embeddings=positions),
+        "roberta": lambda: tf.RobertaConfig(**{**small, "max_position_embeddings": positions + 2},
+                                            type_vocab_size=1, pad_token_id=1),
+        "mpnet": lambda: tf.MPNetConfig(**{**small, "max_position_embeddings": positions + 2}),
         "electra": lambda: tf.ElectraConfig(**small, embedding_size=32),
         "deberta-v2": lambda: tf.DebertaV2Config(**small, type_vocab_size=0),
     }

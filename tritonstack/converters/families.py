@@ -62,13 +62,14 @@ def _hf_family(source: HFSource) -> Family:
     vocab = int(hf_config(source).get("vocab_size", 1000))
     kind = hf_kind(source)
     pairs = kind == "score"
+    longest = hf_max_tokens(source)
     return Family(
         name="huggingface", task=task, kind=kind,
         reference=_hf_reference(source),
-        parity_cases=feeds_mod.hf_parity_cases(vocab),
-        calibration=lambda _mode, size: feeds_mod.text_calibration(source, size, pairs=pairs),
-        evaluation=lambda size: feeds_mod.text_evaluation(source, size, pairs=pairs),
-        golden_feed=lambda size: feeds_mod.text_evaluation(source, size, pairs=pairs)[0][0],
+        parity_cases=feeds_mod.hf_parity_cases(vocab, longest=longest),
+        calibration=lambda _mode, size: feeds_mod.text_calibration(source, size, pairs=pairs, longest=longest),
+        evaluation=lambda size: feeds_mod.text_evaluation(source, size, pairs=pairs, longest=longest),
+        golden_feed=lambda size: feeds_mod.text_evaluation(source, size, pairs=pairs, longest=longest)[0][0],
         limits=lambda path: text_limits(source, path),
         fusable_as=source.fusable_as or None,
         default_calibration="corpus",
@@ -99,6 +100,19 @@ def family_for(source: HFSource | TorchSource) -> Family:
     return _hf_family(source) if isinstance(source, HFSource) else _torch_family(source)
 
 
+def hf_max_tokens(source: HFSource) -> int | None:
+    """The longest token sequence the model can take: its position table, less the positions
+    RoBERTa-style models reserve for the padding index. One notion, used by every step that runs
+    the model (parity, calibration, accuracy, golden, profile) and by the runner's axis limit."""
+    config = hf_config(source)
+    longest = config.get("max_position_embeddings")
+    if not longest:
+        return None
+    offset = int(config.get("pad_token_id") or 0) + 1 if config.get("model_type") in (
+        "roberta", "xlm-roberta", "camembert", "mpnet") else 0
+    return int(longest) - offset
+
+
 def text_limits(source: HFSource, path: Path) -> dict[str, dict]:
     """Token id ranges and the longest sequence, from the model's config.json (for the runner)."""
     import onnx
@@ -113,15 +127,12 @@ def text_limits(source: HFSource, path: Path) -> dict[str, dict]:
     inputs = {i.name: i for i in graph.input}
     ranges = {k: v for k, v in ranges.items() if k in inputs}
     limits = {}
-    longest = config.get("max_position_embeddings")
+    longest = hf_max_tokens(source)
     ids = inputs.get("input_ids")
     if longest and ids is not None and len(ids.type.tensor_type.shape.dim) > 1:
         axis = ids.type.tensor_type.shape.dim[1].dim_param
         if axis:
-            # RoBERTa-style models offset positions by the padding index: fewer usable positions
-            offset = int(config.get("pad_token_id") or 0) + 1 if config.get("model_type") in (
-                "roberta", "xlm-roberta", "camembert") else 0
-            limits[axis] = int(longest) - offset
+            limits[axis] = longest
     return {"value_ranges": ranges, "axis_limits": limits}
 
 

@@ -20,11 +20,13 @@ Feed = dict[str, np.ndarray]
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def hf_parity_cases(vocab_size: int, seed: int = 0) -> list[Feed]:
-    """Three shapes; masks padded at the tail for some rows (real batches look like that)."""
+def hf_parity_cases(vocab_size: int, seed: int = 0, longest: int | None = None) -> list[Feed]:
+    """Three shapes, none longer than the model takes (``longest``); masks padded at the tail for
+    some rows (real batches look like that)."""
     rng = np.random.default_rng(seed)
     cases = []
     for batch, length in ((1, 7), (4, 16), (3, 41)):
+        length = min(length, longest or length)
         ids = rng.integers(1000 if vocab_size > 2000 else 1, vocab_size, size=(batch, length))
         mask = np.ones((batch, length), np.int64)
         for row in range(1, batch):
@@ -61,18 +63,23 @@ def tokenize(source: HFSource, sentences: list[str], *, batch_size: int, fixed_l
 
 
 def text_calibration(source: HFSource, size: int | None, fixed_length: int = 64,
-                     pairs: bool = False) -> list[Feed]:
+                     pairs: bool = False, longest: int | None = None) -> list[Feed]:
     from tritonstack.demo.data import text_corpus
 
     sentences = text_corpus().calibration[: size or 256]
-    return tokenize(source, sentences, batch_size=16, fixed_length=fixed_length, pairs=pairs)
+    return tokenize(source, sentences, batch_size=16, fixed_length=min(fixed_length, longest or fixed_length),
+                    pairs=pairs)
 
 
-def text_evaluation(source: HFSource, size: int | None, pairs: bool = False) -> tuple[list[Feed], None]:
+def text_evaluation(source: HFSource, size: int | None, pairs: bool = False,
+                    longest: int | None = None) -> tuple[list[Feed], None]:
+    """Held-out sentences, truncated where the model's positions end (``longest``) as the runner
+    refuses longer ones: accuracy, golden data and the drift profile run on these."""
     from tritonstack.demo.data import text_corpus
 
     sentences = text_corpus().evaluation
-    return tokenize(source, sentences[: size or len(sentences)], batch_size=64, pairs=pairs), None
+    return tokenize(source, sentences[: size or len(sentences)], batch_size=64, pairs=pairs,
+                    max_length=min(128, longest or 128)), None
 
 
 def chunk(batch: Mapping[str, np.ndarray], rows: int, limit: int | None = None) -> list[Feed]:
