@@ -241,6 +241,31 @@ def test_a_sticky_split_holds_its_ratio_and_changes_live(server, repo, target) -
     _at_rest(repo, server, 1)
 
 
+def _requests_to(server: TritonServer, version: int) -> float:
+    """Requests Triton counts as answered by ``version`` of the model (its own metric)."""
+    import urllib.request
+
+    with urllib.request.urlopen(server.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("nv_inference_request_success{")
+               and f'model="{MODEL}"' in line and f'version="{version}"' in line)
+
+
+def test_a_split_at_weight_0_sends_the_candidate_nothing_from_its_first_request(server, repo, target) -> None:
+    """Issue #32, item 6: the candidate was loaded before the router was wired, and the ensemble,
+    which asks for the newest loaded version, sent it every request for about 3 s."""
+    rollout = Rollout(target, MODEL, progress=lambda _: None)
+    with Load(server.grpc_url) as load:
+        time.sleep(0.5)
+        rollout.start(4, "split")
+        time.sleep(1.0)
+        assert load.ok > 50
+        assert _requests_to(server, 4) == 1  # its own warmup request (zeros_batch1), none of the traffic
+        rollout.finish(promote=False)
+    _at_rest(repo, server, 1)
+
+
 def test_shadow_of_an_identical_candidate_agrees_exactly(server, repo, target) -> None:
     rollout = Rollout(target, MODEL, progress=lambda _: None)
     with Load(server.grpc_url):

@@ -107,6 +107,7 @@ class Rollout:
                 existing = write_split(self.folder, dataclasses.replace(existing, mode=mode))
                 log_event(self.folder, "mode", mode=mode)
                 self.client.reload_model(self.model)
+            self._wire(existing)  # completes a start that a killed controller left half-way
             return existing
         on_disk = repo.versions(self.target.repository, self.model)
         if candidate not in on_disk:
@@ -126,27 +127,43 @@ class Rollout:
                              f"(versions: {', '.join(map(str, on_disk))})")
         split = write_split(self.folder, Split(self.model, primary, candidate, mode=mode))
         log_event(self.folder, "start", primary=primary, candidate=candidate, mode=mode)
-        repo.set_versions(self.target.repository, self.model, [primary, candidate])
-        try:
-            self.client.load_model(self.model)
-        except ClientError as exc:
-            reason = (exc.server_message or str(exc)).splitlines()[0]
-            repo.set_versions(self.target.repository, self.model, [primary])
-            self._load_quietly(self.model)
-            clear_split(self.folder)
-            log_event(self.folder, "refused", candidate=candidate, reason=reason)
-            raise CheckFailed(f"candidate {self.model} v{candidate} did not load ({reason}); "
-                              f"v{primary} still serves, untouched") from None
-        repo.write_router(self.target.repository, self.model, self.kind(split))
+        self._wire(split)
+        return split
+
+    def _wire(self, split: Split) -> None:
+        """Route the ensembles through the router, then load the candidate beside the primary.
+
+        In this order no request reaches the candidate beyond the split's weight at any moment:
+        an ensemble asks for a model's newest loaded version, so loading the candidate first sent
+        it every request until the router was wired. Each step is idempotent; a controller
+        killed at any point leaves a state ``status`` reports and ``canary``/``rollback`` finish.
+        """
+        primary, candidate = split.primary, split.candidate
+        assert candidate is not None
+        if not (Path(self.target.repository) / self.router).is_dir():
+            repo.write_router(self.target.repository, self.model, self.kind(split))
         self.client.load_model(self.router)
         wired = repo.ensembles_over(self.target.repository, self.model)
         for ensemble in wired:
             repo.rewire(self.target.repository, ensemble, self.model, self.router)
             self.client.load_model(ensemble)
-        log_event(self.folder, "wired", router=self.router, ensembles=wired)
+        if wired:
+            log_event(self.folder, "wired", router=self.router, ensembles=wired)
+        if candidate in self.served():
+            return
+        repo.set_versions(self.target.repository, self.model, [primary, candidate])
+        try:
+            self.client.load_model(self.model)
+        except ClientError as exc:
+            reason = (exc.server_message or str(exc)).splitlines()[0]
+            self._serve_alone(primary)
+            clear_split(self.folder)
+            log_event(self.folder, "refused", candidate=candidate, reason=reason)
+            raise CheckFailed(f"candidate {self.model} v{candidate} did not load ({reason}); "
+                              f"v{primary} still serves, untouched") from None
+        routed = repo.ensembles_over(self.target.repository, self.router)
         self.progress(f"{self.model}: v{primary} (primary) and v{candidate} (candidate) served; "
-                      f"{', '.join(wired) or 'no ensemble'} now route through {self.router}")
-        return split
+                      f"{', '.join(routed) or 'no ensemble'} route through {self.router}")
 
     def _check_model_control(self) -> None:
         """Refuse before anything moves when Triton will not load on request: loading a model
@@ -211,8 +228,16 @@ class Rollout:
                       reason=reason)
             split = write_split(self.folder, Split(self.model, winner, None, mode=split.mode))
             time.sleep(SETTLE_S)
+        self._serve_alone(winner)
+        clear_split(self.folder)
+        log_event(self.folder, "finished", serves=winner)
+        return winner
+
+    def _serve_alone(self, winner: int) -> None:
+        """Serve ``winner`` only, the ensembles on the model again, the router gone."""
+        router_there = (Path(self.target.repository) / self.router).is_dir()
         repo.set_versions(self.target.repository, self.model, [winner])
-        self.client.load_model(self.model)
+        self._load_quietly(self.model)
         rewired = repo.ensembles_over(self.target.repository, self.router)
         for ensemble in rewired:
             repo.rewire(self.target.repository, ensemble, self.router, self.model)
@@ -225,9 +250,6 @@ class Rollout:
                 time.sleep(SETTLE_S)
             self._unload_quietly(self.router)
             repo.remove_router(self.target.repository, self.model)
-        clear_split(self.folder)
-        log_event(self.folder, "finished", serves=winner)
-        return winner
 
     def _unload_quietly(self, model: str) -> None:
         with contextlib.suppress(ClientError):  # not loaded: nothing to unload
