@@ -222,23 +222,31 @@ class TritonServer:
         """
         import json
 
-        config = json.loads(self._http("GET", f"/v2/models/{name}/config"))
+        config = self._model_config(name)
         config.setdefault("parameters", {})[RELOAD_PARAMETER] = {"string_value": f"{time.time():.6f}"}
         body = json.dumps({"parameters": {"config": json.dumps(config)}}).encode()
         self._http("POST", f"/v2/repository/models/{name}/load", body, timeout_s)
 
+    def _repository_index(self) -> list[dict]:
+        import json
+
+        return json.loads(self._http("POST", "/v2/repository/index", b"{}"))
+
+    def _model_config(self, name: str) -> dict:
+        import json
+
+        return json.loads(self._http("GET", f"/v2/models/{name}/config"))
+
     def python_instances(self) -> dict[str, int]:
         """``{model: backend stubs it should have}`` for every loaded Python-backend model: its
         instance count (per GPU for ``KIND_GPU``) times its ready versions."""
-        import json
-
         versions: dict[str, int] = {}
-        for entry in json.loads(self._http("POST", "/v2/repository/index", b"{}")):
+        for entry in self._repository_index():
             if entry.get("state") == "READY":
                 versions[entry["name"]] = versions.get(entry["name"], 0) + 1
         expected: dict[str, int] = {}
         for name, ready in versions.items():
-            config = json.loads(self._http("GET", f"/v2/models/{name}/config"))
+            config = self._model_config(name)
             if config.get("backend") != "python":
                 continue
             per_version = sum(int(group.get("count", 1)) * (max(1, len(group.get("gpus") or []))
@@ -249,10 +257,8 @@ class TritonServer:
 
     def model_states(self) -> dict[str, str]:
         """``{model: state}`` from Triton's repository index (READY, UNAVAILABLE, ...)."""
-        import json
-
         states: dict[str, str] = {}
-        for entry in json.loads(self._http("POST", "/v2/repository/index", b"{}")):
+        for entry in self._repository_index():
             if states.get(entry["name"]) != "READY":  # one ready version makes the model ready
                 states[entry["name"]] = entry.get("state", "")
         return states
