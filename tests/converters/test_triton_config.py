@@ -92,3 +92,29 @@ def test_io_read_from_onnx_graph(tmp_path):
 def test_invalid_configs_are_refused_with_a_reason(build, message):
     with pytest.raises(InvalidSpec, match=message):
         build()
+
+
+def test_the_warmup_feeds_the_attention_mask_ones_from_a_file_written_with_the_version(tmp_path):
+    """A mask of zeros masks every token, which the python-ort runner refuses: a warmup of zeros
+    failed every text model's load (found by CI on a fresh clone)."""
+    import numpy as np
+
+    from tritonstack.converters import carry
+    from tritonstack.converters.repository import write_version
+
+    onnx_path = tiny.export_embedder_onnx(tmp_path / "embedder.onnx")
+    inputs, outputs = io_from_onnx(onnx_path)
+    config = config_for_target("python-ort", "m", inputs, outputs, max_batch_size=8)
+    (warm,) = config.to_proto().model_warmup
+    assert warm.inputs["attention_mask"].input_data_file == "attention_mask"
+    assert warm.inputs["input_ids"].zero_data
+    write_version(tmp_path / "repo", config, {"model.onnx": onnx_path, **carry.version_files("ort_runner")}, {})
+    ones = np.frombuffer((tmp_path / "repo" / "m" / "warmup" / "attention_mask").read_bytes(), "<i8")
+    assert ones.tolist() == [1] * 16
+
+
+def test_only_an_integer_input_of_the_warmup_can_be_fed_ones():
+    from tritonstack.converters.triton_config import Warmup
+
+    with pytest.raises(InvalidSpec, match="only an integer input can be fed ones, not 'x'"):
+        Warmup("w", 1, {"x": ("TYPE_FP32", (4,))}, ones=("x",))

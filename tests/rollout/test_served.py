@@ -261,7 +261,7 @@ def test_a_split_at_weight_0_sends_the_candidate_nothing_from_its_first_request(
         rollout.start(4, "split")
         time.sleep(1.0)
         assert load.ok > 50
-        assert _requests_to(server, 4) == 1  # its own warmup request (zeros_batch1), none of the traffic
+        assert _requests_to(server, 4) == 1  # its own warmup request (batch1), none of the traffic
         rollout.finish(promote=False)
     _at_rest(repo, server, 1)
 

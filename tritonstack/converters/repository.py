@@ -247,10 +247,26 @@ def write_config(repo: Path, config: ModelConfig) -> Path:
                           "new version instead")
     path = model_dir / "config.pbtxt"
     try:
+        write_warmup_files(model_dir, config)
         atomic_write_text(path, pbtxt)
     except OSError as exc:
         raise RepositoryNotWritable(f"cannot rewrite {path}: {exc}") from exc
     return path
+
+
+def write_warmup_files(model_dir: Path, config: ModelConfig) -> None:
+    """``MODEL/warmup/<input>``: the data the config's warmup reads, written before the config
+    that names it (Triton fails a load whose warmup file is missing)."""
+    files = config.warmup_files()
+    if not files:
+        return
+    folder = Path(model_dir) / "warmup"
+    folder.mkdir(exist_ok=True)
+    as_if_created(folder)
+    for name, data in files.items():
+        path = folder / name
+        if not path.is_file() or path.read_bytes() != data:
+            atomic_write_bytes(path, data)
 
 
 def prune_versions(model_dir: Path, keep: int) -> list[int]:
@@ -340,9 +356,11 @@ def write_version(
         (staging / "config.pbtxt").write_text(pbtxt)
         try:
             if staging_parent == repo:  # new model: the whole folder appears at once
+                write_warmup_files(staging, config)
                 os.rename(staging, model_dir)
                 return model_dir / str(version)
             os.rename(version_dir, model_dir / str(version))
+            write_warmup_files(model_dir, config)
             os.replace(staging / "config.pbtxt", model_dir / "config.pbtxt")
         except OSError as exc:
             raise RepositoryNotWritable(f"moving the new version into {model_dir} failed: {exc}") from exc

@@ -9,6 +9,7 @@ inputs/outputs read off the ONNX graph (:func:`io_from_onnx`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,20 +140,51 @@ class InstanceGroup:
             raise InvalidSpec(f"instance kind {self.kind!r} must be KIND_CPU, KIND_GPU or KIND_AUTO")
 
 
+# Bytes per element of the integer types a warmup can fill with ones.
+_INT_BYTES = {"TYPE_INT64": 8, "TYPE_INT32": 4, "TYPE_INT8": 1, "TYPE_UINT8": 1, "TYPE_BOOL": 1}
+
+
 @dataclass(frozen=True)
 class Warmup:
-    """One warmup request of zeros; ``dims`` per input (variable axes made concrete)."""
+    """One warmup request; ``dims`` per input (variable axes made concrete).
+
+    Inputs are zeros, except those named in ``ones``: fed ones from ``warmup/<input>`` beside
+    config.pbtxt (Triton's ``input_data_file``). An attention mask of zeros masks every token,
+    which the python-ort runner refuses, so a warmup of zeros would fail the model's load.
+    """
 
     name: str
     batch_size: int
     inputs: Mapping[str, tuple[str, tuple[int, ...]]]
+    ones: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ones", tuple(self.ones))
         if self.batch_size < 1:
             raise InvalidSpec("warmup batch_size must be >= 1")
         for name, (_, dims) in self.inputs.items():
             if any(d < 1 for d in dims):
                 raise InvalidSpec(f"warmup input {name!r}: dims must be concrete, got {list(dims)}")
+        for name in self.ones:
+            if name not in self.inputs or self.inputs[name][0] not in _INT_BYTES:
+                raise InvalidSpec(f"warmup {self.name!r}: only an integer input can be fed ones, not {name!r}")
+
+    def files(self) -> dict[str, bytes]:
+        """``{file name under warmup/: content}``: raw little-endian ones, row-major, one request."""
+        out = {}
+        for name in self.ones:
+            dtype, dims = self.inputs[name]
+            count = self.batch_size * math.prod(dims)
+            out[name] = (1).to_bytes(_INT_BYTES[dtype], "little") * count
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        def feed(name: str) -> dict[str, bool | str]:
+            return {"input_data_file": name} if name in self.ones else {"zero_data": True}
+
+        return {"name": self.name, "batch_size": self.batch_size,
+                "inputs": {n: {"data_type": dt, "dims": list(d), **feed(n)}
+                           for n, (dt, d) in sorted(self.inputs.items())}}
 
 
 @dataclass(frozen=True)
@@ -216,12 +248,7 @@ class ModelConfig:
         if self.parameters:
             out["parameters"] = {k: {"string_value": str(v)} for k, v in sorted(self.parameters.items())}
         if self.warmup:
-            out["model_warmup"] = [
-                {"name": w.name, "batch_size": w.batch_size,
-                 "inputs": {n: {"data_type": dt, "dims": list(d), "zero_data": True}
-                            for n, (dt, d) in sorted(w.inputs.items())}}
-                for w in self.warmup
-            ]
+            out["model_warmup"] = [w.to_dict() for w in self.warmup]
         if self.gpu_accelerators:
             out["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [
                 {"name": a["name"], "parameters": {k: str(v) for k, v in a.get("parameters", {}).items()}}
@@ -237,6 +264,15 @@ class ModelConfig:
             return json_format.ParseDict(self.to_dict(), model_config_pb2.ModelConfig())
         except json_format.ParseError as exc:  # a bug here, but say which model
             raise InvalidSpec(f"config for {self.name!r} does not fit Triton's schema: {exc}") from exc
+
+    def warmup_files(self) -> dict[str, bytes]:
+        """The files the warmups read, ``{name under warmup/: content}``; written with config.pbtxt."""
+        files: dict[str, bytes] = {}
+        for w in self.warmup:
+            for name, data in w.files().items():
+                if files.setdefault(name, data) != data:
+                    raise InvalidSpec(f"warmups of {self.name!r} need two different files for {name!r}")
+        return files
 
     def to_pbtxt(self) -> str:
         """The text written to ``config.pbtxt``."""
@@ -318,10 +354,11 @@ def config_for_target(
     preferred = (tuple(preferred_batch_sizes)
                  or tuple(b for b in {max_batch_size // 2, max_batch_size} if b >= 1))
     warm = Warmup(
-        name="zeros_batch1",
+        name="batch1",
         batch_size=1,
         inputs={t.name: (t.data_type, tuple(d if d > 0 else int(warmup_dims.get(t.name, 16)) for d in t.dims))
                 for t in ins},
+        ones=tuple(t.name for t in ins if t.name == "attention_mask"),
     )
     params: dict[str, str] = {}
     backend, filename, accelerators = "python", None, ()
