@@ -4,3 +4,5 @@ One package a role (README, "Architecture"): ``serving`` runs inside Triton and 
 versions carry; ``server`` launches and heals Triton; ``client`` calls it; ``converters`` and
 ``ensembles`` write the model repository; ``rollout`` and ``loadtest`` drive a running server.
 """
+
+__version__ = "0.2.0"
