@@ -11,7 +11,7 @@ import pytest
 from tritonstack.rollout.controller import parse_steps
 from tritonstack.rollout.errors import BadRequest
 from tritonstack.rollout.metrics import Snapshot, bucket_quantile, parse
-from tritonstack.rollout.report import bootstrap_diff, summarize, two_proportions
+from tritonstack.rollout.report import bootstrap_diff, newcombe, summarize, two_proportions, wilson
 from tritonstack.rollout.slo import Slo, judge
 from tritonstack.rollout.state import log_event, read_log, read_split, write_split
 from tritonstack.serving.agreement import compare, kind_for
@@ -176,9 +176,30 @@ def test_histogram_quantiles_and_the_reports_statistics() -> None:
     test = two_proportions(0, 1000, 30, 1000)
     assert test["p_value"] < 1e-5 and test["low"] > 0
     assert two_proportions(5, 1000, 5, 1000)["p_value"] == pytest.approx(1.0)
-    window = _window({1: 400, 2: 400}, {}, {1: 0.002, 2: 0.002}, compared=100)
+    window = _window({1: 2000, 2: 2000}, {}, {1: 0.002, 2: 0.002}, compared=100)
     summary = summarize(window, Split("m", 1, 2, weight=50, compare=20), "classification", 30)
     assert summary["comparison"]["not_worse"] and summary["agreement"]["mean"] == 1.0
+    # 400 clean requests per arm cannot show the error rate within the 0.5 % margin: at zero
+    # errors the interval still reaches ~0.95 % (a Wald interval said [0, 0] and "not worse")
+    few = summarize(_window({1: 400, 2: 400}, {}, {1: 0.002, 2: 0.002}), Split("m", 1, 2, weight=50),
+                    "classification", 30)
+    assert not few["comparison"]["not_worse"]
+    assert few["comparison"]["error_rate"]["high"] == pytest.approx(0.0095, abs=1e-4)
+
+
+def test_error_rate_intervals_are_wilson_and_newcombe_not_wald() -> None:
+    low, high = wilson(0, 100)
+    assert low == 0 and high == pytest.approx(0.0370, abs=5e-4)  # Wald: [0, 0]
+    assert wilson(100, 100) == (pytest.approx(0.9630, abs=5e-4), 1.0)
+    low, high = wilson(10, 100)  # Newcombe (1998), table I: 10/100 -> 0.0552 .. 0.1744
+    assert low == pytest.approx(0.0552, abs=1e-4) and high == pytest.approx(0.1744, abs=1e-4)
+    assert wilson(0, 0) == (0.0, 1.0)  # no requests: no knowledge
+    # Newcombe (1998), table II, example (h): 56/70 - 48/80 -> 0.0524 .. 0.3339 (method 10)
+    low, high = newcombe(80 - 48, 80, 70 - 56, 70)  # failures of the complements: same difference
+    assert -high == pytest.approx(0.0524, abs=1e-4) and -low == pytest.approx(0.3339, abs=1e-4)
+    both_clean = two_proportions(0, 100, 0, 100)
+    assert both_clean["difference"] == 0 and both_clean["high"] == pytest.approx(0.0370, abs=5e-4)
+    assert both_clean["low"] == pytest.approx(-0.0370, abs=5e-4)
 
 
 def test_metrics_parse_sums_replicas_and_subtracts_windows() -> None:

@@ -3,7 +3,9 @@ with the comparison as numbers and their uncertainty:
 
 * p50 / p99 difference (candidate - primary) with a 95 % bootstrap interval, resampling each arm's
   latency histogram (multinomial over its buckets, 2,000 times);
-* the error rates' difference with a 95 % interval and a two-proportion z-test;
+* each arm's error rate with a 95 % Wilson interval, and their difference with Newcombe's hybrid
+  score interval (built from the two Wilson intervals; a Wald interval collapses to [0, 0] at zero
+  errors) and a two-proportion z-test;
 * "not worse" when the intervals' upper ends stay under the margins (``Margins``).
 
 Written as report.md and report.json under ``reports/rollout/``.
@@ -40,14 +42,47 @@ def bootstrap_diff(a: dict[float, float], b: dict[float, float], q: float,
     return float(pb - pa), float(lo), float(hi)
 
 
-def two_proportions(failed_a: int, n_a: int, failed_b: int, n_b: int) -> dict:
-    """Difference of error rates (b - a) with a 95 % Wald interval and the pooled z-test."""
+Z95 = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
+
+
+def wilson(failed: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``failed`` / ``n`` (default 95 %).
+
+    Unlike the Wald interval it does not collapse at 0 or n: 0 failures out of 100 give
+    [0, 0.037], the honest "no error seen in 100 requests" rather than [0, 0]. ``n`` = 0: [0, 1].
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = failed / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    low = 0.0 if failed <= 0 else max(0.0, centre - spread)  # exact ends, not 1e-18 of rounding
+    high = 1.0 if failed >= n else min(1.0, centre + spread)
+    return low, high
+
+
+def newcombe(failed_a: int, n_a: int, failed_b: int, n_b: int, z: float = Z95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (his method 10) of the difference b - a of two proportions,
+    from each one's Wilson interval: it keeps its coverage at 0 errors and at small counts."""
     pa, pb = (failed_a / n_a if n_a else 0.0), (failed_b / n_b if n_b else 0.0)
-    se = math.sqrt(pa * (1 - pa) / max(n_a, 1) + pb * (1 - pb) / max(n_b, 1))
+    la, ua = wilson(failed_a, n_a, z)
+    lb, ub = wilson(failed_b, n_b, z)
+    d = pb - pa
+    return (d - math.sqrt((pb - lb) ** 2 + (ua - pa) ** 2),
+            d + math.sqrt((ub - pb) ** 2 + (pa - la) ** 2))
+
+
+def two_proportions(failed_a: int, n_a: int, failed_b: int, n_b: int) -> dict:
+    """Difference of error rates (b - a) with a 95 % Newcombe hybrid score interval, each rate's
+    95 % Wilson interval, and the pooled two-proportion z-test."""
+    pa, pb = (failed_a / n_a if n_a else 0.0), (failed_b / n_b if n_b else 0.0)
     pooled = (failed_a + failed_b) / max(n_a + n_b, 1)
     se0 = math.sqrt(pooled * (1 - pooled) * (1 / max(n_a, 1) + 1 / max(n_b, 1)))
     z = (pb - pa) / se0 if se0 > 0 else 0.0
-    return {"difference": pb - pa, "low": pb - pa - 1.96 * se, "high": pb - pa + 1.96 * se,
+    low, high = newcombe(failed_a, n_a, failed_b, n_b)
+    return {"difference": pb - pa, "low": low, "high": high, "method": "Newcombe hybrid score (Wilson)",
+            "primary_interval": list(wilson(failed_a, n_a)), "candidate_interval": list(wilson(failed_b, n_b)),
             "z": z, "p_value": math.erfc(abs(z) / math.sqrt(2))}
 
 
@@ -101,10 +136,13 @@ def markdown(summary: dict, steps: list[dict] | None = None, verdict: str = "") 
         lines += [f"**{verdict}**", ""]
     lines += [f"Window: {summary['seconds']:.0f} s; candidate share {summary['weight']:g} %, compared "
               f"{summary['compare']:g} % of requests; output kind: {summary['kind']}.", "",
-              "| arm | version | requests | failed | error rate | mean ms | p50 ms | p90 ms | p99 ms |",
+              "| arm | version | requests | failed | error rate (95 % Wilson) | mean ms | p50 ms | p90 ms | p99 ms |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for arm, a in summary["arms"].items():
         rate = "–" if a["error_rate"] is None else f"{a['error_rate']:.2%}"
+        if a["error_rate"] is not None:
+            low, high = wilson(a["failed"], a["requests"])
+            rate += f" ({low:.2%} … {high:.2%})"
         lines.append(f"| {arm} | {a['version']} | {a['requests']} | {a['failed']} | {rate} | "
                      f"{_ms(a['mean_ms'])} | {_ms(a['p50_ms'])} | {_ms(a['p90_ms'])} | {_ms(a['p99_ms'])} |")
     lines.append("")
@@ -130,7 +168,7 @@ def markdown(summary: dict, steps: list[dict] | None = None, verdict: str = "") 
                 lines.append(f"| {q} latency (bootstrap) | {d['difference']:+.2f} ms | "
                              f"{d['low']:+.2f} … {d['high']:+.2f} ms |")
         e = comp["error_rate"]
-        lines.append(f"| error rate (two-proportion z-test, p = {e['p_value']:.3g}) | "
+        lines.append(f"| error rate (Newcombe interval; z-test p = {e['p_value']:.3g}) | "
                      f"{e['difference']:+.2%} | {e['low']:+.2%} … {e['high']:+.2%} |")
         lines += ["", ("**Not worse** than the primary" if comp["not_worse"] else
                        "**Not shown to be no worse** than the primary")
