@@ -33,13 +33,13 @@ $(STAMP): pyproject.toml docker/install.sh scripts/system_packages.sh
 	touch $(STAMP)
 
 repository: $(STAMP)
-	$(PY) -m tritonstack.ensembles build --repository $(REPO)
+	$(PY) -m tritonstack.ensembles build --model-repository $(REPO)
 
 demo: $(STAMP)
-	$(PY) scripts/run_demo.py --repository $(REPO)
+	$(PY) scripts/run_demo.py --model-repository $(REPO)
 
 rollout-demo: $(STAMP)
-	$(PY) -m tritonstack.ensembles build --repository $(REPO)
+	$(PY) -m tritonstack.ensembles build --model-repository $(REPO)
 	$(PY) scripts/rollout_demo.py --model-repository $(REPO)
 
 serve: $(STAMP)

@@ -47,7 +47,7 @@ def _export(repository: Path, source: str) -> int:
     argv = [sys.executable, "-m", "tritonstack.converters", "export", f"tritonstack.converters.sources.digits:{source}",
             "--name", MODEL, "--precision", "int8", "--int8-mode", "static", "--max-batch-size", "256",
             "--instances", "1", "--intra-op-threads", "1", "--max-queue-size", "1024", "--keep", "4",
-            "--repository", str(repository), "--json", "--quiet"]
+            "--model-repository", str(repository), "--json", "--quiet"]
     _show(argv)
     result = subprocess.run(argv, cwd=ROOT, text=True, capture_output=True)
     if result.returncode:
@@ -73,7 +73,7 @@ def main() -> int:
 
     with TritonServer(ServerConfig(model_repository=repository, grpc_port=0, http_port=0, metrics_port=0,
                                    model_control="explicit", load_models=("*",))) as triton:
-        where = ["--repository", str(repository), "--url", triton.grpc_url, "--metrics-url",
+        where = ["--model-repository", str(repository), "--url", triton.grpc_url, "--metrics-url",
                  triton.metrics_url]
         rollout = [sys.executable, "-m", "tritonstack.rollout"]
         pinned = _run([*rollout, "pin", MODEL, *where])

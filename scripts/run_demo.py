@@ -1,6 +1,6 @@
 """The README's run command: build the demo repository, serve it, query it, load-test it.
 
-    python scripts/run_demo.py [--repository model_repository] [--campaign smoke]
+    python scripts/run_demo.py [--model-repository model_repository] [--campaign smoke]
 
 Steps, each printed as it runs:
 1. ``ensembles.build``: export MiniLM and the digits CNN (FP32 + INT8, parity and accuracy
@@ -34,7 +34,8 @@ def _fmt(values: np.ndarray, digits: int = 4) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--model-repository", "--repository", dest="repository", type=Path,
+                        default=Path("model_repository"))
     parser.add_argument("--campaign", default="smoke", help="bundled campaign name or file")
     args = parser.parse_args(argv)
 

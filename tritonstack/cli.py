@@ -18,7 +18,7 @@ import argparse
 import math
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import IntEnum
 from pathlib import Path
 from typing import NoReturn
@@ -79,6 +79,29 @@ def positive_duration(text: str) -> float:
     return seconds
 
 
+def whole_seconds(text: str) -> int:
+    """A :func:`duration` of whole seconds (what tritonserver's ``*-secs`` flags take)."""
+    seconds = duration(text)
+    if seconds != int(seconds):
+        raise argparse.ArgumentTypeError(f"{text!r} must be whole seconds")
+    return int(seconds)
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """An integer option bounded to ``low..high``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+
+    parse.__name__ = f"int in {low}..{high}"
+    return parse
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors; ``hint`` is appended to an error about unknown arguments."""
 
@@ -103,11 +126,11 @@ _GLOBAL_FLAGS = (
 def _add_global_flags(parser: argparse.ArgumentParser, *, late: bool, json: bool) -> None:
     group = parser.add_argument_group("global flags (before or after the command)")
     for flag, text in _GLOBAL_FLAGS:
-        if flag == "--json" and not json:
-            continue
-        # After the command, an absent flag must not reset one given before it.
+        # After the command, an absent flag must not reset one given before it. A command with no
+        # JSON form takes --json unlisted, so that Tool.parse refuses it by name.
         default = argparse.SUPPRESS if late else False
-        group.add_argument(flag, action="store_true", default=default, help=text)
+        shown = text if json or flag != "--json" else argparse.SUPPRESS
+        group.add_argument(flag, action="store_true", default=default, help=shown)
 
 
 class Tool:
@@ -124,12 +147,26 @@ class Tool:
         self._commands = self.parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
         self.json_commands: set[str] = set()
         self.hint = hint
+        self._shared: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def shared(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
+        """Options every command takes, before or after the command's name (e.g. ``--url``);
+        call before adding commands."""
+        add(self.parser)
+        self._shared.append(add)
 
     def command(self, name: str, *, help: str, json: bool = False, parents: Sequence[argparse.ArgumentParser] = (),
                 **kwargs) -> Parser:
         """A subcommand; ``json=True`` when it prints a JSON form with ``--json``."""
         parser = self._commands.add_parser(name, help=help, parents=list(parents), hint=self.hint, **kwargs)
         _add_global_flags(parser, late=True, json=json)
+        for add in self._shared:
+            before = len(parser._actions)
+            add(parser)
+            for action in parser._actions[before:]:
+                if action.help and "%(default)s" in action.help:  # argparse drops a suppressed default
+                    action.help = action.help.replace("%(default)s", str(action.default))
+                action.default = argparse.SUPPRESS  # absent after the command: keep what came before
         if json:
             self.json_commands.add(name)
         return parser

@@ -177,6 +177,7 @@ if SETTINGS is not None:
              .pip_install_from_requirements(str(ROOT / "docker" / "requirements-gpu.txt"))
              .env({"PYTHONPATH": "/opt/stack", "PYTHONUNBUFFERED": "1"})
              .add_local_file(str(ROOT / "tritonstack" / "__init__.py"), "/opt/stack/tritonstack/__init__.py")
+             .add_local_file(str(ROOT / "tritonstack" / "cli.py"), "/opt/stack/tritonstack/cli.py")
              .add_local_dir(str(ROOT / "tritonstack" / "server"), "/opt/stack/tritonstack/server"))
     volume = modal.Volume.from_name(SETTINGS.volume, create_if_missing=True)
     secret = modal.Secret.from_name(SETTINGS.secret)

@@ -75,7 +75,7 @@ def test_infer_with_npy_inputs(url: str, tmp_path: Path, capsys: pytest.CaptureF
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
     np.save(tmp_path / "x.npy", x)
     code, out, _ = _run(capsys, "--url", url, "--json", "infer", "add_one",
-                        "--input", f"INPUT={tmp_path / 'x.npy'}", "--save", str(tmp_path / "out"))
+                        "--input", f"INPUT={tmp_path / 'x.npy'}", "--out", str(tmp_path / "out"))
     assert code == 0 and json.loads(out)["OUTPUT"] == {"datatype": "float32", "shape": [3, 4],
                                                         "data": (x + 1).tolist()}
     np.testing.assert_array_equal(np.load(tmp_path / "out" / "OUTPUT.npy"), x + 1)
@@ -103,8 +103,8 @@ def test_errors_are_one_line_with_meaningful_exit_codes(url: str, tmp_path: Path
     assert code == 2 and "holds an array of shape []" in err and err.count("\n") == 1
     (tmp_path / "a-file").write_text("")
     code, _, err = _run(capsys, "--url", url, "infer", "add_one", "--input", f"INPUT={tmp_path / 'x.npy'}",
-                        "--save", str(tmp_path / "a-file"))
-    assert code == 2 and err.startswith("ClientError: [invalid_argument] --save") and err.count("\n") == 1
+                        "--out", str(tmp_path / "a-file"))
+    assert code == 2 and err.startswith("ClientError: [invalid_argument] --out") and err.count("\n") == 1
 
 
 def test_module_entry_point(url: str) -> None:

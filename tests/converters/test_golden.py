@@ -64,7 +64,7 @@ def test_every_version_carries_golden_data_and_the_build_cpu(repo):
 
 
 def test_verify_passes_here_and_names_what_fails(repo, tmp_path, capsys):
-    assert main(["verify", str(repo)]) == 0
+    assert main(["verify", "--model-repository", str(repo)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("CPU: ") and "int8 kernel: " in out.splitlines()[0]
     assert [line.split()[:3] for line in out.splitlines()[1:]] == [
@@ -74,7 +74,7 @@ def test_verify_passes_here_and_names_what_fails(repo, tmp_path, capsys):
     shutil.copytree(repo, copy)
     _corrupt_golden(_copy_version(copy / "bert", 1, 2))
     (_copy_version(copy / "cls", 1, 2) / "golden.npz").unlink()
-    assert main(["verify", str(copy), "--json"]) == 1
+    assert main(["verify", "--model-repository", str(copy), "--json"]) == 1
     rows = {(r["model"], r["version"]): r for r in json.loads(capsys.readouterr().out)["versions"]}
     assert rows["bert", 2]["status"] == "failed" and "min_cosine_to_build" in rows["bert", 2]["detail"]
     assert rows["bert", 1]["status"] == "ok"
@@ -91,7 +91,7 @@ def test_verify_reports_damaged_versions_as_failed_and_checks_the_others(repo, t
     data[100:400] = bytes(300)
     onnx_file.write_bytes(bytes(data))
     (_copy_version(copy / "cls", 1, 2) / "golden.npz").write_bytes(b"")
-    assert main(["verify", str(copy), "--json"]) == 1
+    assert main(["verify", "--model-repository", str(copy), "--json"]) == 1
     rows = {(r["model"], r["version"]): r for r in json.loads(capsys.readouterr().out)["versions"]}
     for damaged in (("bert", 2), ("cls", 2)):
         assert rows[damaged]["status"] == "failed" and "cannot be checked" in rows[damaged]["detail"]
@@ -99,9 +99,9 @@ def test_verify_reports_damaged_versions_as_failed_and_checks_the_others(repo, t
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["verify", "/nonexistent/repo"], "does not exist"),
-    (["verify", "{repo}", "--model", "nope"], "no model nope"),
-    (["verify", "{repo}", "--emulate-cpu", "no such cpu"], "QEMU x86 CPU model"),
+    (["verify", "--model-repository", "/nonexistent/repo"], "does not exist"),
+    (["verify", "--model-repository", "{repo}", "--model", "nope"], "no model nope"),
+    (["verify", "--model-repository", "{repo}", "--emulate-cpu", "no such cpu"], "QEMU x86 CPU model"),
 ])
 def test_verify_bad_input_is_one_line_and_exit_2(repo, capsys, argv, message):
     assert main([a.format(repo=repo) for a in argv]) == 2
@@ -111,7 +111,7 @@ def test_verify_bad_input_is_one_line_and_exit_2(repo, capsys, argv, message):
 
 @pytest.mark.emulated
 def test_verify_on_an_emulated_avx2_cpu_passes_through_the_runners_probe(repo, capfd):
-    assert main(["verify", str(repo), "--model", "bert", "--emulate-cpu", "Haswell"]) == 0
+    assert main(["verify", "--model-repository", str(repo), "--model", "bert", "--emulate-cpu", "Haswell"]) == 0
     out = capfd.readouterr().out
     assert "Haswell (emulated" in out and "int8 kernel: int16-saturating" in out
     assert out.splitlines()[1].split()[:3] == ["ok", "bert", "v1"]

@@ -46,7 +46,7 @@ def families(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
               tiny.write_tiny_family(tmp / f"reranker-{f}", f, reranker=True)) for f in RERANKERS]
     for ensemble, model, folder in plan:
         export(ExportSpec(str(folder), model, repository=repo, work_dir=tmp / "work" / model), progress=None)
-        assert main(["add", ensemble, "--model", model, "--repository", str(repo)]) == 0
+        assert main(["add", ensemble, "--model", model, "--model-repository", str(repo)]) == 0
         folders[ensemble] = folder
     return repo, folders
 
@@ -155,16 +155,16 @@ def test_the_client_cli_classifies_texts_and_reranks_passages(server, client, ca
 def test_add_refuses_what_it_cannot_serve_in_one_line(families, capsys) -> None:
     repo = str(families[0])
     cases = [
-        (["add", "x", "--model", "nope", "--repository", repo], "no exported model 'nope'"),
-        (["add", "x", "--model", "bert", "--task", "rerank", "--repository", repo],
+        (["add", "x", "--model", "nope", "--model-repository", repo], "no exported model 'nope'"),
+        (["add", "x", "--model", "bert", "--task", "rerank", "--model-repository", repo],
          "was exported for feature-extraction"),
-        (["add", "x", "--model", "classifier_distilbert", "--task", "rerank", "--repository", repo],
+        (["add", "x", "--model", "classifier_distilbert", "--task", "rerank", "--model-repository", repo],
          "outputs 3 logits"),
-        (["add", "bert", "--model", "bert", "--repository", repo], "the exported model's own name"),
-        (["add", "x", "--model", "bert", "--max-length", "4096", "--repository", repo],
+        (["add", "bert", "--model", "bert", "--model-repository", repo], "the exported model's own name"),
+        (["add", "x", "--model", "bert", "--max-length", "4096", "--model-repository", repo],
          "past model 'bert'"),
-        (["add", "distilbert", "--model", "bert", "--repository", repo], "already holds another model"),
-        (["add", "x", "--model", "bert", "--tokenizer", "/nonexistent", "--repository", repo],
+        (["add", "distilbert", "--model", "bert", "--model-repository", repo], "already holds another model"),
+        (["add", "x", "--model", "bert", "--tokenizer", "/nonexistent", "--model-repository", repo],
          "is not a folder"),
     ]
     for argv, message in cases:

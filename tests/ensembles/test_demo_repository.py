@@ -128,7 +128,7 @@ def test_a_killed_backend_of_each_kind_recovers_under_load(repository: Path) -> 
 
 
 def test_the_readme_demo_command_end_to_end(repository: Path) -> None:
-    proc = subprocess.run([sys.executable, "scripts/run_demo.py", "--repository", str(repository)],
+    proc = subprocess.run([sys.executable, "scripts/run_demo.py", "--model-repository", str(repository)],
                           capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]

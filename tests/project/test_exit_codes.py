@@ -11,34 +11,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CONVENTION = {"ok": 0, "check failed": 1, "usage": 2, "environment": 3, "internal": 4, "interrupted": 130}
-
-
-def test_every_cli_uses_the_same_numbers() -> None:
-    from tritonstack.client import cli as client_cli
-    from tritonstack.converters import cli as converters_cli
-    from tritonstack.ensembles import cli as ensembles_cli
-    from tritonstack.loadtest import cli as loadtest_cli
-    from tritonstack.rollout import cli as rollout_cli
-    from tritonstack.server import cli as server_cli
-
-    table = {
-        "converters": (converters_cli.EXIT_OK, converters_cli.EXIT_CHECK, converters_cli.EXIT_USAGE,
-                       converters_cli.EXIT_ENV, converters_cli.EXIT_INTERNAL,
-                       converters_cli.EXIT_INTERRUPTED),
-        "ensembles": (ensembles_cli.EXIT_OK, ensembles_cli.EXIT_CHECK, ensembles_cli.EXIT_USAGE,
-                      ensembles_cli.EXIT_ENV, ensembles_cli.EXIT_INTERNAL, ensembles_cli.EXIT_INTERRUPTED),
-        "server": (server_cli.EXIT_OK, server_cli.EXIT_FAILED, server_cli.EXIT_USAGE,
-                   server_cli.EXIT_NO_BINARY, server_cli.EXIT_INTERNAL, server_cli.EXIT_INTERRUPTED),
-        "client": (client_cli.EXIT_OK, client_cli.EXIT_FAILED, client_cli.EXIT_USAGE,
-                   client_cli.EXIT_NO_ANSWER, client_cli.EXIT_INTERNAL, client_cli.EXIT_INTERRUPTED),
-        "loadtest": (loadtest_cli.EXIT_OK, loadtest_cli.EXIT_SLO_FAILED, loadtest_cli.EXIT_USAGE,
-                     loadtest_cli.EXIT_FAILED, loadtest_cli.EXIT_INTERNAL, loadtest_cli.EXIT_INTERRUPTED),
-        "rollout": (rollout_cli.EXIT_OK, rollout_cli.EXIT_CHECK, rollout_cli.EXIT_USAGE,
-                    rollout_cli.EXIT_ENV, rollout_cli.EXIT_INTERNAL, rollout_cli.EXIT_INTERRUPTED),
-    }
-    for cli, codes in table.items():
-        assert codes == tuple(CONVENTION.values()), cli
 
 
 def test_a_bug_is_an_internal_error_in_one_line(monkeypatch, capsys) -> None:

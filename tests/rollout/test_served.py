@@ -167,7 +167,7 @@ def _at_rest(repo: Path, server: TritonServer, version: int) -> None:
 def _cli(server: TritonServer, repo: Path, *argv: str, url: str | None = None,
          timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tritonstack.rollout", *argv, "--repository", str(repo), "--url", url or server.grpc_url,
+        [sys.executable, "-m", "tritonstack.rollout", *argv, "--model-repository", str(repo), "--url", url or server.grpc_url,
          "--metrics-url", server.metrics_url, "--reports", str(repo.parent / "reports")],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
@@ -303,7 +303,7 @@ def test_a_killed_canary_resumes_and_promotes_then_rolls_forward_again(server, r
     with Load(server.grpc_url):
         proc = subprocess.Popen(
             [sys.executable, "-m", "tritonstack.rollout", "canary", MODEL, "--candidate", "3", "--steps", "20,50,100",
-             "--hold", "6s", *RESUME_SLOS, "--repository", str(repo),
+             "--hold", "6s", *RESUME_SLOS, "--model-repository", str(repo),
              "--url", server.grpc_url, "--metrics-url", server.metrics_url,
              "--reports", str(repo.parent / "reports")], cwd=ROOT, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)

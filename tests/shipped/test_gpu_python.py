@@ -88,7 +88,7 @@ def gpu_repository(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list
             ("sentiment", tiny.write_tiny_family(tmp / "cls", "distilbert", classifier=True), "classify")):
         export(ExportSpec(str(folder), name, target="onnxruntime", repository=repo,
                           work_dir=tmp / "work" / name), progress=None)
-        assert ensembles_main(["add", pipeline, "--model", name, "--repository", str(repo)]) == 0
+        assert ensembles_main(["add", pipeline, "--model", name, "--model-repository", str(repo)]) == 0
     write_split(repo / "encoder", Split("encoder", primary=1))
     write_router(repo, "encoder", "embedding")
     python_models = sorted(p.parent.name for p in repo.glob("*/config.pbtxt")

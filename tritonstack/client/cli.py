@@ -1,6 +1,6 @@
 """``python -m tritonstack.client``: query a Triton server from the shell.
 
-    python -m tritonstack.client [--url HOST:PORT]... [--timeout S] [--json] COMMAND ...
+    python -m tritonstack.client COMMAND ... [--url HOST:PORT]... [--timeout DURATION] [--json]
 
 Commands: health, models, model NAME, embed TEXT..., classify IMAGE...|TEXT..., rerank QUERY
 TEXT... --model M, infer MODEL --input NAME=FILE.npy, load/unload/reload NAME.
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from tritonstack.cli import ExitCode, Tool, add_out, add_url, exit_codes_epilog, positive_duration
 from tritonstack.client._config import DEFAULT_URL, ClientConfig
 from tritonstack.client._errors import ClientError, Status
 from tritonstack.client._images import load_digit
@@ -33,7 +34,8 @@ from tritonstack.client._sync import Client
 
 # The project's one convention (README, "Exit codes"): 3 = the environment lacks something, here
 # an answering server.
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER, EXIT_INTERNAL, EXIT_INTERRUPTED = (
+    ExitCode.OK, ExitCode.CHECK_FAILED, ExitCode.USAGE, ExitCode.ENVIRONMENT, ExitCode.INTERNAL, ExitCode.INTERRUPTED)
 _USAGE = {Status.INVALID_ARGUMENT, Status.NOT_FOUND, Status.CONFIG, Status.PERMISSION_DENIED,
           Status.UNAUTHENTICATED, Status.MESSAGE_TOO_LARGE}
 _NO_ANSWER = {Status.UNAVAILABLE, Status.OVERLOADED, Status.RESOURCE_EXHAUSTED,
@@ -49,66 +51,67 @@ def exit_code(status: Status) -> int:
     return EXIT_FAILED
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tritonstack.client",
-        description="Call a Triton Inference Server over gRPC (several --url: round-robin with "
-        "failover). Token for restricted protocols: TRITON_ACCESS_TOKEN.",
-        epilog="exit codes: 0 ok, 1 request failed / not ready, 2 bad input, 3 no answer "
-        "(unavailable, overloaded or deadline), 4 internal error, 130 interrupted",
-    )
-    parser.add_argument("--url", action="append", metavar="HOST:PORT",
-                        help=f"Triton gRPC address, repeatable (default: $TRITON_GRPC_URLS or {DEFAULT_URL})")
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                        help="deadline per call in seconds, retries included (default: %(default)s)")
+def _connection(parser: argparse.ArgumentParser) -> None:
+    add_url(parser, help=f"Triton gRPC address, repeatable (default: $TRITON_GRPC_URLS or {DEFAULT_URL})")
+    parser.add_argument("--timeout", type=positive_duration, default=10.0, metavar="DURATION",
+                        help="deadline per call, retries included (default: 10s)")
     parser.add_argument("--retries", type=int, default=3, metavar="N",
                         help="retries on UNAVAILABLE (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("health", help="liveness and readiness of every replica")
-    sub.add_parser("models", help="models in the repository and their state")
-    sub.add_parser("repository", help="the model repository: every model, version and state (as models)")
+
+
+def build_tool() -> Tool:
+    tool = Tool(
+        "python -m tritonstack.client",
+        "Call a Triton Inference Server over gRPC (several --url: round-robin with failover). "
+        "Token for restricted protocols: TRITON_ACCESS_TOKEN.",
+        epilog=exit_codes_epilog({ExitCode.CHECK_FAILED: "the request failed, or a replica is not ready",
+                                  ExitCode.USAGE: "also an unknown model or access denied",
+                                  ExitCode.ENVIRONMENT: "no answer: unavailable, overloaded or deadline"}),
+    )
+    tool.shared(_connection)
+    tool.command("health", help="liveness and readiness of every replica", json=True)
+    tool.command("models", help="models in the repository and their state", json=True)
+    tool.command("repository", help="the model repository: every model, version and state (as models)", json=True)
     for name, text in (("load", "load NAME (or its new versions) on every replica"),
                        ("unload", "unload NAME on every replica"),
                        ("reload", "build new instances of NAME on every replica (e.g. after its backend died "
                                   "or its config.pbtxt changed), switching traffic once they are ready")):
-        manage = sub.add_parser(name, help=text + "; needs explicit model control and, on a "
-                                "restricted server, TRITON_ACCESS_TOKEN")
+        manage = tool.command(name, help=text + "; needs explicit model control and, on a "
+                              "restricted server, TRITON_ACCESS_TOKEN", json=True)
         manage.add_argument("name", metavar="NAME")
         if name == "unload":
             manage.add_argument("--dependents", action="store_true",
                                 help="also unload the ensembles that use NAME")
-    model = sub.add_parser("model", help="a model's inputs, outputs, max_batch_size and readiness")
-    model.add_argument("name")
-    embed = sub.add_parser("embed", help="sentence embeddings (float32 [n, d]) from a text pipeline")
+    model = tool.command("model", help="a model's inputs, outputs, max_batch_size and readiness", json=True)
+    model.add_argument("name", metavar="NAME")
+    embed = tool.command("embed", help="sentence embeddings (float32 [n, d]) from a text pipeline", json=True)
     embed.add_argument("texts", nargs="+", metavar="TEXT")
     embed.add_argument("--model", default="embed",
                        help="the pipeline: the demo's embed (default) or one `tritonstack-ensembles add` wrote")
-    classify = sub.add_parser(
+    classify = tool.command(
         "classify", help="labels from the classify_digit pipeline (images), or from a text-classification "
-        "pipeline (texts) with --model")
+        "pipeline (texts) with --model", json=True)
     classify.add_argument("items", nargs="+", metavar="IMAGE|TEXT",
                           help="images: a PNG (any size; shrunk to 8x8) or a .npy [8,8]/[n,8,8] on the 0..16 "
                           "scale; texts when --model is a text pipeline (its input is TEXT)")
     classify.add_argument("--model", default="classify_digit", help="default: %(default)s")
-    rerank = sub.add_parser("rerank", help="score passages against a query with a cross-encoder pipeline, "
-                            "best first")
+    rerank = tool.command("rerank", help="score passages against a query with a cross-encoder pipeline, "
+                          "best first", json=True)
     rerank.add_argument("query", metavar="QUERY")
     rerank.add_argument("texts", nargs="+", metavar="TEXT")
     rerank.add_argument("--model", required=True, help="a rerank pipeline `python -m tritonstack.ensembles add` wrote")
-    infer = sub.add_parser("infer", help="run any model on .npy inputs")
-    infer.add_argument("model")
+    infer = tool.command("infer", help="run any model on .npy inputs", json=True)
+    infer.add_argument("model", metavar="MODEL")
     infer.add_argument("--input", action="append", required=True, metavar="NAME=FILE.npy",
                        help="an input tensor, repeatable")
     infer.add_argument("--output", action="append", metavar="NAME",
                        help="only these outputs (repeatable; default: all)")
-    infer.add_argument("--save", type=Path, metavar="DIR", help="also write each output to DIR/NAME.npy")
-    return parser
+    add_out(infer, default=None, help="also write each output to DIR/NAME.npy")
+    return tool
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_tool().parse(argv)
     try:
         config = ClientConfig.from_env(timeout_s=args.timeout, retries=args.retries,
                                        **({"urls": tuple(args.url)} if args.url else {}))
@@ -250,16 +253,16 @@ def _infer(client: Client, args: argparse.Namespace) -> int:
             raise ClientError(Status.INVALID_ARGUMENT, f"--input {item!r}: expected NAME=FILE.npy",
                               origin="client")
         inputs[name] = _load_npy(Path(file))
-    if args.save:  # before the call: a bad folder costs no inference
+    if args.out:  # before the call: a bad folder costs no inference
         try:
-            args.save.mkdir(parents=True, exist_ok=True)
+            args.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ClientError(Status.INVALID_ARGUMENT, f"--save {args.save}: cannot be a folder for the "
+            raise ClientError(Status.INVALID_ARGUMENT, f"--out {args.out}: cannot be a folder for the "
                               f"outputs ({exc.strerror}); pass a folder", origin="client") from None
     outputs = client.infer(args.model, inputs, args.output)
-    if args.save:
+    if args.out:
         for name, array in outputs.items():
-            np.save(args.save / f"{name}.npy", array)
+            np.save(args.out / f"{name}.npy", array)
     data = {name: {"datatype": str(a.dtype), "shape": list(a.shape), "data": _jsonable(a)}
             for name, a in outputs.items()}
     lines = [f"{name} {a.dtype} {list(a.shape)}\n{np.array2string(a, threshold=50, precision=4)}"

@@ -21,19 +21,24 @@ import json
 import sys
 from pathlib import Path
 
+from tritonstack.cli import ExitCode, Tool, add_model_repository, exit_codes_epilog, int_in, positive_duration
 from tritonstack.converters.spec import Thresholds
 
-EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_INTERNAL, EXIT_INTERRUPTED = (
+    ExitCode.OK, ExitCode.CHECK_FAILED, ExitCode.USAGE, ExitCode.ENVIRONMENT, ExitCode.INTERNAL, ExitCode.INTERRUPTED)
+# In-process bench bounds: a batch or length past these is a typo, not a measurement.
+MAX_BENCH_BATCH, MAX_BENCH_SEQ_LEN = 4096, 8192
 
-EPILOG = """exit codes: 0 ok, 1 a check failed or a step crashed (nothing written), 2 usage/bad input,
-3 environment (no GPU for TensorRT, repository not writable), 4 internal error, 130 interrupted.
+EPILOG = exit_codes_epilog({
+    ExitCode.CHECK_FAILED: "parity, the INT8 gate or a golden check failed, or a step crashed; nothing written",
+    ExitCode.ENVIRONMENT: "no GPU for TensorRT, repository not writable"}) + """
 
 examples:
   python -m tritonstack.converters export minilm --name minilm --precision int8 --precision fp32
-  python -m tritonstack.converters export converters.sources.digits:factory --name digits_cnn --precision int8
+  python -m tritonstack.converters export tritonstack.converters.sources.digits:factory --name digits_cnn --precision int8
   python -m tritonstack.converters export ./my-bert --name mybert --task feature-extraction --target onnxruntime
   python -m tritonstack.converters bench model_repository/minilm --batch 1 --batch 32
-  python -m tritonstack.converters verify model_repository"""
+  python -m tritonstack.converters verify --model-repository model_repository"""
 
 
 _DEFAULT_THRESHOLDS = Thresholds()
@@ -48,24 +53,14 @@ _THRESHOLD_OPTIONS = (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tritonstack.converters",
-        description=(
-            "Export Hugging Face / PyTorch models to ONNX, INT8 and TensorRT, check them, and write "
-            "Triton model repository versions."
-        ),
+def build_tool() -> Tool:
+    tool = Tool(
+        "python -m tritonstack.converters",
+        "Export Hugging Face / PyTorch models to ONNX, INT8 and TensorRT, check them, and write "
+        "Triton model repository versions.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    ex = sub.add_parser(
-        "export",
-        help="export, check and write one model",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ex = tool.command("export", help="export, check and write one model", epilog=EPILOG, json=True)
     ex.add_argument(
         "source",
         metavar="SOURCE",
@@ -147,14 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--intra-op-threads", type=int, default=0, help="ORT threads per instance (default 0 = ORT's)"
     )
-    ex.add_argument(
-        "--repository",
-        type=Path,
-        default=Path("model_repository"),
-        metavar="DIR",
-        help="model repository (default: model_repository)",
-    )
-    ex.add_argument("--version", type=int, help="version to write (default: next free)")
+    add_model_repository(ex)
+    ex.add_argument("--model-version", type=int, metavar="N", help="version to write (default: next free)")
     ex.add_argument("--keep", type=int, metavar="N",
                     help="after writing, delete all but the N newest versions of the model "
                     "(default: keep all)")
@@ -169,38 +158,33 @@ def _parser() -> argparse.ArgumentParser:
                     help="serve the offline ORT-fused graph (BERT-like; off: measured slower at b32)")
     ex.add_argument("--work-dir", type=Path, help="intermediate files + run state (default: a cache folder)")
     ex.add_argument("--fresh", action="store_true", help="ignore the run state of a previous attempt")
-    ex.add_argument("--json", action="store_true", help="print the report as JSON")
-    ex.add_argument("--quiet", action="store_true",
-                    help="no progress bars on stderr (off anyway when stderr is not a terminal)")
-    ex.add_argument("--verbose", action="store_true", help="tracebacks on errors")
     bar = ex.add_argument_group("thresholds (lowering one is explicit and recorded in metadata.json)")
     # The defaults are Thresholds' own (converters.spec), shown here, never restated.
     for option, field, what in _THRESHOLD_OPTIONS:
         bar.add_argument(option, type=float, dest=field, metavar="X",
                          help=f"{what} (default {getattr(_DEFAULT_THRESHOLDS, field)})")
 
-    be = sub.add_parser("bench", help="in-process ONNX Runtime throughput of exported versions")
+    be = tool.command("bench", help="in-process ONNX Runtime throughput of exported versions", json=True)
     be.add_argument(
         "models", nargs="+", type=Path, metavar="REPO/NAME", help="model folder(s) in a repository"
     )
-    be.add_argument(
-        "--batch", type=int, action="append", dest="batches", help="repeatable (default 1 and 32)"
-    )
-    be.add_argument("--seq-len", type=int, default=16, help="length of variable axes (default 16)")
-    be.add_argument("--threads", type=int, default=2, help="ORT intra-op threads (default 2)")
-    be.add_argument("--seconds", type=float, default=3.0, help="time per measurement (default 3)")
-    be.add_argument("--json", action="store_true", help="print JSON")
-    be.add_argument("--verbose", action="store_true", help="tracebacks on errors")
-    ve = sub.add_parser(
-        "verify",
+    be.add_argument("--batch", type=int_in(1, MAX_BENCH_BATCH), action="append", dest="batches", metavar="N",
+                    help=f"rows a run, 1..{MAX_BENCH_BATCH}; repeatable (default 1 and 32)")
+    be.add_argument("--seq-len", type=int_in(1, MAX_BENCH_SEQ_LEN), default=16, metavar="N",
+                    help="length of variable axes (default 16)")
+    be.add_argument("--threads", type=int_in(0, 256), default=2, metavar="N",
+                    help="ORT intra-op threads (default 2; 0 = ORT's)")
+    be.add_argument("--duration", type=positive_duration, default=3.0, metavar="DURATION",
+                    help="time per measurement (default 3s)")
+    ve = tool.command(
+        "verify", json=True,
         help="re-check every ONNX version against its golden data on this machine",
         description="Run each ONNX version's golden inputs on this CPU, as the python-ort runner "
         "serves them, and hold them to the bounds recorded at export. One line per version; "
         "exit 0 when every version passes, 1 when one fails or has no golden data.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ve.add_argument("repository", type=Path, metavar="REPOSITORY", help="model repository folder")
+    add_model_repository(ve)
     ve.add_argument("--model", action="append", dest="models", metavar="NAME",
                     help="check only this model (repeatable)")
     ve.add_argument(
@@ -213,13 +197,11 @@ def _parser() -> argparse.ArgumentParser:
         help="check as Triton's native onnxruntime backend (NGC) runs the file: without the "
         "session option the python-ort runner sets where this CPU's INT8 kernel saturates",
     )
-    ve.add_argument("--json", action="store_true", help="print JSON")
-    ve.add_argument("--verbose", action="store_true", help="tracebacks on errors")
-    return parser
+    return tool
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_tool().parse(argv)
     from tritonstack.converters.errors import ConverterError
 
     try:
@@ -271,8 +253,8 @@ def _export(args: argparse.Namespace) -> int:
         max_queue_size=args.max_queue_size,
         queue_timeout_ms=args.queue_timeout_ms,
         admit_rows=args.admit_rows,
-        repository=args.repository,
-        version=args.version,
+        repository=args.model_repository,
+        version=args.model_version,
         keep=args.keep,
         target=args.target,
         opset=args.opset,
@@ -300,11 +282,11 @@ def _verify(args: argparse.Namespace) -> int:
     from tritonstack.serving.cpu import describe_cpu, int8_kernel
 
     if args.emulate_cpu:
-        argv = ["verify", str(args.repository), *(f"--model={m}" for m in args.models or ()),
+        argv = ["verify", f"--model-repository={args.model_repository}", *(f"--model={m}" for m in args.models or ()),
                 *(["--json"] if args.json else []), *(["--native-ort"] if args.native_ort else [])]
         return run_emulated(args.emulate_cpu, argv)
 
-    checks = verify_repository(args.repository, tuple(args.models or ()), native_ort=args.native_ort)
+    checks = verify_repository(args.model_repository, tuple(args.models or ()), native_ort=args.native_ort)
     if args.json:
         print(json.dumps({"cpu": describe_cpu(), "int8_kernel": int8_kernel(),
                           "versions": [c.to_dict() for c in checks]}, indent=2))
@@ -332,7 +314,7 @@ def _bench(args: argparse.Namespace) -> int:
                 batches=tuple(args.batches or (1, 32)),
                 seq_len=args.seq_len,
                 threads=args.threads,
-                seconds=args.seconds,
+                seconds=args.duration,
             )
         )
     if args.json:

@@ -292,7 +292,7 @@ def ensure_writable(repo: Path) -> Path:
     except OSError as exc:
         raise RepositoryNotWritable(
             f"cannot write to model repository {repo} ({exc.strerror or exc}); "
-            "pass --repository DIR pointing at a writable folder"
+            "pass --model-repository DIR pointing at a writable folder"
         ) from exc
     return repo.resolve()
 
@@ -323,9 +323,9 @@ def write_version(
     version = version if version is not None else (versions[-1] + 1 if versions else 1)
     if not 1 <= version <= MAX_VERSION:
         raise InvalidSpec(f"version {version} of {config.name!r} is outside 1..{MAX_VERSION:,}, the versions Triton "
-                          f"reads; pass --version with a smaller number (existing: {versions[-3:]})")
+                          f"reads; pass --model-version with a smaller number (existing: {versions[-3:]})")
     if version in versions:
-        raise InvalidSpec(f"{model_dir / str(version)} already exists; omit --version to take "
+        raise InvalidSpec(f"{model_dir / str(version)} already exists; omit --model-version to take "
                           f"the next free one ({versions[-1] + 1})")
     old = read_config(model_dir)
     pbtxt = _keep_served_state(config.to_pbtxt(), old)

@@ -263,7 +263,7 @@ class ExportSpec:
         if self.keep is not None and not 1 <= self.keep <= 1000:
             raise InvalidSpec(f"--keep must be 1..1000 versions, got {self.keep}")
         if self.version is not None and not 1 <= self.version <= MAX_VERSION:
-            raise InvalidSpec(f"--version must be 1..{MAX_VERSION:,} (Triton reads versions as int64), "
+            raise InvalidSpec(f"--model-version must be 1..{MAX_VERSION:,} (Triton reads versions as int64), "
                               f"got {self.version}")
         if not 11 <= self.opset <= 21:
             raise InvalidSpec(f"--opset must be 11..21, got {self.opset}")

@@ -1,8 +1,7 @@
 """``python -m tritonstack.ensembles build``: build the demo model repository from scratch, idempotently.
 ``python -m tritonstack.ensembles add NAME --model MODEL``: serve an exported text model as a pipeline.
 
-Exit codes (the project's convention): 0 built, 1 an export or gate failed, 2 bad command line or
-input, 3 environment (repository not writable, no GPU), 4 internal error, 130 interrupted.
+Exit codes: the project's table (``tritonstack.cli.ExitCode``); 1 is an export or gate that failed.
 """
 
 from __future__ import annotations
@@ -11,25 +10,27 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+from tritonstack.cli import ExitCode, Tool, add_model_repository, exit_codes_epilog
+
+EXIT_OK, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = (ExitCode.OK, ExitCode.USAGE, ExitCode.INTERNAL,
+                                                       ExitCode.INTERRUPTED)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tritonstack.ensembles",
-        description="Pre/post-processing steps and ensembles: the demo repository, and a pipeline for "
-        "any exported text model.")
-    parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    build = sub.add_parser(
+def build_tool() -> Tool:
+    tool = Tool(
+        "python -m tritonstack.ensembles",
+        "Pre/post-processing steps and ensembles: the demo repository, and a pipeline for any exported "
+        "text model.",
+        epilog=exit_codes_epilog({ExitCode.CHECK_FAILED: "an export or gate failed",
+                                  ExitCode.ENVIRONMENT: "repository not writable, no GPU"}))
+    build = tool.command(
         "build", help="export, quantize, gate and assemble the demo repository",
         description="Export MiniLM and the digits CNN (FP32 + INT8, parity and accuracy gates), "
         "let MiniLM take text (its runner tokenizes) and write both ensembles, one step each. Models "
         "already exported with the same settings are kept unless --force.")
-    build.add_argument("--repository", type=Path, default=Path("model_repository"), metavar="DIR",
-                       help="model repository to write (default: %(default)s)")
+    add_model_repository(build, help="model repository to write")
     build.add_argument("--force", action="store_true", help="re-export models that are already there")
-    add = sub.add_parser(
+    add = tool.command(
         "add", help="serve an exported text model: its tokenizer step and an ensemble named NAME",
         description="Write the tokenizer step (the model's own tokenizer, pad token, maximum length "
         "and inputs), a labels step for classifiers, and the ensemble NAME next to a model exported "
@@ -40,19 +41,18 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("name", metavar="NAME", help="the ensemble callers will use")
     add.add_argument("--model", required=True, metavar="MODEL",
                      help="the exported model in the repository (its --name at export)")
-    add.add_argument("--repository", type=Path, default=Path("model_repository"), metavar="DIR",
-                     help="model repository (default: %(default)s)")
+    add_model_repository(add)
     add.add_argument("--task", choices=["feature-extraction", "text-classification", "rerank"],
                      help="default: the export's (a classifier with one logit is a reranker)")
     add.add_argument("--tokenizer", type=Path, metavar="DIR",
                      help="the model's Hugging Face folder (default: the one it was exported from)")
     add.add_argument("--max-length", type=int, metavar="N",
                      help="truncate texts at N tokens (default: the model's own maximum)")
-    return parser
+    return tool
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_tool().parse(argv)
     from tritonstack.converters.errors import ConverterError
 
     try:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             return _add(args)
         from tritonstack.ensembles.build import build
 
-        report = build(args.repository, force=args.force)
+        report = build(args.model_repository, force=args.force)
     except ConverterError as exc:
         return _fail(args, exc, exc.exit_code)
     except KeyboardInterrupt:
@@ -73,14 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, what in report.models.items():
         print(f"  {name:<20} {what}")
     print(f"repository ready: {report.repository} ({report.seconds:.0f}s)")
-    print(f"serve it: python -m tritonstack.server serve --model-repository {args.repository}")
+    print(f"serve it: python -m tritonstack.server serve --model-repository {args.model_repository}")
     return EXIT_OK
 
 
 def _add(args: argparse.Namespace) -> int:
     from tritonstack.ensembles.add import AddSpec, add
 
-    report = add(AddSpec(args.name, args.model, args.repository, args.task, args.tokenizer,
+    report = add(AddSpec(args.name, args.model, args.model_repository, args.task, args.tokenizer,
                          args.max_length))
     m = report.model
     print(f"  {report.ensemble:<20} {report.task}: {m.name} ({', '.join(m.inputs)}; "
@@ -91,7 +91,7 @@ def _add(args: argparse.Namespace) -> int:
             "text-classification": f"python -m tritonstack.client classify --model {report.ensemble} \"some text\"",
             "rerank": f"python -m tritonstack.client rerank --model {report.ensemble} \"a query\" \"passage 1\" "
                       "\"passage 2\""}[report.task]
-    print(f"serve it: python -m tritonstack.server serve --model-repository {args.repository} "
+    print(f"serve it: python -m tritonstack.server serve --model-repository {args.model_repository} "
           f"(on a running server: python -m tritonstack.client load {report.ensemble})")
     print(f"call it:  {call}")
     return EXIT_OK

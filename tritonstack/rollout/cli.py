@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+from tritonstack.cli import (
+    ExitCode,
+    Tool,
+    add_metrics_url,
+    add_model_repository,
+    add_out,
+    add_url,
+    exit_codes_epilog,
+    positive_duration,
+)
 
-
-def duration(text: str) -> float:
-    """``90``, ``90s``, ``2m``, ``1.5m`` -> seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use e.g. 60s, 2m")
-    value = float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a duration must be > 0")
-    return value
+EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_INTERNAL, EXIT_INTERRUPTED = (
+    ExitCode.OK, ExitCode.CHECK_FAILED, ExitCode.USAGE, ExitCode.ENVIRONMENT, ExitCode.INTERNAL, ExitCode.INTERRUPTED)
 
 
 def percent(text: str) -> float:
@@ -36,19 +36,14 @@ def percent(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a percentage (0..100)") from None
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_tool() -> Tool:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("model", metavar="MODEL", help="the model to roll out (e.g. digits_cnn, minilm)")
-    common.add_argument("--repository", type=Path, default=Path("model_repository"), metavar="DIR",
-                        help="the model repository Triton serves (default: %(default)s)")
-    common.add_argument("--url", action="append", metavar="HOST:PORT",
-                        help="Triton gRPC address; repeat for replicas (default: 127.0.0.1:8001)")
-    common.add_argument("--metrics-url", action="append", metavar="URL",
-                        help="Triton metrics endpoint, one per replica "
-                        "(default: http://127.0.0.1:8002/metrics)")
-    common.add_argument("--reports", type=Path, default=Path("reports/rollout"), metavar="DIR",
-                        help="where reports go (default: %(default)s)")
-    common.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
+    add_model_repository(common, help="the model repository Triton serves")
+    add_url(common, help="Triton gRPC address; repeat for replicas (default: 127.0.0.1:8001)")
+    add_metrics_url(common, repeatable=True, help="Triton metrics endpoint, one per replica "
+                    "(default: http://127.0.0.1:8002/metrics)")
+    add_out(common, default=Path("reports/rollout"), help="where reports go")
 
     margins = argparse.ArgumentParser(add_help=False)
     margins.add_argument("--margin-p99-ms", type=float, default=5.0, metavar="MS",
@@ -56,18 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     margins.add_argument("--margin-error-rate", type=float, default=0.005, metavar="F",
                          help="... and this much more error rate (default: %(default)s)")
 
-    parser = argparse.ArgumentParser(
-        prog="python -m tritonstack.rollout",
-        description="Roll a new version of a model out safely: served beside the current one, a "
+    tool = Tool(
+        "python -m tritonstack.rollout",
+        "Roll a new version of a model out safely: served beside the current one, a "
         "weighted split sticky by the request parameter rollout_key, shadow traffic with agreement "
         "metrics, a canary that advances while every SLO holds and rolls back when one breaks, and "
         "A/B reports with confidence intervals. The split lives in REPO/MODEL/rollout.json; every "
         "move is logged to REPO/MODEL/rollout.jsonl.",
-        epilog="Exit codes: 0 done, 1 a check failed (candidate refused at load, canary rolled back), "
-        "2 bad input, 3 no server, 4 internal error, 130 interrupted.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        epilog=exit_codes_epilog({ExitCode.CHECK_FAILED: "candidate refused at load, canary rolled back",
+                                  ExitCode.ENVIRONMENT: "no server",
+                                  ExitCode.INTERRUPTED: "the split stays as it was"}))
 
-    canary = sub.add_parser("canary", parents=[common, margins],
+    canary = tool.command("canary", parents=[common, margins],
                             help="advance the candidate step by step while every SLO holds",
                             description="Serve the candidate beside the primary and give it each step's "
                             "share of traffic for --hold; a breached SLO (error rate, p99, p99 against the "
@@ -79,9 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     canary.add_argument("--candidate", type=int, required=True, metavar="VERSION")
     canary.add_argument("--steps", default="5,25,50,100",
                         help="candidate shares in %% (default: %(default)s)")
-    canary.add_argument("--hold", type=duration, default=60.0, metavar="DURATION",
+    canary.add_argument("--hold", type=positive_duration, default=60.0, metavar="DURATION",
                         help="time at each step (default: 60s)")
-    canary.add_argument("--max-hold", type=duration, metavar="DURATION",
+    canary.add_argument("--max-hold", type=positive_duration, metavar="DURATION",
                         help="a step with too little traffic to judge waits up to this long for it, "
                         "then rolls back (default: 5 x --hold)")
     canary.add_argument("--compare", type=percent, default=20.0, metavar="PCT",
@@ -98,8 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     canary.add_argument("--min-compared", type=int, default=50, metavar="N",
                         help="compared rows before agreement counts (default: 50)")
 
-    split = sub.add_parser("split", parents=[common], help="serve a fixed share from the candidate (A/B)",
-                           description="Start or change a split: the candidate answers --weight %% of "
+    split = tool.command("split", parents=[common], help="serve a fixed share from the candidate (A/B)",
+                           description="Start or change a split: the candidate answers --weight % of "
                            "requests (sticky per rollout_key when callers send one). Live: no reload, "
                            "no failed request.")
     split.add_argument("--candidate", type=int, required=True, metavar="VERSION")
@@ -107,33 +102,33 @@ def _parser() -> argparse.ArgumentParser:
     split.add_argument("--compare", type=percent, default=0.0, metavar="PCT",
                        help="%% of requests also answered by the other arm (default: 0)")
 
-    shadow = sub.add_parser("shadow", parents=[common, margins],
+    shadow = tool.command("shadow", parents=[common, margins],
                             help="copy traffic to the candidate and report its agreement",
-                            description="The primary answers every request; --share %% of them are also "
+                            description="The primary answers every request; --share % of them are also "
                             "sent to the candidate, whose answer is compared and dropped. Writes the "
                             "agreement and A/B report, then serves the primary alone again (unless --keep).")
     shadow.add_argument("--candidate", type=int, required=True, metavar="VERSION")
     shadow.add_argument("--share", type=percent, default=100.0, metavar="PCT", help="default: 100")
-    shadow.add_argument("--duration", type=duration, default=60.0, metavar="DURATION", help="default: 60s")
+    shadow.add_argument("--duration", type=positive_duration, default=60.0, metavar="DURATION", help="default: 60s")
     shadow.add_argument("--keep", action="store_true", help="keep the candidate loaded afterwards")
 
-    report = sub.add_parser("report", parents=[common, margins],
+    report = tool.command("report", parents=[common, margins],
                             help="write the A/B report of the live split over a window")
-    report.add_argument("--duration", type=duration, default=60.0, metavar="DURATION", help="default: 60s")
+    report.add_argument("--duration", type=positive_duration, default=60.0, metavar="DURATION", help="default: 60s")
 
-    sub.add_parser("pin", parents=[common],
+    tool.command("pin", parents=[common],
                    help="keep serving the version served now, whatever is exported later",
                    description="Write the served version into the model's version policy, so that a "
                    "new export (or a restart of Triton) does not put the newest version live before "
                    "a rollout does. Every rollout pins its versions itself.")
-    sub.add_parser("status", parents=[common], help="the split, the versions served and the last events")
-    sub.add_parser("promote", parents=[common], help="serve the candidate alone")
-    sub.add_parser("rollback", parents=[common], help="serve the primary alone")
-    return parser
+    tool.command("status", parents=[common], json=True, help="the split, the versions served and the last events")
+    tool.command("promote", parents=[common], help="serve the candidate alone")
+    tool.command("rollback", parents=[common], help="serve the primary alone")
+    return tool
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_tool().parse(argv)
     from tritonstack.rollout.errors import BadRequest, RolloutError
     from tritonstack.serving.errors import InvalidSplit
 
@@ -162,9 +157,9 @@ def _run(args: argparse.Namespace) -> int:
     from tritonstack.rollout.slo import Slo
     from tritonstack.serving.split import percentage
 
-    target = Target(repository=args.repository, urls=tuple(args.url or ["127.0.0.1:8001"]),
+    target = Target(repository=args.model_repository, urls=tuple(args.url or ["127.0.0.1:8001"]),
                     metrics_urls=tuple(args.metrics_url or ["http://127.0.0.1:8002/metrics"]),
-                    reports=args.reports)
+                    reports=args.out)
     margins = (Margins(args.margin_p99_ms, args.margin_error_rate)
                if hasattr(args, "margin_p99_ms") else Margins())
     if args.command == "canary":

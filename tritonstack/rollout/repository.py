@@ -42,7 +42,7 @@ def model_config(repository: Path, model: str) -> model_config_pb2.ModelConfig:
                        if (p / "config.pbtxt").is_file()) if Path(repository).is_dir() else []
         raise BadRequest(f"no model {model!r} in {repository}"
                          + (f"; models there: {', '.join(known)}" if known else
-                            "; pass --repository DIR"))
+                            "; pass --model-repository DIR"))
     if config.platform == "ensemble" or model.endswith(ROUTER_SUFFIX):
         raise BadRequest(f"{model} is an ensemble or a router; roll out the model inside it "
                          "(e.g. minilm or digits_cnn)")

@@ -8,52 +8,73 @@ Exit codes: 0 stopped cleanly, 1 Triton failed (start-up, exit, or a model it co
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from tritonstack.cli import (
+    ExitCode,
+    Tool,
+    add_model_repository,
+    add_out,
+    exit_codes_epilog,
+    positive_duration,
+    whole_seconds,
+)
 from tritonstack.server.config import GrpcTls, ModelControl, ServerConfig, control_plane_groups
 from tritonstack.server.errors import BinaryNotFound, ConfigError, ServerError
 from tritonstack.server.locate import find_tritonserver
 from tritonstack.server.process import TritonServer
 from tritonstack.server.supervise import Supervisor, SupervisorConfig
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_BINARY, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_BINARY, EXIT_INTERNAL, EXIT_INTERRUPTED = (
+    ExitCode.OK, ExitCode.CHECK_FAILED, ExitCode.USAGE, ExitCode.ENVIRONMENT, ExitCode.INTERNAL, ExitCode.INTERRUPTED)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tritonstack.server",
-        description="Start NVIDIA Triton Inference Server on a model repository "
+PASS_THROUGH_HINT = ("tritonserver's own flags go after --, e.g. python -m tritonstack.server serve "
+                     "--model-repository DIR -- --backend-config=python,shm-default-byte-size=1048576")
+
+
+def build_tool() -> Tool:
+    tool = Tool(
+        "python -m tritonstack.server",
+        "Start NVIDIA Triton Inference Server on a model repository "
         "(the tritonserver binary from the nvidia-pytriton wheel, or one on PATH).",
+        epilog=exit_codes_epilog({ExitCode.CHECK_FAILED: "Triton failed: start-up, exit, or a model it could "
+                                  "not recover", ExitCode.ENVIRONMENT: "tritonserver or a library it needs is "
+                                  "missing", ExitCode.INTERRUPTED: "before ready"}),
+        hint=PASS_THROUGH_HINT,
     )
-    parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    serve = sub.add_parser(
+    serve = tool.command(
         "serve", help="run Triton in the foreground until Ctrl-C or SIGTERM",
         description="Run Triton in the foreground. Ctrl-C (or SIGTERM) stops it gracefully: "
-        "in-flight requests drain, then it exits.",
+        "in-flight requests drain, then it exits. Flags after -- go to tritonserver as they are; "
+        "Triton's names for the launcher's own flags (--model-store, --model-control-mode, "
+        "--repository-poll-secs, --exit-timeout-secs) are accepted.",
+        epilog="example: python -m tritonstack.server serve --model-repository model_repository -- "
+        "--backend-config=python,shm-default-byte-size=1048576",
     )
-    serve.add_argument("--model-repository", default="model_repository",
-                       metavar="DIR", help="model repository to serve (default: %(default)s)")
+    serve.add_argument("--model-repository", "--repository", "--model-store", dest="model_repository",
+                       default="model_repository", metavar="DIR", help="model repository to serve (default: "
+                       "%(default)s)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind all endpoints; 0.0.0.0 exposes them (default: %(default)s)")
     serve.add_argument("--http-port", type=int, default=8000, metavar="N", help="default: %(default)s")
     serve.add_argument("--grpc-port", type=int, default=8001, metavar="N", help="default: %(default)s")
     serve.add_argument("--metrics-port", type=int, default=8002, metavar="N", help="default: %(default)s")
-    serve.add_argument("--model-control", choices=[m.value for m in ModelControl], default="explicit",
+    serve.add_argument("--model-control", "--model-control-mode", dest="model_control",
+                       choices=[m.value for m in ModelControl], default="explicit",
                        help="explicit: load/unload through the API, which is also how a model whose "
                        "backend died is healed; none: load all at start; poll: follow repository "
                        "changes (default: %(default)s)")
     serve.add_argument("--load-model", action="append", default=[], metavar="NAME",
                        help="with --model-control explicit: load NAME at start (repeatable; "
                        "default '*', every model)")
-    serve.add_argument("--poll-interval", type=int, default=5, metavar="S",
-                       help="with --model-control poll: seconds between scans (default: %(default)s)")
+    serve.add_argument("--poll-interval", "--repository-poll-secs", dest="poll_interval", type=whole_seconds,
+                       default=5, metavar="DURATION",
+                       help="with --model-control poll: time between scans, whole seconds (default: 5s)")
     serve.add_argument("--log-file", type=Path, metavar="FILE",
                        help="write Triton's log here (default: a temporary file, printed at start)")
     serve.add_argument("--log-verbose", type=int, default=0, metavar="N",
@@ -72,10 +93,11 @@ def _parser() -> argparse.ArgumentParser:
                             "load generator on the same machine (default: %(default)s)")
     serve.add_argument("--tritonserver", type=Path, metavar="PATH",
                        help="tritonserver binary to use (default: the pytriton wheel's, else PATH)")
-    serve.add_argument("--ready-timeout", type=float, default=180.0, metavar="S",
-                       help="seconds to wait for readiness (default: %(default)s)")
-    serve.add_argument("--exit-timeout", type=int, default=30, metavar="S",
-                       help="seconds in-flight requests may drain on shutdown (default: %(default)s)")
+    serve.add_argument("--ready-timeout", type=positive_duration, default=180.0, metavar="DURATION",
+                       help="how long to wait for readiness (default: 180s)")
+    serve.add_argument("--exit-timeout", "--exit-timeout-secs", dest="exit_timeout", type=whole_seconds,
+                       default=30, metavar="DURATION",
+                       help="how long in-flight requests may drain on shutdown, whole seconds (default: 30s)")
     serve.add_argument("--restrict", action="append", default=[], metavar="GROUP",
                        help="protect a protocol group (model-repository, model-config, shared-memory, "
                        "statistics, trace, logging) with the TRITON_ACCESS_TOKEN header; beyond "
@@ -93,11 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--health-port", type=int, default=8003, metavar="N",
                         help="launcher health endpoint and metrics: /v2/health/live, /v2/health/ready, "
                         "/metrics (default: %(default)s; 0 = off)")
-    health.add_argument("--health-interval", type=float, default=1.0, metavar="S",
-                        help="seconds between checks (default: %(default)s)")
-    health.add_argument("--heal-timeout", type=float, default=120.0, metavar="S",
-                        help="seconds one reload of a model may take before it counts as failed "
-                        "(default: %(default)s)")
+    health.add_argument("--health-interval", type=positive_duration, default=1.0, metavar="DURATION",
+                        help="time between checks (default: 1s)")
+    health.add_argument("--heal-timeout", type=positive_duration, default=120.0, metavar="DURATION",
+                        help="how long one reload of a model may take before it counts as failed "
+                        "(default: 120s)")
     health.add_argument("--no-heal", action="store_true",
                         help="do not reload a model whose backend died (report not ready, then exit 1)")
     health.add_argument("--restart-on-failure", type=int, default=0, metavar="N",
@@ -110,21 +132,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-tls-client-ca", type=Path, metavar="PEM",
                        help="require client certificates signed by this CA (mutual TLS)")
 
-    sub.add_parser("locate", help="print which tritonserver would run, and exit")
-    prof = sub.add_parser(
+    tool.command("locate", help="print which tritonserver would run, and exit")
+    prof = tool.command(
         "profile", help="cold start of a repository: time to ready, load per model, first request "
         "against steady state, memory per process",
         description="Start the repository twice on free ports: once loading everything (time to "
         "ready), once loading each model alone (load time, warmup included), then compare each entry "
         "point's first request with the median of the next N, and sample memory per process at idle "
         "and during a short burst. Exit 1 if a first request takes more than 2x its steady median.")
-    prof.add_argument("--model-repository", type=Path, default=Path("model_repository"), metavar="DIR",
-                      help="model repository to profile (default: %(default)s)")
+    add_model_repository(prof, help="model repository to profile")
     prof.add_argument("--requests", type=int, default=50, metavar="N",
                       help="sequential requests for the steady median (default: %(default)s)")
-    prof.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
-                      help="write profile.json and profile.md under DIR/cold-start-* (default: %(default)s)")
-    return parser
+    add_out(prof, default=Path("reports"), help="write profile.json and profile.md under DIR/cold-start-*")
+    return tool
 
 
 def _tls(args: argparse.Namespace) -> GrpcTls | None:
@@ -150,10 +170,10 @@ def _serve(args: argparse.Namespace) -> int:
                           "choose another")
     if not 0 <= args.health_port <= 65535:
         raise ConfigError(f"--health-port must be 0-65535, got {args.health_port}")
-    if not args.model_repository.strip():  # Path("") would serve the current folder
+    if not str(args.model_repository).strip():  # Path("") would serve the current folder
         raise ConfigError("--model-repository is empty; pass the folder that holds the model folders")
-    if not (math.isfinite(args.ready_timeout) and 0 < args.ready_timeout <= 86400):
-        raise ConfigError(f"--ready-timeout must be a number of seconds in (0, 86400], got {args.ready_timeout}")
+    if args.ready_timeout > 86400:
+        raise ConfigError(f"--ready-timeout must be at most a day (86400s), got {args.ready_timeout:g}s")
     restricted = control_plane_groups(args.host, control, tuple(args.restrict),
                                       os.environ.get("TRITON_ACCESS_TOKEN"), args.open_control_plane)
     config = ServerConfig(
@@ -168,6 +188,7 @@ def _serve(args: argparse.Namespace) -> int:
         restricted_apis=restricted,
         restricted_value=os.environ.get("TRITON_ACCESS_TOKEN") if restricted else None,
         grpc_tls=_tls(args),
+        extra_args=args.tritonserver_args,
     )
     server = TritonServer(config)
     metrics = HealthMetrics()
@@ -235,7 +256,12 @@ def _locate(_: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passed = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = build_tool().parse(argv[:argv.index("--")] if "--" in argv else argv)
+    if passed and args.command != "serve":
+        build_tool().parser.error(f"only serve passes flags to tritonserver; drop what follows -- ({passed[0]})")
+    args.tritonserver_args = tuple(passed)
     try:
         if args.command == "profile":
             return _profile(args)

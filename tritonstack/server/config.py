@@ -108,6 +108,7 @@ class ServerConfig:
                 f"model repository {repo} holds no model folder with a config.pbtxt; "
                 "build it first (make repository) or point --model-repository at one"
             )
+        _check_passed_through(self.extra_args)
         if not 0 <= self.exit_timeout_s <= 3600:
             raise ConfigError(f"--exit-timeout must be 0..3600 seconds, got {self.exit_timeout_s}")
         if not 1 <= self.poll_interval_s <= 3600:
@@ -171,3 +172,27 @@ def control_plane_groups(host: str, model_control: ModelControl, restrict: tuple
     raise ConfigError(f"--host {host} lets anyone who reaches Triton's ports load and unload models; set "
                       "TRITON_ACCESS_TOKEN (model-repository is then restricted) or pass "
                       "--open-control-plane to accept that")
+
+
+# tritonserver flags the launcher sets itself (TritonServer.command): passing one through would
+# contradict what the launcher heals, probes and reports. Each maps to the launcher's own flag.
+LAUNCHER_FLAGS = {
+    "--model-repository": "--model-repository", "--model-store": "--model-repository",
+    "--backend-directory": "--tritonserver", "--model-control-mode": "--model-control",
+    "--http-address": "--host", "--grpc-address": "--host", "--metrics-address": "--host",
+    "--http-port": "--http-port", "--grpc-port": "--grpc-port", "--metrics-port": "--metrics-port",
+    "--log-verbose": "--log-verbose", "--exit-timeout-secs": "--exit-timeout",
+    "--repository-poll-secs": "--poll-interval", "--load-model": "--load-model",
+    "--grpc-restricted-protocol": "--restrict", "--http-restricted-api": "--restrict",
+    "--cache-config": "--response-cache-mb", "--log-file": "--log-file",
+}
+
+
+def _check_passed_through(args: tuple[str, ...]) -> None:
+    """tritonserver flags passed after ``--``: each a ``--flag[=value]`` the launcher does not own."""
+    for arg in args:
+        if not arg.startswith("--"):
+            raise ConfigError(f"{arg!r} after -- is not a tritonserver flag; write flags as --name=value")
+        name = arg.split("=", 1)[0]
+        if name in LAUNCHER_FLAGS:
+            raise ConfigError(f"{name} is set by the launcher; pass {LAUNCHER_FLAGS[name]} before -- instead")

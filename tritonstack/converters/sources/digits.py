@@ -1,6 +1,6 @@
 """The digits demo model: a small CNN for scikit-learn's 8x8 digits, trained in seconds on CPU.
 
-``converters.sources.digits:factory`` is a torch source for the export pipeline: it returns the
+``tritonstack.converters.sources.digits:factory`` is a torch source for the export pipeline: it returns the
 trained :class:`DigitsCNN` and a :class:`~converters.sources.torch_module.TorchInputSpec` whose
 calibration data is the digits calib split and whose evaluation data is the labelled test split
 (see :func:`demo.data.digits_split`).
