@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -204,6 +206,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+# A writer assembles in a hidden staging folder beside the final place and renames it in. The folder
+# names its writer in .owner, so that the launcher removes it at the next start if the writer was
+# killed (tritonstack/server/leftovers.py reads this format; tests/server/test_leftovers.py holds
+# the two together).
+STAGING_PREFIX, OWNER_FILE = ".staging-", ".owner"
+
+
+def staging_folder(parent: Path, name: str) -> Path:
+    """A new ``PARENT/.staging-NAME-*`` folder that names its writer (this process)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=parent))
+    as_if_created(folder)
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    (folder / OWNER_FILE).write_text(json.dumps(owner))
+    return folder
+
+
 def replace_folder(repository: Path, name: str, fill) -> Path:
     """Assemble ``REPOSITORY/NAME`` with ``fill(folder)`` beside its place and swap it in.
 
@@ -213,15 +231,14 @@ def replace_folder(repository: Path, name: str, fill) -> Path:
     repository = Path(repository)
     repository.mkdir(parents=True, exist_ok=True)
     final = repository / name
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repository))
+    staging = staging_folder(repository, name)
     try:
-        as_if_created(staging)
         fill(staging)
+        (staging / OWNER_FILE).unlink()
         old = None
         if final.exists():
-            old = final.with_name(f".{name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
+            old = staging_folder(repository, f"{name}-old")
+            os.replace(final, old / name)
         os.replace(staging, final)
         if old:
             shutil.rmtree(old, ignore_errors=True)
@@ -336,8 +353,7 @@ def write_version(
         )
     staging_parent = model_dir if model_dir.is_dir() else repo
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".staging-{config.name}-", dir=staging_parent))
-        as_if_created(staging)
+        staging = staging_folder(staging_parent, config.name)
     except OSError as exc:
         raise RepositoryNotWritable(f"cannot write to {staging_parent}: {exc}") from exc
     try:
@@ -357,6 +373,7 @@ def write_version(
         try:
             if staging_parent == repo:  # new model: the whole folder appears at once
                 write_warmup_files(staging, config)
+                (staging / OWNER_FILE).unlink()
                 os.rename(staging, model_dir)
                 return model_dir / str(version)
             os.rename(version_dir, model_dir / str(version))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tritonstack.server.config import ModelControl, ServerConfig
 from tritonstack.server.errors import ModelLoadFailed, PortInUse, ReadinessTimeout, ServerExited
+from tritonstack.server.leftovers import remove_dead_staging
 from tritonstack.server.locate import TritonInstall, find_tritonserver, prepare_backends, server_environment
 
 _LOAD_FAILED = re.compile(r"failed to load '([^']+)' version \d+: (.*?)(?:\\n|\"\s*$)")
@@ -173,6 +174,7 @@ class TritonServer:
                            ("Metrics", self.metrics_port)):
             _check_port_free(self.config.host, port, what)
         backends = prepare_backends(self.install, Path(self._workdir.name))
+        remove_dead_staging(self.config.model_repository, log=lambda line: print(line, flush=True))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # appended to: a restarted Triton keeps the log of the one that died
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed on stop
