@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"4/4 short Locust campaign '{args.campaign}' over gRPC")
         started = time.monotonic()
         campaign = subprocess.run(
-            [sys.executable, "-m", "tritonstack.loadtest", "run", args.campaign, "--grpc", server.grpc_url,
-             "--metrics", server.metrics_url, "--server-pid", str(server.pid)], check=False)
+            [sys.executable, "-m", "tritonstack.loadtest", "run", args.campaign, "--url", server.grpc_url,
+             "--metrics-url", server.metrics_url, "--server-pid", str(server.pid)], check=False)
         print(f"   campaign finished in {time.monotonic() - started:.0f}s "
               f"(exit {campaign.returncode}: {'SLO met' if campaign.returncode == 0 else 'SLO failed'})")
         return 0 if campaign.returncode == 0 else 1

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tritonstack.loadtest import campaign as campaigns
-from tritonstack.loadtest.campaign import Campaign
+from tritonstack.loadtest.campaign import spec as campaigns
+from tritonstack.loadtest.campaign.spec import Campaign
 from tritonstack.loadtest.cli import main
 from tritonstack.loadtest.errors import CampaignError
 
@@ -112,7 +112,7 @@ def test_yaml_campaigns_load(tmp_path: Path) -> None:
 
 def test_cost_command_is_dispatched_or_explained(capsys: pytest.CaptureFixture[str]) -> None:
     try:
-        import tritonstack.loadtest.cost  # noqa: F401
+        import tritonstack.loadtest.cost.cloud  # noqa: F401
     except ModuleNotFoundError:
         assert main(["cost", "--help"]) == 2
         assert "loadtest/cost.py is missing" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tritonstack.loadtest import cost
+from tritonstack.loadtest.cost import cloud as cost
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,9 @@ def test_report_reading_prefers_find_max_capacity() -> None:
     t4 = cost.read_report(FIXTURES / "summary-t4.json")
     assert (t4.rps, t4.p99_ms, t4.slo_passed) == (1000.0, 80.0, True)
     cpu = cost.read_report(FIXTURES / "summary-cpu.json")
-    assert (cpu.rps, cpu.p99_ms, cpu.slo_passed, cpu.device) == (200.0, 12.0, True, None)
+    assert (cpu.rps, cpu.p99_ms, cpu.slo_passed) == (200.0, 12.0, True)
+    assert cpu.device == "CPU Intel(R) Xeon(R) Processor (2 cores)"  # the machine record, not "unnamed"
+    assert t4.device == "Tesla T4" and cost.same_gpu(t4.device, "T4") and not cost.same_gpu(t4.device, "L4")
     assert cost.read_report(FIXTURES / "summary-a10g-failed.json").slo_passed is False
 
 
@@ -68,6 +70,9 @@ def test_bad_report_is_a_clear_error(tmp_path: Path) -> None:
     empty.write_text("not json")
     with pytest.raises(cost.CostInputError, match="is not JSON"):
         cost.read_report(empty)
+    empty.write_text(json.dumps({"campaign": "x", "slo_window": {"stats": {"Aggregated": {"rps": 5.0}}}}))
+    with pytest.raises(cost.CostInputError, match="written by another loadtest version"):
+        cost.read_report(empty)  # an older summary (no schema, no machine record): rerun it
 
 
 def test_a_report_folder_is_read_and_an_empty_one_is_one_line(tmp_path: Path) -> None:
@@ -121,13 +126,13 @@ def test_estimates_are_labelled_and_never_recommended() -> None:
 
 
 def test_rps_override_and_foreign_device_are_stated(tmp_path: Path) -> None:
-    report = json.loads((FIXTURES / "summary-cpu.json").read_text())
-    report["device"] = "cpu"
-    path = tmp_path / "summary.json"
-    path.write_text(json.dumps(report))
+    path = FIXTURES / "summary-cpu.json"  # measured on this Xeon, no GPU: its machine record says so
     proc = _run(str(path), "--gpu", "L4", "--prices", str(PRICES))
-    assert "measured on cpu, priced as L4" in proc.stdout
-    assert "note: throughput was measured on cpu" in proc.stdout
+    assert "measured on CPU Intel(R) Xeon(R) Processor (2 cores), priced as L4" in proc.stdout
+    assert "note: throughput was measured on CPU Intel(R) Xeon(R) Processor (2 cores)" in proc.stdout
+    assert "unnamed" not in proc.stdout
+    proc = _run(str(path), "--prices", str(PRICES))  # no --gpu: every GPU at the same rate, and where it was measured
+    assert "measured on CPU Intel(R) Xeon(R) Processor (2 cores), same RPS assumed for every GPU" in proc.stdout
     proc = _run(str(path), "--gpu", "L4", "--rps", "3600", "--prices", str(PRICES), "--json")
     (row,) = json.loads(proc.stdout)["rows"]
     assert row["source"] == "--rps" and row["usd_per_million"] == pytest.approx(0.8 / 12.96)
@@ -164,14 +169,15 @@ def test_cost_on_a_real_load_test_report(tiny_server, tmp_path: Path) -> None:
         """))
     report_dir = tmp_path / "report"
     run = subprocess.run([sys.executable, "-m", "tritonstack.loadtest", "run", str(campaign),
-                          "--grpc", tiny_server.grpc_url, "--metrics", tiny_server.metrics_url,
-                          "--report-dir", str(report_dir)],
+                          "--url", tiny_server.grpc_url, "--metrics-url", tiny_server.metrics_url,
+                          "--out", str(report_dir)],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert (report_dir / "summary.json").is_file(), run.stdout + run.stderr
-    proc = _run(str(report_dir / "summary.json"), "--gpu", "L4", "--json")
+    proc = _run(str(report_dir), "--gpu", "L4", "--json")  # the folder, read as its summary.json
     assert proc.returncode == (0 if run.returncode == 0 else 1), proc.stderr
     (row,) = json.loads(proc.stdout)["rows"]
     summary = json.loads((report_dir / "summary.json").read_text())
+    assert summary["machine"]["cores"] >= 1 and "measured on CPU " in row["source"]
     assert row["rps"] == pytest.approx(summary["slo_window"]["stats"]["Aggregated"]["rps"])
     assert row["gpu_hours_per_million"] == pytest.approx(1e6 / (3600 * row["rps"]))
     price = cost.load_prices()["L4"].hourly_usd

@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 
-from tritonstack.loadtest import campaign as campaigns
-from tritonstack.loadtest import goodput, html_report, stats
-from tritonstack.loadtest.campaign import Campaign
+from tests.loadtest import summaries
+from tritonstack.loadtest.campaign import spec as campaigns
+from tritonstack.loadtest.campaign.slo import TOTAL, Slo, evaluate, limit
+from tritonstack.loadtest.campaign.spec import Campaign
 from tritonstack.loadtest.cli import main
 from tritonstack.loadtest.errors import CampaignError
-from tritonstack.loadtest.slo import TOTAL, Slo, evaluate, limit
+from tritonstack.loadtest.report import goodput
+from tritonstack.loadtest.report import html as html_report
+from tritonstack.loadtest.runner import stats
 
 EMBED = {"pipeline": "embed"}
 
@@ -213,7 +216,8 @@ def test_the_report_section_and_plot(tmp_path: Path) -> None:
     png = tmp_path / goodput.PLOT_FILE
     goodput.plot(c, png, campaign.name, goodput.p99_line(campaign))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    summary = {"windows": [_window(4, 5000), _window(8, 6000)]}
+    summary = summaries.make(stats={"Aggregated": summaries.row(100.0, 10.0)},
+                             windows=[_window(4, 5000), _window(8, 6000)])
     page = "\n".join(html_report._goodput_section(campaign, summary, tmp_path))
     assert "<h2>Goodput against concurrency</h2>" in page and "<th>goodput /s</th>" in page
     assert "src='data:image/png;base64,iVBOR" in page  # the PNG, embedded

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tritonstack.loadtest.pacing import Pacer
+from tritonstack.loadtest.runner.pacing import Pacer
 
 
 def _fire_times(pacers: list[Pacer], rate_at, until: float, response_s=lambda t: 0.002) -> list[float]:

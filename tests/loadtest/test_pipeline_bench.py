@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tritonstack.loadtest.pipeline_bench import _text_feeds, bench_texts
+from tritonstack.loadtest.bench.pipeline import _text_feeds, bench_texts
 from tritonstack.serving.batching import plan_runs
 
 

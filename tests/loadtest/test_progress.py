@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tritonstack.loadtest import campaign as campaigns
-from tritonstack.loadtest.progress import LiveProgress, latest, line, stage_at
+from tritonstack.loadtest.campaign import spec as campaigns
+from tritonstack.loadtest.runner.progress import LiveProgress, latest, line, stage_at
 
 HEADER = ("Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,"
           "99.99%,100%,Total Request Count,Total Failure Count\n")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
-from tritonstack.loadtest import metrics, payloads, stats
-from tritonstack.loadtest.campaign import InputSpec, Traffic
-from tritonstack.loadtest.slo import TOTAL, Slo, evaluate
+from tritonstack.loadtest.campaign.slo import TOTAL, Slo, evaluate
+from tritonstack.loadtest.campaign.spec import InputSpec, Traffic
+from tritonstack.loadtest.runner import metrics, payloads, stats
 
 
 def test_slo_parse_and_describe_margins() -> None:
@@ -143,7 +143,7 @@ def test_mix_schedule_follows_weights(weights: list[float]) -> None:
 
 
 def test_keyed_traffic_gives_each_row_one_users_rollout_key() -> None:
-    from tritonstack.loadtest.campaign import CampaignError
+    from tritonstack.loadtest.campaign.spec import CampaignError
 
     traffic = Traffic(model="t", inputs=(InputSpec("TEXT", "BYTES", (1, 1), "hi", random=True),), pool=7,
                       keys=3)

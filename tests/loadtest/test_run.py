@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tritonstack.loadtest import campaign as campaigns
+from tritonstack.loadtest.campaign import spec as campaigns
 from tritonstack.loadtest.cli import main
 from tritonstack.server import TritonServer
 
@@ -34,8 +34,8 @@ shape = [1, 4]
 
 
 def _args(server: TritonServer, campaign: Path, report: Path, *extra: str) -> list[str]:
-    return ["run", str(campaign), "--grpc", server.grpc_url, "--metrics", server.metrics_url,
-            "--report-dir", str(report), *extra]
+    return ["run", str(campaign), "--url", server.grpc_url, "--metrics-url", server.metrics_url,
+            "--out", str(report), *extra]
 
 
 def test_step_campaign_counts_requests_and_writes_every_report(
@@ -75,10 +75,18 @@ warmup_s = 0.5
     page = (report / "report.html").read_text()  # one self-contained page per run
     assert "report.html" in summary["files"] and "PASS</span></h1>" in page
     for section in ("SLOs", "Traffic (measured window)", "Throughput and refusals over time",
-                    "Latency over time", "Latency distribution", "Triton per model", "Versions"):
+                    "Latency over time", "Latency distribution", "Triton per model", "Machine and versions"):
         assert f"<h2>{section}" in page, section
     assert f"<td>{measured['rps']:,.1f}</td>" in page and "src='data:image/png;base64," in page
     assert "src='http" not in page and "href=" not in page and "<script" not in page  # nothing fetched
+    # the machine it ran on, in summary.json and both reports (issue #33, item 4)
+    machine = summary["schema"] == 2 and summary["machine"]
+    assert machine["cores"] >= 1 and machine["cpu"] and set(machine["int8"]) <= {"avx512_vnni", "amx_int8", "avx2"}
+    assert len(machine["server_commit"]) == 40 or machine["server_commit"] == "unknown"
+    assert "Machine: " in text and machine["cpu"] in text and machine["cpu"] in page
+    import socket
+
+    assert socket.gethostname() not in (report / "summary.json").read_text()  # hostname-free
 
 
 def test_a_long_stage_is_recorded_as_windows_with_server_memory(
@@ -165,6 +173,7 @@ def test_unreachable_target_and_unknown_model_are_one_line_errors(
     campaign = _write(tmp_path, "c", 'slo = ["error_rate <= 0"]\n[[stages]]\nduration_s = 1\nusers = 1\n')
     from tritonstack.server import free_port
 
+    # the names before the shared convention (--grpc, --metrics, --report-dir) still work
     assert main(["run", str(campaign), "--grpc", f"127.0.0.1:{free_port()}", "--metrics", "",
                  "--report-dir", str(tmp_path / "x")]) == 3
     assert capsys.readouterr().err.startswith("TargetError: no Triton answers gRPC at 127.0.0.1:")
@@ -186,8 +195,8 @@ def test_library_api_runs_a_campaign(tiny_server: TritonServer, tmp_path: Path) 
                          "stages": [{"duration_s": 2, "users": 2, "rps": 20}]}, "api")
     result = run(c, RunOptions(report_dir=tmp_path, grpc=tiny_server.grpc_url, metrics_url=""))
     assert result.passed and result.report_dir == tmp_path
-    assert result.summary["slo_window"]["stats"]["add_one"]["requests"] > 0
-    assert result.summary["server"]["models"] == {}  # metrics skipped: no table, no failure
+    assert result.summary.stats["add_one"]["requests"] > 0
+    assert result.summary.server.models == {}  # metrics skipped: no table, no failure
 
 
 def test_crosscheck_with_perf_analyzer_writes_next_to_the_locust_report(

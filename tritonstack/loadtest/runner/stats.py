@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tritonstack.loadtest.slo import TOTAL
+from tritonstack.loadtest.campaign.slo import TOTAL
 
 Snapshot = dict[str, dict[str, Any]]  # name -> {"requests", "errors", "sum_ms", "hist": {ms: count}}
 PERCENTILES = {"p50_ms": 0.50, "p90_ms": 0.90, "p95_ms": 0.95, "p99_ms": 0.99, "p999_ms": 0.999}

@@ -16,9 +16,9 @@ import grpc
 from locust import User, task
 
 from tritonstack.client import is_shed
-from tritonstack.loadtest.pacing import Pacer
-from tritonstack.loadtest.payloads import INFER_METHOD
-from tritonstack.loadtest.stats import shed_name
+from tritonstack.loadtest.runner.pacing import Pacer
+from tritonstack.loadtest.runner.payloads import INFER_METHOD
+from tritonstack.loadtest.runner.stats import shed_name
 
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from tritonstack.loadtest.campaign import Campaign
-from tritonstack.loadtest.html_report import history
+from tritonstack.loadtest.campaign.spec import Campaign
+from tritonstack.loadtest.report.html import history
 
 
 def latest(history_csv: Path) -> dict[str, float] | None:

@@ -1,4 +1,4 @@
-"""The locustfile ``python -m tritonstack.loadtest run`` hands to Locust (``locust -f loadtest/locustfile.py``).
+"""The locustfile ``python -m tritonstack.loadtest run`` hands to Locust (``locust -f loadtest/runner/locustfile.py``).
 
 It reads the resolved campaign from ``$LOADTEST_PLAN`` (a JSON file written by the runner),
 builds the payload pools, and defines one user class and one shape for it. On the process that
@@ -23,8 +23,8 @@ import locust.runners  # noqa: E402
 from locust import events  # noqa: E402
 from locust.runners import WorkerRunner  # noqa: E402
 
-from tritonstack.loadtest import payloads, results, shapes, users  # noqa: E402
-from tritonstack.loadtest.campaign import Campaign  # noqa: E402
+from tritonstack.loadtest.campaign.spec import Campaign  # noqa: E402
+from tritonstack.loadtest.runner import payloads, results, shapes, users  # noqa: E402
 
 # Workers report every second (not 3): stage windows on the master then lag by at most 1 s.
 locust.runners.WORKER_REPORT_INTERVAL = 1.0

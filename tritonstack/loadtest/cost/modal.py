@@ -7,7 +7,7 @@ From a load-test report's measured throughput per container, for a target reques
     $ per 1M requests = $/hour / (target_rps * 3600) * 1e6
     idle $/hour       = min_containers * the same per-container rate (the warm pool, no traffic)
 
-Per-second prices live in ``loadtest/gpus.toml`` (``[modal]``, with their date and source).
+Per-second prices live in ``loadtest/cost/gpus.toml`` (``[modal]``, with their date and source).
 Where the report was not measured on that GPU, the figures are labelled ESTIMATE with the
 assumption they rest on: that one container on the GPU sustains the report's rate.
 """
@@ -25,7 +25,7 @@ except ModuleNotFoundError:  # Python 3.10
 from pathlib import Path
 from typing import Any
 
-from tritonstack.loadtest.cost import PRICES_FILE, CostInputError, Measurement
+from tritonstack.loadtest.cost.cloud import PRICES_FILE, CostInputError, Measurement, same_gpu
 
 #: What one container of docker/modal/app.py asks for besides its GPU.
 DEFAULT_CPU_CORES = 4.0
@@ -106,10 +106,10 @@ def plan(measurement: Measurement, prices: ModalPrices, *, gpu: str, target_rps:
                   + memory_gib * prices.memory_gib_second_usd)
     hour = per_second * 3600
     usd_per_hour = containers * hour
-    measured_here = measurement.device is not None and measurement.device.lower() == gpu.lower()
+    measured_here = same_gpu(measurement.device, gpu)
     estimate = None if measured_here or rps is not None else (
         f"assumes one {gpu} container sustains {per_container:g} rps, the rate measured on "
-        f"{measurement.device or 'an unnamed device'}; measure on {gpu} (loadtest on the Modal endpoint) "
+        f"{measurement.device or 'an unrecorded device'}; measure on {gpu} (loadtest on the Modal endpoint) "
         "for a real figure")
     return ModalPlan(gpu, per_container, target_rps, utilization, containers, min_containers, hour,
                      usd_per_hour, usd_per_hour / (target_rps * 3600) * 1e6, min_containers * hour, estimate,

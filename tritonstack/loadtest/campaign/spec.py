@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 
 try:
     import tomllib
@@ -21,10 +22,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tritonstack.loadtest.campaign.slo import Slo, limit
 from tritonstack.loadtest.errors import CampaignError
-from tritonstack.loadtest.slo import Slo, limit
 
-CAMPAIGNS_DIR = Path(__file__).parent / "campaigns"
+CAMPAIGNS_DIR = Path(__file__).resolve().parent.parent / "campaigns"
 PIPELINES = ("classify_digit", "embed")
 DATATYPES = ("BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES")
 MAX_DURATION_S = 24 * 3600
@@ -39,6 +40,23 @@ MAX_POOL = 100_000
 # inverted: digits drawn light-on-dark (16 - pixel); noisy: Gaussian noise (sd 4) on the pixels.
 SHIFTS = {"embed": ("long-texts",), "classify_digit": ("inverted", "noisy")}
 MAX_POOL_ROWS = 1_000_000  # pool x batch rows held in memory per traffic entry
+# A rate relative to the capacity of the server under test (campaign/sizing.py): "3x capacity".
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*x\s*capacity\s*$")
+MAX_FACTOR = 20.0
+
+
+def relative_factor(where: str, value: Any) -> float | None:
+    """The factor of ``"3x capacity"`` (3.0); None for a number; CampaignError for other text."""
+    if not isinstance(value, str):
+        return None
+    match = _RELATIVE.match(value)
+    if not match:
+        raise CampaignError(f"{where} must be requests/s or a multiple of the capacity such as "
+                            f"\"0.5x capacity\", got {value!r}")
+    factor = float(match.group(1))
+    if not 0 < factor <= MAX_FACTOR:
+        raise CampaignError(f"{where}: the multiple of the capacity must be in (0, {MAX_FACTOR:g}], got {value!r}")
+    return factor
 
 
 def check_metrics_url(url: Any, where: str = "--metrics") -> str | None:
@@ -217,6 +235,8 @@ class Stage:
     measure: bool = True
     warmup_s: float = 0.0
     window_s: float | None = None
+    # ``rps = "3x capacity"``: rps is None until the campaign is sized (campaign/sizing.py)
+    capacity_factor: float | None = None
 
     @classmethod
     def from_dict(cls, where: str, data: Mapping[str, Any], index: int) -> Stage:
@@ -236,11 +256,13 @@ class Stage:
         if window is not None and not 1 <= _number(f"{where}.window_s", window) <= duration:
             raise CampaignError(f"{where}.window_s ({window:g}) must be between 1 and duration_s "
                                 f"({duration:g})")
+        factor = relative_factor(f"{where}.rps", rps)
         return cls(
             name=str(data.get("name", f"stage{index + 1}")), duration_s=duration,
             users=_number(f"{where}.users", data["users"], minimum=1, strict=False, integer=True,
                           maximum=MAX_USERS),
-            rps=None if rps is None else _number(f"{where}.rps", rps, maximum=MAX_RPS),
+            rps=None if rps is None or factor else _number(f"{where}.rps", rps, maximum=MAX_RPS),
+            capacity_factor=factor,
             spawn_rate=None if spawn is None else _number(f"{where}.spawn_rate", spawn, maximum=MAX_USERS),
             ramp=bool(data.get("ramp", False)), measure=bool(data.get("measure", True)), warmup_s=warmup,
             window_s=None if window is None else float(window),
@@ -389,6 +411,45 @@ class FindMax:
 
 
 @dataclasses.dataclass(frozen=True)
+class CapacityProbe:
+    """``[capacity]``: how the capacity of a campaign with relative rates is measured when neither
+    ``--capacity`` nor ``--capacity-from`` gives it: a closed-loop window of ``users`` (the
+    ceiling C), then a find-max of the same traffic from 0.5 C to 1.25 C in steps of 0.25 C with
+    ``bisect_rounds`` bisections, each step ``step_s`` long; a step passes when its p99 is under
+    ``p99_ms`` and nothing but shedding failed (campaign/sizing.py). Bounded by ``max_s``."""
+
+    users: int = 64
+    step_s: float = 8.0
+    warmup_s: float = 3.0
+    bisect_rounds: int = 2
+    p99_ms: float = 100.0
+
+    @property
+    def max_s(self) -> float:
+        """Upper bound on the probe's load: the ceiling window plus every step and bisection."""
+        return self.step_s * (1 + 4 + self.bisect_rounds)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CapacityProbe:
+        where = "[capacity]"
+        if not isinstance(data, Mapping):
+            raise CampaignError(f"{where} must be a table (users = 64, step_s = 8)")
+        _check_keys(where, data, tuple(f.name for f in dataclasses.fields(cls)))
+        probe = cls(
+            users=_number(f"{where}.users", data.get("users", 64), minimum=1, strict=False, integer=True,
+                          maximum=MAX_USERS),
+            step_s=_number(f"{where}.step_s", data.get("step_s", 8.0), maximum=600),
+            warmup_s=_number(f"{where}.warmup_s", data.get("warmup_s", 3.0), strict=False),
+            bisect_rounds=_number(f"{where}.bisect_rounds", data.get("bisect_rounds", 2), strict=False,
+                                  integer=True, maximum=6),
+            p99_ms=_number(f"{where}.p99_ms", data.get("p99_ms", 100.0), maximum=60_000),
+        )
+        if probe.warmup_s >= probe.step_s:
+            raise CampaignError(f"{where}.warmup_s must be shorter than step_s")
+        return probe
+
+
+@dataclasses.dataclass(frozen=True)
 class Target:
     """Where the load goes; the command line (``--grpc``, ``--metrics``, ``--start-server``) overrides it."""
 
@@ -412,6 +473,10 @@ class Campaign:
     # the response cache of the Triton the runner starts itself (--model-repository); 0: none
     response_cache_mb: int = 0
     concurrency: Concurrency | None = None  # the sweep its stages were made from ([concurrency])
+    # rates relative to the server's capacity (campaign/sizing.py): SLOs written against it, kept
+    # as (SLO text before the number, factor) until the campaign is sized, and how to measure it
+    capacity_slos: tuple[tuple[str, float], ...] = ()
+    capacity_probe: CapacityProbe = CapacityProbe()
 
     def __post_init__(self) -> None:
         if not self.traffic:
@@ -429,6 +494,9 @@ class Campaign:
             if slo.scope and slo.scope not in known:
                 raise CampaignError(f"SLO '{slo}' names {slo.scope!r}, which is not in the traffic "
                                     f"({', '.join(sorted(known))})")
+        if self.capacity_slos and not self.sized_by_capacity:
+            raise CampaignError(f"campaign {self.name!r}: an SLO relative to the capacity needs stage rates "
+                                "relative to it too (rps = \"0.5x capacity\")")
         if self.find_max and limit(list(self.slos), "p99_ms") is None:
             raise CampaignError(f"campaign {self.name!r}: [find_max] needs a p99 SLO, for example "
                                 "slo = [\"p99_ms < 100\", \"error_rate <= 0\"]")
@@ -444,6 +512,17 @@ class Campaign:
         return sum(s.duration_s for s in self.stages)
 
     @property
+    def sized_by_capacity(self) -> bool:
+        """Some rate is a multiple of the capacity: the campaign runs once sized (campaign/sizing.py)."""
+        return any(s.capacity_factor is not None for s in self.stages)
+
+    @property
+    def resolved(self) -> bool:
+        """Every rate is a number (nothing left relative to the capacity)."""
+        return not self.capacity_slos and all(s.capacity_factor is None or s.rps is not None
+                                              for s in self.stages)
+
+    @property
     def is_step(self) -> bool:
         """Several measured constant-rate stages: the report plots latency against throughput."""
         return bool(self.find_max) or sum(1 for s in self.stages if s.measure and s.rps) >= 2
@@ -452,6 +531,7 @@ class Campaign:
         """JSON-ready form (SLOs as text), read back by :meth:`from_dict` in the Locust processes."""
         data = dataclasses.asdict(self)
         data["slos"] = [str(s) for s in self.slos]
+        data["capacity_slos"] = [list(pair) for pair in self.capacity_slos]
         return data
 
     @classmethod
@@ -468,6 +548,8 @@ class Campaign:
             target=Target(**data["target"]), processes=data.get("processes", 1),
             response_cache_mb=data.get("response_cache_mb", 0),
             concurrency=_concurrency_from_dict(data.get("concurrency")),
+            capacity_slos=tuple((str(t), float(f)) for t, f in data.get("capacity_slos", ())),
+            capacity_probe=CapacityProbe(**data.get("capacity_probe", {})),
         )
 
 
@@ -481,7 +563,7 @@ def parse(data: Mapping[str, Any], name: str) -> Campaign:
         raise CampaignError(f"campaign {name!r} must be a table of keys, got {type(data).__name__}")
     _check_keys(f"campaign {name!r}", data, ("name", "description", "traffic", "stages", "steps",
                                              "concurrency", "find_max", "slo", "target", "processes",
-                                             "response_cache_mb"))
+                                             "response_cache_mb", "capacity"))
     traffic = data.get("traffic", [])
     if not isinstance(traffic, list):
         raise CampaignError("`traffic` must be a list of tables ([[traffic]] in TOML)")
@@ -501,6 +583,7 @@ def parse(data: Mapping[str, Any], name: str) -> Campaign:
     slo_raw = data.get("slo", [])
     if isinstance(slo_raw, str) or not isinstance(slo_raw, list):
         raise CampaignError("`slo` must be a list of strings, for example [\"p99_ms < 100\"]")
+    slo_raw, capacity_slos = _split_capacity_slos(slo_raw)
     target_raw = data.get("target", {})
     _check_keys("[target]", target_raw, ("grpc", "metrics", "timeout_s"))
     target = Target(grpc=str(target_raw.get("grpc", Target.grpc)),
@@ -516,8 +599,27 @@ def parse(data: Mapping[str, Any], name: str) -> Campaign:
         processes=_number("processes", data.get("processes", 1), minimum=1, strict=False, integer=True),
         response_cache_mb=_number("response_cache_mb", data.get("response_cache_mb", 0), minimum=0,
                                   strict=False, integer=True, maximum=65_536),
-        concurrency=concurrency,
+        concurrency=concurrency, capacity_slos=capacity_slos,
+        capacity_probe=CapacityProbe.from_dict(data.get("capacity", {})),
     )
+
+
+_CAPACITY_SLO = re.compile(r"^(?P<head>.*?)(?P<factor>\d+(?:\.\d*)?|\.\d+)\s*x\s*capacity\s*$")
+
+
+def _split_capacity_slos(raw: list[Any]) -> tuple[list[Any], tuple[tuple[str, float], ...]]:
+    """SLOs with a threshold relative to the capacity (``"max(rps) >= 2.4x capacity"``) apart from
+    the others; each is checked now with a placeholder number, and judged once sized."""
+    plain, relative = [], []
+    for text in raw:
+        match = _CAPACITY_SLO.match(text) if isinstance(text, str) else None
+        if match is None:
+            plain.append(text)
+            continue
+        factor = relative_factor(f"SLO {text!r}", f"{match['factor']}x capacity")
+        Slo.parse(match["head"] + "1")  # the same checks as any SLO
+        relative.append((match["head"], factor))
+    return plain, tuple(relative)
 
 
 def resolve_path(ref: str | Path) -> Path:

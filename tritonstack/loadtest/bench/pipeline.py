@@ -1,6 +1,7 @@
 """Served throughput of each pipeline next to its model's in-process ONNX Runtime limit.
 
     python -m tritonstack.loadtest bench-pipelines [--model-repository model_repository] [--text-length long]
+        [--concurrency 8 --concurrency 16 ...] [--duration 5s] [--pipeline embed] [--out DIR] [--json]
 
 For ``embed`` (the same sentences both sides: ``--text-length`` short, ~16 tokens, or long,
 ~35) and ``classify_digit``:
@@ -23,15 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tritonstack.loadtest import campaign as campaigns
-from tritonstack.loadtest import crosscheck, metrics
+from tritonstack.cli import add_model_repository, add_out, positive_duration
+from tritonstack.loadtest.bench import perf_analyzer as crosscheck
+from tritonstack.loadtest.campaign import spec as campaigns
+from tritonstack.loadtest.runner import metrics
 
 STEPS = {"embed": ("embed", "minilm"),
          "classify_digit": ("classify_digit", "digits_cnn")}
@@ -177,7 +179,8 @@ class _CpuWindow:
 def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
           concurrencies: tuple[int, ...], duration_s: float,
           pipelines: tuple[str, ...] = ("embed", "classify_digit"),
-          text_length: str = "short", server_pid: int | None = None) -> list[dict[str, Any]]:
+          text_length: str = "short", server_pid: int | None = None,
+          say: Any = print) -> list[dict[str, Any]]:
     results = []
     models = {"embed": "minilm", "classify_digit": "digits_cnn"}
     texts = bench_texts(text_length)
@@ -197,7 +200,7 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
             r["us_per_request"] = _breakdown(rows, STEPS[pipeline])
             r["concurrency"] = c
             sweep.append(r)
-            print(f"  {pipeline:<15} concurrency {c:>3}: {r['rps']:8.1f} rps  p99 {r['p99_ms']:6.1f} ms  "
+            say(f"  {pipeline:<15} concurrency {c:>3}: {r['rps']:8.1f} rps  p99 {r['p99_ms']:6.1f} ms  "
                   f"batch {r['avg_batch']}", flush=True)
         best = max(sweep, key=lambda r: r["rps"])
         instances, threads = _layout(repository, model)
@@ -228,37 +231,65 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    from tritonstack.loadtest.errors import LoadTestError
-    from tritonstack.server import ServerConfig, ServerError, TritonServer
-
-    parser = argparse.ArgumentParser(prog="python -m tritonstack.loadtest bench-pipelines", description=__doc__)
-    parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
-    parser.add_argument("--concurrency", default="1,4,8,16,32,64",
-                        help="comma-separated perf_analyzer concurrency levels (default: %(default)s)")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement window")
-    parser.add_argument("--pipelines", default="embed,classify_digit", help="default: %(default)s")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``bench-pipelines`` command's arguments (the loadtest CLI adds the global flags)."""
+    add_model_repository(parser)
+    parser.add_argument("--concurrency", action="append", metavar="N[,N...]",
+                        help="perf_analyzer concurrency level; repeat it, or give a comma-separated list "
+                             "(default: 1,4,8,16,32,64)")
+    parser.add_argument("--duration", type=positive_duration, default=5.0, metavar="DURATION",
+                        help="length of each measurement window: 5s, 1m or plain seconds (default: 5s)")
+    parser.add_argument("--pipeline", "--pipelines", dest="pipelines", action="append", metavar="NAME",
+                        help="embed or classify_digit; repeat it (or a comma-separated list); default: both")
     parser.add_argument("--text-length", choices=TEXT_LENGTHS, default="short",
                         help="embed's sentences: short (~16 tokens, the evaluation sentences) or long "
                              "(~35 tokens, two joined); default: %(default)s")
-    parser.add_argument("--report-dir", type=Path, default=Path("reports/pipeline-bench"))
-    args = parser.parse_args(argv)
+    add_out(parser, default=Path("reports/pipeline-bench"), help="where pipeline-bench.json and "
+            "perf_analyzer's files go")
+
+
+def _list(values: list[str] | None, default: str) -> list[str]:
+    return [v.strip() for item in (values or [default]) for v in item.split(",") if v.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command: start Triton on the repository, bench, print the tables (or JSON)."""
+    from tritonstack.loadtest.errors import CampaignError, LoadTestError, TargetError
+    from tritonstack.server import ServerConfig, ServerError, TritonServer
+
+    try:
+        levels = tuple(int(c) for c in _list(args.concurrency, "1,4,8,16,32,64"))
+    except ValueError:
+        raise CampaignError(f"--concurrency takes whole numbers, got {args.concurrency}") from None
+    if not levels or any(not 1 <= c <= 1024 for c in levels):
+        raise CampaignError(f"--concurrency levels must be 1..1024, got {list(levels)}")
+    pipelines = tuple(_list(args.pipelines, "embed,classify_digit"))
+    unknown = [p for p in pipelines if p not in STEPS]
+    if unknown:
+        raise CampaignError(f"--pipeline {unknown[0]!r}: choose from {', '.join(STEPS)}")
+    if not args.model_repository.is_dir():
+        raise CampaignError(f"model repository {args.model_repository} does not exist; build it first "
+                            "(make repository)")
+    args.report_dir = args.out
     levels = tuple(int(c) for c in args.concurrency.split(","))
     config = ServerConfig(model_repository=args.model_repository, http_port=0, grpc_port=0, metrics_port=0)
+    say = (lambda _line: None) if args.json or args.quiet else print
     try:
         with TritonServer(config) as server:
             results = bench(server.grpc_url, server.metrics_url, args.model_repository, args.report_dir,
-                            levels, args.duration, tuple(args.pipelines.split(",")), args.text_length,
-                            server.pid)
+                            levels, args.duration, pipelines, args.text_length, server.pid, say=say)
     except (LoadTestError, ServerError) as exc:  # e.g. perf_analyzer could not settle: one line
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
         cause = next((line for line in lines[1:] if "error" in line.lower()),
                      lines[-1] if len(lines) > 1 else "")
         hint = " (perf_analyzer: rerun it, or lower --concurrency)" if isinstance(exc, LoadTestError) else ""
-        print(f"{type(exc).__name__}: {lines[0]} {cause}".rstrip() + hint, file=sys.stderr)
-        return 3
+        raise TargetError(f"{type(exc).__name__}: {lines[0]} {cause}".rstrip() + hint) from None
     args.report_dir.mkdir(parents=True, exist_ok=True)
     (args.report_dir / "pipeline-bench.json").write_text(json.dumps(results, indent=2, default=str))
+    if args.json:
+        print(json.dumps({"results": results, "report": str(args.report_dir / "pipeline-bench.json")},
+                         indent=2, default=str))
+        return 0
     print("\n| pipeline | served rps (concurrency, p99) | in-process limit rows/s (batch, sessions x "
           "threads) | in process, batches as served | ratio |")
     print("|---|---|---|---|---|")

@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tritonstack.loadtest.campaign import Campaign
-from tritonstack.loadtest.slo import TOTAL, limit
+from tritonstack.loadtest.campaign.slo import TOTAL, limit
+from tritonstack.loadtest.campaign.spec import Campaign
 
 PLOT_FILE = "goodput-vs-concurrency.png"
 

@@ -12,7 +12,7 @@ labelled with where it was measured:
 * ``--estimate-from L4``: scale an L4 measurement to the other GPUs of the price table by
   datasheet ratios. These rows are printed as ESTIMATE and are never recommended.
 
-Prices and specifications live in ``loadtest/gpus.toml`` (``--prices FILE`` for another).
+Prices and specifications live in ``loadtest/cost/gpus.toml`` (``--prices FILE`` for another).
 
 Arithmetic, for throughput R requests/s and price P $/GPU-hour::
 
@@ -20,8 +20,10 @@ Arithmetic, for throughput R requests/s and price P $/GPU-hour::
     $ per million at the measured RPS = GPU-hours * P        (the GPU busy at R all the time)
     $ per million at utilisation u     = GPU-hours * P / u    (capacity kept for bursts and p99)
 
-Exit codes: 0 figures printed (and a recommendation, if any report met its SLO), 1 no supplied
-report met its SLO, 2 bad command line, report or price file.
+Reports are read through the one summary type (report.summary): where each was measured is its
+machine record (the GPU, else the CPU model and cores). Exit codes: 0 figures printed (and a
+recommendation, if any report met its SLO), 1 no supplied report met its SLO, 2 bad command
+line, report or price file.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import dataclasses
 import difflib
 import json
 import math
-import sys
 
 try:
     import tomllib
@@ -45,23 +46,9 @@ from tritonstack.loadtest.errors import CampaignError
 
 PRICES_FILE = Path(__file__).with_name("gpus.toml")
 DEFAULT_UTILIZATION = 0.6
-EXIT_OK, EXIT_NO_SLO_MET, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_NO_SLO_MET = 0, 1
 _REQUIRED = ("hourly_usd", "memory_gib", "fp16_tflops", "memory_bandwidth_gbs")
 _OPTIONAL = ("instance", "note")
-# Where a report's throughput and p99 sit, first match wins (docs/deployment.md lists them).
-# `python -m tritonstack.loadtest run` writes summary.json with `find_max.max_rps` (the highest rate that
-# held the SLO: the capacity to price) for find-max campaigns, and otherwise the all-traffic row
-# `slo_window.stats.Aggregated` (loadtest.slo.TOTAL) of the measured window.
-_RPS_PATHS: tuple[tuple[str, ...], ...] = (
-    ("find_max", "max_rps"), ("slo_window", "stats", "Aggregated", "rps"), ("stats", "Aggregated", "rps"),
-    ("rps",),
-)
-_P99_PATHS: tuple[tuple[str, ...], ...] = (
-    ("find_max", "p99_ms"), ("slo_window", "stats", "Aggregated", "p99_ms"),
-    ("stats", "Aggregated", "p99_ms"), ("p99_ms",),
-)
-
-
 class CostInputError(CampaignError):
     """A report, price table or option given to ``cost`` is invalid; the message says what to fix."""
 
@@ -140,67 +127,32 @@ class Measurement:
     rps: float
     p99_ms: float | None = None
     slo_passed: bool | None = None  # None: the report states no SLO verdict
-    device: str | None = None  # where it was measured, if the report says
+    device: str | None = None  # what served it: the run's GPU, else its CPU (summary.json's machine)
+    machine: str | None = None  # the run's machine in one line
 
 
-def _lookup(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = data
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
-def _number_at(data: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> float | None:
-    for path in paths:
-        value = _lookup(data, path)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    return None
-
-
-def _verdict(data: Mapping[str, Any]) -> bool | None:
-    for key in ("slo_passed", "passed"):
-        if isinstance(data.get(key), bool):
-            return data[key]
-    verdicts = data.get("verdicts", data.get("slo"))
-    if isinstance(verdicts, list) and verdicts and all(isinstance(v, Mapping) for v in verdicts):
-        flags = [v.get("passed") for v in verdicts]
-        if all(isinstance(f, bool) for f in flags):
-            return all(flags)
-    verdict = data.get("verdict")
-    if isinstance(verdict, str) and verdict.upper() in ("PASS", "FAIL"):
-        return verdict.upper() == "PASS"
-    return None
+def same_gpu(device: str | None, name: str) -> bool:
+    """Whether ``device`` (nvidia-smi's name, e.g. "NVIDIA L4", or a GPU= prefix) is the GPU ``name``."""
+    if not device:
+        return False
+    words = {w for w in "".join(c if c.isalnum() else " " for c in device.lower()).split()}
+    return name.lower() in words
 
 
 def read_report(path: Path) -> Measurement:
-    """Read a load test's summary.json (or the report folder holding it): throughput (required),
-    p99, SLO verdict, device if named."""
-    path = Path(path) / "summary.json" if Path(path).is_dir() else Path(path)
+    """A load test's summary (its report folder or summary.json, read through report.summary):
+    throughput (find-max's highest passing rate, else the SLO window's), p99, SLO verdict and the
+    machine it was measured on."""
+    from tritonstack.loadtest.report.summary import ReportError, read
+
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise CostInputError(f"report {path} does not exist; pass a load test run's report folder or "
-                             "its summary.json") from exc
-    except OSError as exc:
-        raise CostInputError(f"report {path} cannot be read ({exc.strerror}); pass a load test run's "
-                             "summary.json") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CostInputError(f"report {path} is not JSON ({exc}); pass the run's summary JSON") from exc
-    if not isinstance(data, dict):
-        raise CostInputError(f"report {path} is a JSON {type(data).__name__}, not an object")
-    rps = _number_at(data, _RPS_PATHS)
-    if rps is None:
-        where = ", ".join(".".join(p) for p in _RPS_PATHS)
-        raise CostInputError(f"report {path} has no throughput (looked for {where}); pass the "
-                             "summary.json of a `python -m tritonstack.loadtest run` report folder")
-    if rps <= 0:
-        raise CostInputError(f"report {path} measured {rps:g} requests/s; nothing to price")
-    device = next((data[k] for k in ("gpu", "device") if isinstance(data.get(k), str)), None)
-    return Measurement(path=str(path), rps=rps, p99_ms=_number_at(data, _P99_PATHS),
-                       slo_passed=_verdict(data), device=device)
+        found = read(path)
+    except ReportError as exc:
+        raise CostInputError(f"report {exc}") from None
+    if found.throughput <= 0:
+        raise CostInputError(f"report {path} measured {found.throughput:g} requests/s; nothing to price")
+    return Measurement(path=str(path), rps=found.throughput, p99_ms=found.p99_ms, slo_passed=found.passed,
+                       device=found.machine.device, machine=found.machine.label)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,7 +202,7 @@ class CostRow:
 def _measured_source(m: Measurement, gpu: Gpu) -> str:
     if m.device is None:
         return "measured (report names no device)"
-    if m.device.lower() == gpu.name.lower():
+    if same_gpu(m.device, gpu.name):
         return f"measured on {m.device}"
     return f"measured on {m.device}, priced as {gpu.name}"
 
@@ -265,8 +217,8 @@ def cost_rows(gpus: Mapping[str, Gpu], reports: Sequence[tuple[str | None, Measu
         raise CostInputError("--rps must be positive and goes with a single report")
     rows = []
     for name, m in reports:
-        gpu_names = [name] if name else ([m.device] if m.device and m.device.lower() in
-                                         {g.lower() for g in gpus} else list(gpus))
+        own = [g for g in gpus if same_gpu(m.device, g)]
+        gpu_names = [name] if name else (own[:1] or list(gpus))
         for gpu_name in gpu_names:
             gpu = find_gpu(gpus, gpu_name)
             if rps_override is not None:
@@ -274,7 +226,7 @@ def cost_rows(gpus: Mapping[str, Gpu], reports: Sequence[tuple[str | None, Measu
             elif name or len(gpu_names) == 1:
                 rows.append(CostRow(gpu, m.rps, _measured_source(m, gpu), False, utilization, m))
             else:
-                rows.append(CostRow(gpu, m.rps, f"measured on {m.device or 'an unnamed device'}, same RPS "
+                rows.append(CostRow(gpu, m.rps, f"measured on {m.device or 'an unrecorded device'}, same RPS "
                                     "assumed for every GPU", False, utilization, m))
     if estimate_from:
         base_gpu = find_gpu(gpus, estimate_from)
@@ -328,15 +280,15 @@ def _parse_report_args(items: Sequence[str], gpu: str | None) -> list[tuple[str 
     return parsed
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tritonstack.loadtest cost",
-        description="Turn a load test's measured RPS into GPU-hours and dollars per million requests, "
-        "and recommend the cheapest GPU that met its SLO.",
-        epilog="Exit codes: 0 ok, 1 no report met its SLO, 2 bad input.",
-    )
+DESCRIPTION = ("Turn a load test's measured RPS into GPU-hours and dollars per million requests, and "
+               "recommend the cheapest GPU that met its SLO.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``cost`` command's arguments (the loadtest CLI adds the global flags)."""
     parser.add_argument("reports", nargs="+", metavar="[GPU=]REPORT",
-                        help="summary JSON of a load test run; prefix GPU= to say where it was measured")
+                        help="a load test's report folder or its summary.json; prefix GPU= to say where it was "
+                        "measured")
     parser.add_argument("--gpu", metavar="NAME", help="the GPU to price a single REPORT on (e.g. L4)")
     parser.add_argument("--rps", type=float, metavar="N", help="use this throughput instead of the report's")
     parser.add_argument("--utilization", type=float, default=DEFAULT_UTILIZATION, metavar="U",
@@ -344,7 +296,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--estimate-from", metavar="GPU",
                         help="add ESTIMATE rows for the other GPUs, scaled from this GPU's report")
     parser.add_argument("--prices", type=Path, default=PRICES_FILE, metavar="FILE",
-                        help="price table (default: loadtest/gpus.toml)")
+                        help="price table (default: loadtest/cost/gpus.toml)")
     modal = parser.add_argument_group(
         "serverless (--platform modal)",
         "Containers, $/hour, $ per 1M requests and the warm pool's idle cost for a target rate on Modal, "
@@ -355,13 +307,10 @@ def _parser() -> argparse.ArgumentParser:
     modal.add_argument("--target-rps", type=float, metavar="N", help="requests/s the deployment must serve")
     modal.add_argument("--min-containers", type=int, default=1, metavar="N",
                        help="warm containers kept up with no traffic (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
-    return parser
 
 
 def _run_modal(args: argparse.Namespace) -> int:
-    from tritonstack.loadtest.modal_cost import format_plan, load_modal_prices, plan
+    from tritonstack.loadtest.cost.modal import format_plan, load_modal_prices, plan
 
     if len(args.reports) != 1:
         raise CostInputError("--platform modal prices one [GPU=]REPORT (the summary.json of a load test; "
@@ -399,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(rows))
         foreign = sorted({r.measurement.device for r in rows if r.measurement and r.measurement.device
-                          and r.measurement.device.lower() not in {g.lower() for g in gpus}})
+                          and not any(same_gpu(r.measurement.device, g) for g in gpus)})
         if foreign:
             print(f"note: throughput was measured on {', '.join(foreign)}, not on the GPU priced; measure on "
                   "the GPU (GPU=REPORT) or pass --rps for a real figure.")
@@ -416,18 +365,3 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if best else EXIT_NO_SLO_MET
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point for ``python -m tritonstack.loadtest cost ARGS``."""
-    args = _parser().parse_args(argv)
-    try:
-        return run(args)
-    except CostInputError as exc:
-        if args.verbose:
-            import traceback
-            traceback.print_exception(exc)
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,10 +14,10 @@ from typing import Any
 from locust import LoadTestShape
 from locust.runners import MasterRunner
 
-from tritonstack.loadtest import metrics, stats
-from tritonstack.loadtest.campaign import Campaign, Stage
-from tritonstack.loadtest.slo import TOTAL, bounds, limit
-from tritonstack.loadtest.users import Pacing
+from tritonstack.loadtest.campaign.slo import TOTAL, bounds, limit
+from tritonstack.loadtest.campaign.spec import Campaign, Stage
+from tritonstack.loadtest.runner import metrics, stats
+from tritonstack.loadtest.runner.users import Pacing
 
 RATE_MESSAGE = "loadtest_rate"
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tritonstack.loadtest.campaign import InputSpec, Traffic
+from tritonstack.loadtest.campaign.spec import InputSpec, Traffic
 from tritonstack.loadtest.errors import CampaignError
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tritonstack.loadtest import stats
-from tritonstack.loadtest.campaign import Campaign
-from tritonstack.loadtest.slo import Verdict, evaluate
+from tritonstack.loadtest.campaign.slo import Verdict, evaluate
+from tritonstack.loadtest.campaign.spec import Campaign
+from tritonstack.loadtest.runner import stats
 
 
 def slo_parts(campaign: Campaign, windows: list[dict[str, Any]],

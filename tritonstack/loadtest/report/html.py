@@ -20,8 +20,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tritonstack.loadtest import goodput
-from tritonstack.loadtest.campaign import Campaign
+from tritonstack.loadtest.campaign.spec import Campaign
+from tritonstack.loadtest.report import goodput
+from tritonstack.loadtest.report.summary import Summary
 
 TOOLS = ("locust", "tritonclient", "grpcio", "numpy", "onnxruntime", "matplotlib")
 _STYLE = """
@@ -129,7 +130,8 @@ def _percentiles(stats_csv: Path) -> dict[str, float]:
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "machine": platform.machine(), "cpu": _cpu_name()}
+    """The versions of the tools this process runs (the machine is the summary's)."""
+    out = {"python": platform.python_version(), "architecture": platform.machine()}
     for tool in TOOLS:
         try:
             out[tool] = metadata.version(tool)
@@ -138,19 +140,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _goodput_section(campaign: Campaign, summary: dict[str, Any], folder: Path) -> list[str]:
-    """A concurrency sweep's per-level table and its plot (report.py drew the PNG), embedded."""
-    sweep = goodput.curve(campaign, summary.get("windows") or [])
+def _goodput_section(campaign: Campaign, summary: Summary, folder: Path) -> list[str]:
+    """A concurrency sweep's per-level table and its plot (write_all drew the PNG), embedded."""
+    sweep = goodput.curve(campaign, summary.windows)
     if sweep is None:
         return []
     parts = ["<h2>Goodput against concurrency</h2>", f"<p>{_e(goodput.headline(sweep))}</p>",
@@ -163,28 +155,32 @@ def _goodput_section(campaign: Campaign, summary: dict[str, Any], folder: Path) 
     return parts
 
 
-def render(campaign: Campaign, summary: dict[str, Any], folder: Path) -> str:
+def render(campaign: Campaign, summary: Summary, folder: Path) -> str:
     """The page for the run whose report folder is ``folder`` (summary.json's numbers, verbatim)."""
-    verdict = "PASS" if summary.get("passed") else "FAIL"
+    verdict = "PASS" if summary.passed else "FAIL"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(campaign.name)}: "
              f"{verdict}</title><style>{_STYLE}</style></head><body>",
              f"<h1>Load test <code>{_e(campaign.name)}</code>: "
              f"<span class='{verdict.lower()}'>{verdict}</span></h1>",
-             f"<p class='muted'>target {_e(summary.get('target'))}, started {_e(summary.get('started_at'))}, "
-             f"wall time {_num(summary.get('wall_s'), 0)} s</p>"]
+             f"<p class='muted'>target {_e(summary.target)}, started {_e(summary.started_at)}, "
+             f"wall time {_num(summary.wall_s, 0)} s</p>",
+             f"<p class='muted'>machine: {_e(summary.machine.label)}; server commit "
+             f"<code>{_e(summary.machine.server_commit)}</code></p>"]
     if campaign.description:
         parts.append(f"<p>{_e(campaign.description)}</p>")
-    fm = summary.get("find_max")
+    if summary.capacity:
+        parts.append(f"<p>Capacity {_num(summary.capacity.rps)} rps ({_e(summary.capacity.source)}); the "
+                     "campaign's rates are multiples of it.</p>")
+    fm = summary.find_max
     if fm:
-        parts.append(f"<p><b>Highest sustained RPS meeting the SLOs: {_num(fm['max_rps'], 0)}</b> "
-                     f"(p99 {_num(fm['p99_ms'], 0)} ms, {fm['users']} users)</p>")
-    verdicts = summary.get("verdicts") or []
-    if verdicts:
-        rows = [[f"<span class='{'ok' if v['passed'] else 'bad'}'>{'PASS' if v['passed'] else 'FAIL'}"
+        parts.append(f"<p><b>Highest sustained RPS meeting the SLOs: {_num(fm.max_rps, 0)}</b> "
+                     f"(p99 {_num(fm.p99_ms, 0)} ms, {fm.users} users)</p>")
+    if summary.verdicts:
+        rows = [[f"<span class='{'ok' if v.passed else 'bad'}'>{'PASS' if v.passed else 'FAIL'}"
                  "</span>",
-                 _e(v["slo"]), _num(v.get("value"), 2), _e(v["text"].split(": ", 1)[-1])] for v in verdicts]
+                 _e(v.slo), _num(v.value, 2), _e(v.text.split(": ", 1)[-1])] for v in summary.verdicts]
         parts += ["<h2>SLOs</h2>", _table(["verdict", "SLO", "measured", "margin"], rows, raw=True)]
-    stats = (summary.get("slo_window") or {}).get("stats") or {}
+    stats = summary.stats
     if stats:
         rows = [[name, _num(s.get("requests"), 0), _num(s.get("rps")), _num(s.get("p50_ms"), 0),
                  _num(s.get("p99_ms"), 0), _num(s.get("errors"), 0), _num(s.get("shed"), 0)]
@@ -195,15 +191,15 @@ def render(campaign: Campaign, summary: dict[str, Any], folder: Path) -> str:
     plots = _plots(history(folder / "locust_stats_history.csv"), _percentiles(folder / "locust_stats.csv"))
     for title, uri in plots:
         parts += [f"<h2>{_e(title)}</h2>", f"<img alt='{_e(title)}' src='{uri}'>"]
-    server = summary.get("server") or {}
-    models = server.get("models") or {}
+    server = summary.server
+    models = server.models
     if models:
         rows = [[name, _num(m.get("rps")), _num(m.get("avg_batch"), 2), _num(m.get("avg_queue_us"), 0),
                  _num(m.get("avg_compute_us"), 0), _num(m.get("failures"), 0)] for name, m in models.items()]
         parts += ["<h2>Triton per model</h2>",
                   _table(["model", "rps", "avg batch", "queue µs", "compute µs", "failures"], rows)]
-    memory = server.get("memory_by_process") or {}
-    cpu = server.get("cpu_pct")
+    memory = server.memory_by_process
+    cpu = server.cpu_pct
     if memory or cpu is not None:
         parts.append(f"<h2>Server CPU and memory</h2><p>CPU {_num(cpu)} % of one core over the run.</p>")
         if isinstance(memory, dict) and memory:
@@ -212,6 +208,11 @@ def render(campaign: Campaign, summary: dict[str, Any], folder: Path) -> str:
                     for name, m in memory.items() if isinstance(m, dict)]
             parts.append(_table(["process", "RSS first MB", "RSS last MB", "second-half MB/min"], rows))
     parts += ["<h2>Campaign as run</h2>", f"<pre>{_e(json.dumps(campaign.to_dict(), indent=2))}</pre>",
-              "<h2>Versions</h2>", _table(["component", "version"], [[k, v] for k, v in versions().items()]),
+              "<h2>Machine and versions</h2>",
+              _table(["component", "version"], [["CPU", summary.machine.cpu], ["cores", str(summary.machine.cores)],
+                                                ["int8 instructions", ", ".join(summary.machine.int8) or "none"],
+                                                ["GPU", summary.machine.gpu or "none"],
+                                                ["server commit", summary.machine.server_commit],
+                                                *([k, v] for k, v in versions().items())]),
               "</body></html>"]
     return "\n".join(parts)

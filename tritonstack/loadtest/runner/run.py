@@ -17,14 +17,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tritonstack.loadtest import goodput, metrics, payloads, report, results
-from tritonstack.loadtest.campaign import Campaign
+from tritonstack.loadtest import report
+from tritonstack.loadtest.campaign import sizing
+from tritonstack.loadtest.campaign.sizing import Capacity
+from tritonstack.loadtest.campaign.slo import TOTAL, Verdict
+from tritonstack.loadtest.campaign.spec import Campaign
 from tritonstack.loadtest.errors import CampaignError, RunFailed, TargetError
-from tritonstack.loadtest.progress import LiveProgress
-from tritonstack.loadtest.slo import TOTAL, Verdict
+from tritonstack.loadtest.report import summary
+from tritonstack.loadtest.report.machine import Machine
+from tritonstack.loadtest.report.machine import detect as detect_machine
+from tritonstack.loadtest.runner import metrics, payloads, results
+from tritonstack.loadtest.runner.progress import LiveProgress
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 GRACE_S = 60.0  # beyond the campaign's length before the run is killed
@@ -54,6 +61,9 @@ class RunOptions:
     preflight: bool = True
     crosscheck: bool = False
     progress: bool = False  # live progress on stderr (the CLI: on when stderr is a terminal, not --quiet)
+    # the capacity of a campaign with relative rates (--capacity, --capacity-from); None: measure it
+    capacity: Capacity | None = None
+    say: Callable[[str], None] = lambda _line: None  # one line of news (the CLI prints it)
 
     def __post_init__(self) -> None:
         if self.processes is not None and self.processes < 1:
@@ -70,18 +80,20 @@ class RunOptions:
             raise CampaignError("choose one of --processes, --workers and --master")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RunResult:
-    """A finished run: its summary (also in summary.json), SLO verdicts and report folder."""
+    """A finished run: its summary (also in summary.json), SLO verdicts, report folder and the
+    campaign as run (sized, when its rates were relative to the capacity)."""
 
-    summary: dict[str, Any]
+    summary: summary.Summary
     verdicts: list[Verdict]
     report_dir: Path
+    campaign: Campaign
 
     @property
     def passed(self) -> bool:
         """Every SLO held (a campaign without SLOs passes when it sent requests without errors)."""
-        return bool(self.summary["passed"])
+        return self.summary.passed
 
 
 def default_report_dir(campaign: Campaign) -> Path:
@@ -153,15 +165,20 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
 
 
 def run(campaign: Campaign, options: RunOptions = RunOptions()) -> RunResult:
-    """Run ``campaign`` to the end and write its report; raise on errors, not on failed SLOs."""
+    """Run ``campaign`` to the end and write its report; raise on errors, not on failed SLOs.
+
+    A campaign whose rates are multiples of the capacity is sized first (campaign/sizing.py):
+    with ``options.capacity``, else by measuring it on the target (reports in ``OUT/capacity/``).
+    """
     out = (options.report_dir or default_report_dir(campaign)).resolve()
     if out.exists() and not out.is_dir():
-        raise CampaignError(f"--report-dir {out} is a file; pass a folder (it is created if missing)")
+        raise CampaignError(f"--out {out} is a file; pass a folder (it is created if missing)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CampaignError(f"cannot create the report folder {out} ({exc.strerror or exc}); "
-                            "pass --report-dir DIR somewhere writable") from None
+                            "pass --out DIR somewhere writable") from None
+    machine = detect_machine(options.model_repository)
     server = None
     try:
         grpc_url = options.grpc or campaign.target.grpc
@@ -184,45 +201,110 @@ def run(campaign: Campaign, options: RunOptions = RunOptions()) -> RunResult:
             server_pid = metrics.server_pid_for_port(int(grpc_url.rsplit(":", 1)[-1]))
         if options.preflight:
             preflight(grpc_url, campaign, campaign.target.timeout_s)
-        result = _run_locust(campaign, options, out, grpc_url, metrics_url, server_pid)
-        if options.crosscheck:
-            _crosscheck(campaign, result, grpc_url)
-        return result
+        target = _Target(grpc_url, metrics_url, server_pid, machine)
+        capacity = options.capacity
+        if campaign.sized_by_capacity:
+            if capacity is None:
+                capacity = measure_capacity(campaign, options, out / "capacity", target)
+            campaign = sizing.resolve(campaign, capacity.rps)
+            options.say(f"capacity: {capacity.rps:,.1f} rps ({capacity.source}); rates: "
+                        + ", ".join(f"{s.name} {s.rps:,.1f} rps" for s in campaign.stages if s.rps))
+        raw = _run_locust(campaign, options, out, target)
+        crosscheck = _crosscheck(campaign, raw, out, grpc_url) if options.crosscheck else None
+        found = summary.analyse(campaign, raw.recorded, raw.generators, raw.before, raw.after, target=grpc_url,
+                                started_at=raw.started_at, machine=machine, crosscheck=crosscheck,
+                                capacity=capacity)
+        found = report.write_all(campaign, found, out)
+        return RunResult(summary=found, verdicts=raw.verdicts, report_dir=out, campaign=campaign)
     finally:
         if server is not None:
             server.close()
 
 
-def _crosscheck(campaign: Campaign, result: RunResult, grpc_url: str) -> None:
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    grpc_url: str
+    metrics_url: str | None
+    server_pid: int | None
+    machine: Machine
+
+
+def measure_capacity(campaign: Campaign, options: RunOptions, out: Path, target: _Target) -> Capacity:
+    """The capacity of the target for the campaign's traffic: a closed-loop ceiling, then a short
+    bounded find-max around it (campaign/sizing.py); both runs' reports go under ``out``."""
+    probe = campaign.capacity_probe
+    options.say(f"measuring capacity first (no --capacity or --capacity-from): closed loop with {probe.users} "
+                f"users, then find-max of the same traffic with p99 < {probe.p99_ms:g} ms and nothing refused, "
+                f"at most {probe.max_s:.0f} s; reports in {out}")
+    quiet = dataclasses.replace(options, crosscheck=False, progress=False)
+    ceiling = _run_locust(sizing.ceiling_probe(campaign), quiet, out / "ceiling", target)
+    rows, _ = results.slo_window(ceiling.campaign, ceiling.recorded["windows"], None)
+    top = rows.get(TOTAL, {})
+    ceiling_rps = top.get("goodput_rps", 0.0)
+    search = _run_locust(sizing.find_max_probe(campaign, ceiling_rps), quiet, out / "find-max", target)
+    # a find-max report like any other: `--capacity-from OUT/capacity/find-max` reuses it next time
+    report.write_all(search.campaign, summary.analyse(
+        search.campaign, search.recorded, search.generators, search.before, search.after, target=target.grpc_url,
+        started_at=search.started_at, machine=target.machine), out / "find-max")
+    best = search.recorded["find_max"]
+    if not best:
+        raise TargetError(f"could not measure the capacity: no find-max step from 0.5x the closed-loop ceiling "
+                          f"({ceiling_rps:,.0f} rps) met p99 < {probe.p99_ms:g} ms without refusals; see "
+                          f"{out / 'find-max'}, or pass --capacity RPS")
+    rps = best["stats"][TOTAL]["rps"]
+    return Capacity(round(rps, 1), f"measured on {target.grpc_url}: find-max {rps:,.0f} rps with p99 "
+                    f"{best['stats'][TOTAL]['p99_ms']:.0f} ms, closed-loop ceiling {ceiling_rps:,.0f} rps at "
+                    f"{probe.users} users")
+
+
+def _crosscheck(campaign: Campaign, raw: _Raw, out: Path, grpc_url: str) -> dict[str, Any]:
     """perf_analyzer on the same target, payloads and rate; its figures join the report."""
-    from tritonstack.loadtest import crosscheck
+    from tritonstack.loadtest.bench import perf_analyzer
 
     stage = next((s for s in campaign.stages if s.measure and s.rps), None)
     users = stage.users if stage else (campaign.find_max.users if campaign.find_max else 16)
-    rate = stage.rps if stage else (result.summary["find_max"] or {}).get("target_rps")
-    pa = crosscheck.run(campaign.traffic[0], grpc_url, result.report_dir, rate=rate, concurrency=users,
-                        duration_s=5.0)
-    result.summary["crosscheck"] = {k: v for k, v in pa.items() if k != "command"}
-    report.write_all(campaign, result.summary, result.report_dir)
+    rate = stage.rps if stage else (raw.recorded["find_max"] or {}).get("target_rps")
+    pa = perf_analyzer.run(campaign.traffic[0], grpc_url, out, rate=rate, concurrency=users, duration_s=5.0)
+    return {k: v for k, v in pa.items() if k != "command"}
 
 
-def _run_locust(campaign: Campaign, options: RunOptions, out: Path, grpc_url: str,
-                metrics_url: str | None, server_pid: int | None) -> RunResult:
+@dataclasses.dataclass(frozen=True)
+class _Raw:
+    """What one Locust run recorded, before it is analysed."""
+
+    campaign: Campaign
+    recorded: dict[str, Any]
+    generators: list[dict[str, Any]]
+    before: summary.Sample
+    after: summary.Sample
+    started_at: str
+    verdicts: list[Verdict]
+
+
+def _sample(target: _Target) -> summary.Sample:
+    triton, monitoring = metrics.scrape_both(target.metrics_url)
+    return summary.Sample(t=time.monotonic(), server_cpu_s=metrics.tree_cpu_s(target.server_pid),
+                          generator_cpu_s=metrics.children_cpu_s(), triton=triton, monitoring=monitoring)
+
+
+def _run_locust(campaign: Campaign, options: RunOptions, out: Path, target: _Target) -> _Raw:
+    if not campaign.resolved:
+        raise CampaignError(f"campaign {campaign.name!r} has rates relative to the capacity; size it first "
+                            "(campaign.sizing.resolve, or run it through loadtest run)")
+    out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("generator-*.json"), out / "windows.json"]:
         stale.unlink(missing_ok=True)
-    plan = {"campaign": campaign.to_dict(), "grpc": grpc_url, "metrics_url": metrics_url,
-            "server_pid": server_pid, "report_dir": str(out)}
+    plan = {"campaign": campaign.to_dict(), "grpc": target.grpc_url, "metrics_url": target.metrics_url,
+            "server_pid": target.server_pid, "report_dir": str(out)}
     plan_path = out / "plan.json"
     plan_path.write_text(json.dumps(plan, indent=2))
     env = {**os.environ, "LOADTEST_PLAN": str(plan_path),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[3]),
                                                        os.environ.get("PYTHONPATH")]))}
     cmd = _locust_command(campaign, out, options)
     limit = campaign.duration_s + GRACE_S
     started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    triton, monitoring = metrics.scrape_both(metrics_url)
-    before = {"t": time.monotonic(), "server": metrics.tree_cpu_s(server_pid),
-              "gen": metrics.children_cpu_s(), "triton": triton, "monitoring": monitoring}
+    before = _sample(target)
     workers: list[subprocess.Popen] = []
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -246,58 +328,14 @@ def _run_locust(campaign: Campaign, options: RunOptions, out: Path, grpc_url: st
         for worker in workers:
             _stop(worker)
     time.sleep(DRIFT_PUBLISH_S)  # the runners publish drift scores at most once a second
-    triton, monitoring = metrics.scrape_both(metrics_url)
-    after = {"t": time.monotonic(), "server": metrics.tree_cpu_s(server_pid), "gen": metrics.children_cpu_s(),
-             "triton": triton, "monitoring": monitoring}
+    after = _sample(target)
     (out / "locust.stdout.txt").write_bytes(output or b"")
     windows_file = out / "windows.json"
     if not windows_file.exists():
         tail = (output or b"").decode("utf-8", "replace").strip().splitlines()[-15:]
-        raise RunFailed(f"Locust exited with code {proc.returncode} without results; last output:\n"
-                        + "\n".join(tail))
+        raise RunFailed(f"Locust exited with code {proc.returncode} without results; last output: "
+                        + " | ".join(tail))
     recorded = json.loads(windows_file.read_text())
     generators = [json.loads(p.read_text()) for p in sorted(out.glob("generator-*.json"))]
-    summary = build_summary(campaign, recorded, generators, before, after, grpc_url, started_at)
-    verdicts = results.verdicts(campaign, recorded["windows"], recorded["find_max"])
-    summary["verdicts"] = [{"slo": str(v.slo), "value": v.value, "passed": v.passed, "text": v.describe()}
-                           for v in verdicts]
-    total = summary["slo_window"]["stats"].get(TOTAL, {})
-    summary["passed"] = all(v.passed for v in verdicts) and bool(total.get("requests")) and (
-        bool(campaign.slos) or not total.get("errors"))
-    summary["files"] = report.write_all(campaign, summary, out)
-    return RunResult(summary=summary, verdicts=verdicts, report_dir=out)
-
-
-def build_summary(campaign: Campaign, recorded: dict[str, Any], generators: list[dict[str, Any]],
-                  before: dict[str, Any], after: dict[str, Any], grpc_url: str, started_at: str) -> dict:
-    """Everything summary.json holds (the verdicts are added by the caller)."""
-    rows, duration = results.slo_window(campaign, recorded["windows"], recorded["find_max"])
-    wall = after["t"] - before["t"]
-    senders = [g for g in generators if g["requests"]]
-    gen_cpu = sum(g["cpu_s"] for g in generators)
-    requests = sum(g["requests"] for g in senders)
-    windows = [{k: v for k, v in w.items() if k != "counts"} for w in recorded["windows"]]
-    memory, memory_by_process = metrics.window_memory_trends(windows)
-    find_max = None
-    if recorded["find_max"]:
-        best = recorded["find_max"]
-        find_max = {"max_rps": best["stats"][TOTAL]["rps"], "target_rps": best["target_rps"],
-                    "p99_ms": best["stats"][TOTAL]["p99_ms"], "users": best["users"]}
-    sweep = goodput.curve(campaign, windows)
-    return {
-        "campaign": campaign.name, "description": campaign.description, "started_at": started_at,
-        "target": grpc_url, "wall_s": wall,
-        "slo_window": {"duration_s": duration, "stats": rows},
-        "windows": windows, "find_max": find_max,
-        "concurrency": sweep.to_dict() if sweep else None,
-        "server": {"cpu_pct": metrics.cpu_percent(after["server"], before["server"], wall),
-                   "models": metrics.model_deltas(after["triton"], before["triton"], wall),
-                   "memory": memory, "memory_by_process": memory_by_process,
-                   "drift": (after.get("monitoring") or {}).get("drift", []),
-                   "data_quality": metrics.quality_deltas(after.get("monitoring"), before.get("monitoring"))},
-        "generator": {
-            "processes": generators, "requests": requests, "cpu_s_during_load": gen_cpu,
-            "cpu_us_per_request": 1e6 * gen_cpu / requests if requests else None,
-            "cpu_pct_whole_run": metrics.cpu_percent(after["gen"], before["gen"], wall),
-        },
-    }
+    return _Raw(campaign, recorded, generators, before, after, started_at,
+                results.verdicts(campaign, recorded["windows"], recorded["find_max"]))
