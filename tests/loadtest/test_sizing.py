@@ -11,7 +11,7 @@ import pytest
 from tests.loadtest import summaries
 from tritonstack.loadtest.campaign import sizing
 from tritonstack.loadtest.campaign import spec as campaigns
-from tritonstack.loadtest.campaign.slo import TOTAL, evaluate
+from tritonstack.loadtest.campaign.slo import TOTAL, Slo, evaluate
 from tritonstack.loadtest.cli import main
 from tritonstack.loadtest.errors import CampaignError
 from tritonstack.loadtest.report.summary import FindMaxResult
@@ -170,7 +170,8 @@ rps = "0.3x capacity"
     assert capacity["rps"] > 0 and capacity["source"].startswith(f"measured on {tiny_server.grpc_url}: find-max")
     (window,) = summary["windows"]
     assert window["target_rps"] == pytest.approx(0.3 * capacity["rps"], abs=0.1)
-    assert any(v["slo"] == f"rps >= {0.2 * capacity['rps']:.1f}" for v in summary["verdicts"])
+    (rate_slo,) = [Slo.parse(v["slo"]) for v in summary["verdicts"] if v["slo"].startswith("rps >=")]
+    assert rate_slo.threshold == pytest.approx(0.2 * capacity["rps"], abs=0.06)  # "0.2x capacity", resolved
     assert code == (0 if summary["passed"] else 1)
     probe = json.loads((out / "capacity" / "find-max" / "summary.json").read_text())
     assert probe["find_max"]["max_rps"] == pytest.approx(capacity["rps"], abs=0.05)
