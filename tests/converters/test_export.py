@@ -126,7 +126,7 @@ def test_repository_versions_are_added_and_never_overwritten(tmp_path):
     # a write that fails midway leaves no version and no staging folder behind
     with pytest.raises(FileNotFoundError):
         write_version(repo, config, {"model.onnx": tmp_path / "missing.onnx"}, {})
-    assert sorted(p.name for p in (repo / "emb").iterdir()) == ["1", "2", "config.pbtxt"]
+    assert sorted(p.name for p in (repo / "emb").iterdir()) == ["1", "2", "config.pbtxt", "warmup"]
     assert [p.name for p in repo.iterdir()] == ["emb"]
 
 

@@ -40,6 +40,10 @@ from tritonstack.server.stubs import backend_stubs
 Log = Callable[[str], None]
 
 
+# Seconds in-flight requests may drain when a Triton wedged on a load is restarted.
+WEDGED_DRAIN_S = 5.0
+
+
 @dataclasses.dataclass(frozen=True)
 class SupervisorConfig:
     """How hard the launcher works to keep Triton serving.
@@ -52,6 +56,9 @@ class SupervisorConfig:
             started again before the launcher gives up; 0 = never.
         heal_timeout_s: Seconds one reload may take before it counts as a failed attempt.
         hung_after_s: Seconds a stub may stay stopped before it is killed and healed.
+        wedged_after_s: Seconds a reload may go on after one of its model's new stubs died.
+            Triton answers such a load with an error at once, or, when the stub died during
+            its start-up, never: then Triton is restarted (measured with tritonserver 2.51).
     """
 
     interval_s: float = 1.0
@@ -60,6 +67,7 @@ class SupervisorConfig:
     restart_on_failure: int = 0
     heal_timeout_s: float = 120.0
     hung_after_s: float = 5.0
+    wedged_after_s: float = 10.0
 
     def __post_init__(self) -> None:
         from tritonstack.server.errors import ConfigError
@@ -98,6 +106,7 @@ class Supervisor:
         self._stopped_since: dict[int, float] = {}  # stub pid -> first seen stopped
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="heal")
         self._heals: dict[str, tuple[Future[str | None], float]] = {}  # model -> reload, started
+        self._wedged: dict[str, float] = {}  # model -> when a stub died under its reload
 
     @property
     def ready(self) -> bool:
@@ -120,6 +129,10 @@ class Supervisor:
         if code is not None:
             return self._restart(f"tritonserver exited with code {code}")
         for model in self._dead_stub_models():
+            if model in self._heals:  # one of the reload's own new stubs
+                self._wedged.setdefault(model, time.monotonic())
+                self.log(f"a new backend of model '{model}' died during its reload")
+                continue
             if model not in self.broken:
                 self.broken[model] = time.monotonic()
                 self._count("backend_failures", model)
@@ -210,7 +223,14 @@ class Supervisor:
             self._heals[model] = (self._pool.submit(self._reload, model, before), time.monotonic())
             return None
         future, started = running
+        wedged = self._wedged.get(model)
+        if not future.done() and wedged is not None and time.monotonic() - wedged >= self.config.wedged_after_s:
+            # Triton's own shutdown waits for that load too: in-flight requests get a short drain.
+            return self._restart(f"the reload of model '{model}' has not returned {self.config.wedged_after_s:.0f} s "
+                                 "after one of its new backends died (Triton can wait for such a stub forever)",
+                                 grace_s=WEDGED_DRAIN_S)
         if future.done():
+            self._wedged.pop(model, None)
             detail = future.result()
         elif time.monotonic() - started >= self.config.heal_timeout_s:
             detail = f"no answer within {self.config.heal_timeout_s:.0f} s (--heal-timeout)"
@@ -252,7 +272,7 @@ class Supervisor:
         return None
 
     # -- restarting Triton ----------------------------------------------------------------------
-    def _restart(self, reason: str) -> str | None:
+    def _restart(self, reason: str, grace_s: float | None = None) -> str | None:
         if self.restarts >= self.config.restart_on_failure:
             self._triton_ready = False
             self._set_ready()
@@ -263,11 +283,12 @@ class Supervisor:
                  f"(restart {self.restarts} of {self.config.restart_on_failure})")
         self._triton_ready = False
         self._set_ready()
-        self.server.stop(abandoned=self.healed)
+        self.server.stop(grace_s, abandoned=self.healed)
         self.healed = 0
         if self.server.pid is not None:
             kill_process_group(self.server.pid)  # also ends a reload in flight (the stubs held it)
         self._heals.clear()
+        self._wedged.clear()
         if self.stopping.wait(backoff):
             return None  # a signal during the backoff: the launcher stops; nothing to restart
         self.broken.clear()
