@@ -41,7 +41,7 @@ def _psi(url: str) -> dict[str, float]:
 
 
 def _campaign(name: str, grpc: str, metrics: str) -> None:
-    subprocess.run([sys.executable, "-m", "tritonstack.loadtest", "run", name, "--grpc", grpc, "--metrics", metrics,
+    subprocess.run([sys.executable, "-m", "tritonstack.loadtest", "run", name, "--url", grpc, "--metrics-url", metrics,
                     "--quiet"], cwd=ROOT, check=True)
 
 

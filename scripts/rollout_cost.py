@@ -71,10 +71,10 @@ def main() -> int:
     parser.add_argument("--shares", default="0,10,50,100", help="%% of requests shadowed, at half capacity")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from tritonstack.loadtest import crosscheck
+    from tritonstack.loadtest.bench import perf_analyzer as crosscheck
     from tritonstack.loadtest.campaign import Traffic
     from tritonstack.loadtest.errors import RunFailed
-    from tritonstack.loadtest.metrics import cpu_by_process, scrape
+    from tritonstack.loadtest.runner.metrics import cpu_by_process, scrape
     from tritonstack.rollout.controller import Rollout, Target
     from tritonstack.server import ServerConfig, TritonServer
 

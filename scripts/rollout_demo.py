@@ -82,8 +82,8 @@ def main() -> int:
         primary = int(pinned.stdout.split(": v")[1].split()[0])
         good, broken = _export(repository, "retrained"), _export(repository, "mislabelled")
 
-        load_argv = [sys.executable, "-m", "tritonstack.loadtest", "run", "rollout", "--grpc", triton.grpc_url,
-                     "--metrics", triton.metrics_url, "--quiet"]
+        load_argv = [sys.executable, "-m", "tritonstack.loadtest", "run", "rollout", "--url", triton.grpc_url,
+                     "--metrics-url", triton.metrics_url, "--quiet"]
         _show(load_argv)
         print("  (in the background, for 203 s)", flush=True)
         load = subprocess.Popen(load_argv, cwd=ROOT, text=True, stdout=subprocess.PIPE,

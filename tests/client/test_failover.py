@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import start_server
 from tests.helpers import repos
 from tritonstack.client import AsyncClient, Client, ClientError, Status
-from tritonstack.loadtest.metrics import scrape
+from tritonstack.loadtest.runner.metrics import scrape
 from tritonstack.server import ServerConfig, TritonServer, free_port
 
 pytestmark = pytest.mark.triton

@@ -26,7 +26,8 @@ def test_help_lists_every_option():
                           text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0
     for option in ("--task", "--precision", "--int8-mode", "--calibration", "--max-batch-size", "--instances",
-                   "--model-repository", "--model-version", "--target", "--opset", "--admit-rows", "--max-queue-delay-us",
+                   "--model-repository", "--model-version", "--target", "--opset", "--admit-rows",
+                   "--max-queue-delay-us",
                    "--min-mean-cosine",
                    "--min-recall-at-10", "--max-accuracy-drop", "--verbose", "exit codes"):
         assert option in proc.stdout

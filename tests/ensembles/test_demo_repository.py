@@ -24,7 +24,7 @@ from tritonstack.client import Client
 from tritonstack.converters.repository import existing_versions
 from tritonstack.demo.data import digits_split, text_corpus
 from tritonstack.ensembles.build import MAX_LENGTH, minilm_tokenizer_file
-from tritonstack.loadtest.metrics import scrape
+from tritonstack.loadtest.runner.metrics import scrape
 from tritonstack.serving.batching import concat_padded, plan_runs
 from tritonstack.serving.cpu import int8_config_entries
 from tritonstack.serving.requests import TensorInfo
@@ -116,7 +116,7 @@ def test_dynamic_batching_from_tritons_metrics(server) -> None:
 def test_a_killed_backend_of_each_kind_recovers_under_load(repository: Path) -> None:
     """The two-instance INT8 MiniLM (tokenizing its own text) and the one-instance digits
     classifier, the only Python-backend stubs of the demo pipelines: SIGKILL under load."""
-    from tritonstack.loadtest.heal_drill import run_drill
+    from tritonstack.loadtest.drills.heal import run_drill
 
     results = run_drill(repository, models=("minilm", "digits_cnn"),
                         threads_per_kind=1, settle_s=1.0, timeout_s=30.0, log=lambda _: None)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import start_server
 from tritonstack.client import Client
-from tritonstack.loadtest.metrics import scrape
+from tritonstack.loadtest.runner.metrics import scrape
 from tritonstack.server import TritonServer
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]

@@ -131,7 +131,7 @@ def test_one_bad_request_fails_alone_in_a_batch(server: TritonServer) -> None:
 
 
 def test_refused_and_truncated_inputs_are_counted_per_reason_on_tritons_metrics(server: TritonServer) -> None:
-    from tritonstack.loadtest.metrics import scrape_monitoring
+    from tritonstack.loadtest.runner.metrics import scrape_monitoring
 
     def counts() -> dict[str, dict[str, float]]:
         return (scrape_monitoring(server.metrics_url, timeout_s=5) or {}).get("data_quality", {})

@@ -46,7 +46,8 @@ def test_every_tool_prints_its_version(name, capsys) -> None:
 @pytest.mark.parametrize("name", TOOLS)
 def test_help_shows_the_one_exit_code_table_and_no_escaped_percent(name, capsys) -> None:
     tool = _tool(name)
-    table = r"exit codes: 0 ok,.* 1 a check failed.* 2 usage or bad input.* 3 environment.* 4 internal error.* 130 interrupted"
+    table = (r"exit codes: 0 ok,.* 1 a check failed.* 2 usage or bad input.* 3 environment.* 4 internal error.* "
+             r"130 interrupted")
     assert re.search(table, " ".join(tool.parser.format_help().split()))
     for command, parser in _commands(tool).items():
         text = parser.format_help()

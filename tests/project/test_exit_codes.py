@@ -34,7 +34,7 @@ def _run(tool: str, *argv: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(("argv", "code", "message"), [
     (("converters", "export", "minilm", "--name", "модель"), 2, "ASCII letters"),
     (("converters", "export", "minilm", "--name", "a", "--work-dir", "/etc/passwd"), 2, "is a file"),
-    (("loadtest", "run", "smoke", "--grpc", "127.0.0.1:1", "--report-dir", "/etc/passwd"), 2, "is a file"),
+    (("loadtest", "run", "smoke", "--url", "127.0.0.1:1", "--out", "/etc/passwd"), 2, "is a file"),
     (("loadtest", "run", "smoke", "--metrics", "file:///etc/passwd"), 2, "http(s)://"),
     (("client", "--url", "127.0.0.1:1", "embed", "\udcff\udcfe bad"), 2, "lone surrogates"),
 ])

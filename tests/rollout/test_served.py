@@ -167,8 +167,8 @@ def _at_rest(repo: Path, server: TritonServer, version: int) -> None:
 def _cli(server: TritonServer, repo: Path, *argv: str, url: str | None = None,
          timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tritonstack.rollout", *argv, "--model-repository", str(repo), "--url", url or server.grpc_url,
-         "--metrics-url", server.metrics_url, "--reports", str(repo.parent / "reports")],
+        [sys.executable, "-m", "tritonstack.rollout", *argv, "--model-repository", str(repo),
+         "--url", url or server.grpc_url, "--metrics-url", server.metrics_url, "--out", str(repo.parent / "reports")],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
@@ -305,7 +305,7 @@ def test_a_killed_canary_resumes_and_promotes_then_rolls_forward_again(server, r
             [sys.executable, "-m", "tritonstack.rollout", "canary", MODEL, "--candidate", "3", "--steps", "20,50,100",
              "--hold", "6s", *RESUME_SLOS, "--model-repository", str(repo),
              "--url", server.grpc_url, "--metrics-url", server.metrics_url,
-             "--reports", str(repo.parent / "reports")], cwd=ROOT, stdout=subprocess.DEVNULL,
+             "--out", str(repo.parent / "reports")], cwd=ROOT, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -295,7 +295,8 @@ def test_a_stub_killed_during_its_models_reload_is_healed_within_30_s(tmp_path: 
     model_py = slow / "1" / "model.py"
     model_py.write_text(model_py.read_text().replace(
         "    def execute(self, requests):",
-        "    def initialize(self, args):\n        import time\n        time.sleep(3)\n\n    def execute(self, requests):"))
+        "    def initialize(self, args):\n        import time\n        time.sleep(3)\n\n"
+        "    def execute(self, requests):"))
     launcher = Launcher(tmp_path, "--restart-on-failure", "1")
     url = f"127.0.0.1:{launcher.grpc}"
     answers: list[float | str] = []

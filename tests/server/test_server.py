@@ -18,7 +18,7 @@ import tritonclient.grpc as grpcclient
 
 from tests.conftest import start_server
 from tests.helpers import repos
-from tritonstack.loadtest.metrics import scrape
+from tritonstack.loadtest.runner.metrics import scrape
 from tritonstack.server import (
     BinaryNotFound,
     ModelLoadFailed,

@@ -35,7 +35,8 @@ EPILOG = exit_codes_epilog({
 
 examples:
   python -m tritonstack.converters export minilm --name minilm --precision int8 --precision fp32
-  python -m tritonstack.converters export tritonstack.converters.sources.digits:factory --name digits_cnn --precision int8
+  python -m tritonstack.converters export tritonstack.converters.sources.digits:factory --name digits_cnn \\
+      --precision int8
   python -m tritonstack.converters export ./my-bert --name mybert --task feature-extraction --target onnxruntime
   python -m tritonstack.converters bench model_repository/minilm --batch 1 --batch 32
   python -m tritonstack.converters verify --model-repository model_repository"""

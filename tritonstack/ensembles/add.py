@@ -75,8 +75,8 @@ def add(spec: AddSpec) -> AddReport:
     model_dir = repository / spec.model
     config = read_config(model_dir) if model_dir.is_dir() else None
     if config is None or not existing_versions(model_dir):
-        raise InvalidSpec(f"no exported model {spec.model!r} in {repository}; export it first: "
-                          f"python -m tritonstack.converters export DIR --name {spec.model} --model-repository {repository}")
+        raise InvalidSpec(f"no exported model {spec.model!r} in {repository}; export it first: python -m "
+                          f"tritonstack.converters export DIR --name {spec.model} --model-repository {repository}")
     metadata = _metadata(model_dir)
     task = _task(spec, metadata, config)
     inputs = tuple(i.name for i in config.input)

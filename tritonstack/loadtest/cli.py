@@ -43,19 +43,6 @@ EPILOG = exit_codes_epilog({
     ExitCode.USAGE: "a bad campaign file, report or option",
     ExitCode.ENVIRONMENT: "the server is unreachable or lacks a model, or Locust or perf_analyzer failed",
 })
-# Names the commands had before the shared convention; still accepted (not shown in --help) so that
-# the compose file, the Kubernetes Job and older scripts keep working.
-_RENAMED = {"--grpc": "--url", "--metrics": "--metrics-url", "--report-dir": "--out"}
-
-
-def _old_names(parser: argparse.ArgumentParser, *, metrics: bool = True, out: bool = True) -> None:
-    parser.add_argument("--grpc", dest="url", action="append", help=argparse.SUPPRESS)
-    if metrics:
-        parser.add_argument("--metrics", dest="metrics_url", help=argparse.SUPPRESS)
-    if out:
-        parser.add_argument("--report-dir", dest="out", type=Path, help=argparse.SUPPRESS)
-
-
 def _one_url(args: argparse.Namespace) -> str | None:
     """The one gRPC endpoint a load test drives (``--url`` given at most once)."""
     urls = args.url or []
@@ -73,7 +60,6 @@ def _campaign_command(tool: Tool, name: str, help: str, description: str) -> Non
     add_model_repository(cmd, default=None, help="start a Triton of our own on DIR (free ports) for the run, "
                          "then stop it")
     add_out(cmd, default=None, help="where the reports go (default: reports/loadtest/CAMPAIGN-TIME)")
-    _old_names(cmd)
     sizing = cmd.add_argument_group(
         "capacity (campaigns with rates such as rps = \"3x capacity\")",
         "Without either option the capacity is measured first on the target: a closed-loop window, then a "
@@ -125,7 +111,6 @@ def build_tool() -> Tool:
     worker.add_argument("--master-host", default="127.0.0.1", metavar="HOST")
     worker.add_argument("--master-port", type=int, default=5557, metavar="PORT")
     add_url(worker, help="Triton's gRPC endpoint as seen from here (default: the campaign's)")
-    _old_names(worker, metrics=False, out=False)
     worker.add_argument("--processes", type=int, default=1, metavar="N")
     worker.add_argument("--capacity", type=float, metavar="RPS",
                         help="the master's capacity, for a campaign with rates relative to it")
@@ -137,7 +122,6 @@ def build_tool() -> Tool:
     add_url(pa, help="Triton's gRPC endpoint (default: the campaign's, else 127.0.0.1:8001)")
     add_model_repository(pa, default=None, help="start a Triton on DIR for it")
     add_out(pa, default=None, help="where perf_analyzer.csv and .json go (default: reports/loadtest/...)")
-    _old_names(pa, metrics=False)
     pa.add_argument("--rate", type=float, metavar="RPS", help="fixed request rate (default: concurrency)")
     pa.add_argument("--concurrency", type=int, metavar="N",
                     help="fixed number of outstanding requests (default 16 when no rate applies)")
