@@ -32,7 +32,7 @@ from tritonstack.client._errors import ClientError, Status
 from tritonstack.client._images import load_digit
 from tritonstack.client._sync import Client
 
-# The project's one convention (README, "Exit codes"): 3 = the environment lacks something, here
+# The project's one table (tritonstack.cli.ExitCode): 3 = the environment lacks something, here
 # an answering server.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_ANSWER, EXIT_INTERNAL, EXIT_INTERRUPTED = (
     ExitCode.OK, ExitCode.CHECK_FAILED, ExitCode.USAGE, ExitCode.ENVIRONMENT, ExitCode.INTERNAL, ExitCode.INTERRUPTED)

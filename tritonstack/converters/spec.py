@@ -149,7 +149,7 @@ class ExportSpec:
         admit_rows: python-ort only: the most rows one execution computes (0 = all). Under
             overload the batch's oldest requests past it are refused unserved (UNAVAILABLE,
             like a queue policy's refusal) and the newest are served. Sheds load without a
-            queue policy, so Triton keeps prefetching batches and never stalls (README,
+            queue policy, so Triton keeps prefetching batches and never stalls (docs/benchmarks.md,
             "Goodput under overload").
         repository: Model repository root.
         version: Version number to write; ``None`` = next free.

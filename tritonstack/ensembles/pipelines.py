@@ -5,7 +5,7 @@ so the real schema checks every field; ``text_format`` writes them.
 
 The demo's two pipelines are one step each: MiniLM tokenizes its own text and the digits
 classifier's graph scales its pixels and computes its softmax, so each request crosses one
-Python-backend stub, not three (README, "Pipelines at the hardware's limit").
+Python-backend stub, not three (docs/benchmarks.md, "Pipelines at the hardware's limit").
 
 Batching choices for the Python steps ``python -m tritonstack.ensembles add`` writes (tokenizer, labels):
 * one instance each and a short queue delay: their work is microseconds per request, so one
@@ -167,7 +167,7 @@ DIGITS_MAX_BATCH = 256
 # not by these Python steps: they cost ~1 ms a batch, and any queue policy turns off Triton's
 # payload prefetching, after which a step whose queue fills while its instance is busy can sleep
 # 500 ms before the batcher looks again (seen as 500 ms queue waits in Triton's trace during the
-# spike campaign; README, Reliability).
+# spike campaign; docs/benchmarks.md, "Overload").
 TOKEN_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 LABELS = tuple(str(d) for d in range(contract.DIGIT_CLASSES))
 LABELS_FILE = "labels.txt"

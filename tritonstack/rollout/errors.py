@@ -1,4 +1,4 @@
-"""Rollout errors, each with the project's exit code (README, "Exit codes")."""
+"""Rollout errors, each with the project's exit code (``tritonstack.cli.ExitCode``)."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def build_tool() -> Tool:
                        help="Triton's local response cache of MB megabytes for the models that enable it "
                        "(the demo's embed and classify_digit): a repeated request is answered without "
                        "running the model (default: 0, off). Triton 2.51 has crashed with it under "
-                       "load (README, Response cache): add --restart-on-failure")
+                       "load (docs/server.md, 'Response cache'): add --restart-on-failure")
     serve.add_argument("--nice", type=int, default=0, metavar="N",
                        help="run Triton at a lower CPU priority (Unix nice 0-19), for example beside a "
                             "load generator on the same machine (default: %(default)s)")
@@ -204,8 +204,8 @@ def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     if args.response_cache_mb and not args.restart_on_failure:
-        print("note: Triton 2.51 has crashed with the response cache under load (README, Response "
-              "cache); --restart-on-failure N restarts it", flush=True)
+        print("note: Triton 2.51 has crashed with the response cache under load (docs/server.md, 'Response "
+              "cache'); --restart-on-failure N restarts it", flush=True)
     print(f"starting {server.install.binary} (log: {server.log_path})", flush=True)
     try:
         server.start(args.ready_timeout)

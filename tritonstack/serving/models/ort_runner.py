@@ -41,7 +41,7 @@ Config ``parameters`` (all optional, string values):
   Triton hands the runner more than that only when requests queued faster than the instances
   took them, so this bounds the wait of what is served. It sheds load the way a queue policy
   would, but a queue policy turns off Triton 2.51's batch prefetching, and then the batcher
-  stalls for 500 ms whenever every caller is queued and an instance frees (README, "Goodput
+  stalls for 500 ms whenever every caller is queued and an instance frees (docs/benchmarks.md, "Goodput
   under overload");
 * ``execution_providers``: comma list in priority order, e.g.
   ``TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider``; providers this
