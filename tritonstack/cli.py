@@ -107,6 +107,8 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, hint: str = "", **kwargs) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        # A prefix of a flag is not that flag: scripts keep working when a longer flag is added.
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.hint = hint
 

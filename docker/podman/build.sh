@@ -6,11 +6,11 @@
 #   docker/podman/build.sh [TARGET...]   # targets: mounted (default: the serving image), loadtest
 #
 # Tags: localhost/triton-stack-cpu:VERSION (mounted) and localhost/triton-stack-loadtest:VERSION,
-# VERSION from pyproject.toml. Run them with `podman run --network host --init ...` (README, "Images").
+# VERSION is tritonstack.__version__. Run them with `podman run --network host --init ...` (docs/deployment.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
+version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' tritonstack/__init__.py | head -1)
 docker/podman/setup.sh >/dev/null
 base=$(docker/podman/base.sh)  # its progress on stderr, the name on stdout
 for target in "${@:-mounted}"; do

@@ -112,7 +112,7 @@ def _run_on_bounded(server: TritonServer, tmp_path: Path, name: str, body: str) 
     campaign.write_text(f'name = "{name}"\n{body}{BOUNDED_TRAFFIC}')
     report = tmp_path / "report"
     code = loadtest_main(["run", str(campaign), "--url", server.grpc_url, "--metrics-url", server.metrics_url,
-                          "--report-dir", str(report)])
+                          "--out", str(report)])
     return code, report
 
 

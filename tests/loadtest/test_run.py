@@ -173,9 +173,8 @@ def test_unreachable_target_and_unknown_model_are_one_line_errors(
     campaign = _write(tmp_path, "c", 'slo = ["error_rate <= 0"]\n[[stages]]\nduration_s = 1\nusers = 1\n')
     from tritonstack.server import free_port
 
-    # the names before the shared convention (--grpc, --metrics, --report-dir) still work
-    assert main(["run", str(campaign), "--grpc", f"127.0.0.1:{free_port()}", "--metrics", "",
-                 "--report-dir", str(tmp_path / "x")]) == 3
+    assert main(["run", str(campaign), "--url", f"127.0.0.1:{free_port()}", "--metrics-url", "",
+                 "--out", str(tmp_path / "x")]) == 3
     assert capsys.readouterr().err.startswith("TargetError: no Triton answers gRPC at 127.0.0.1:")
     other = tmp_path / "other.toml"
     other.write_text(campaign.read_text().replace('model = "add_one"', 'model = "nope"'))

@@ -117,6 +117,8 @@ def test_examples_parse_as_a_user_types_them(name, argv, expected) -> None:
     ("server", ["serve", "--ready-timeout", "0"], "must be above zero"),
     ("server", ["serve", "--no-such-flag"], "tritonserver's own flags go after --"),
     ("converters", ["bench", "r/m", "--batch", "100000000"], "100000000 is outside 1..4096"),
+    # a prefix is not the flag: loadtest's old --metrics would otherwise pass for --metrics-url
+    ("loadtest", ["run", "smoke", "--metrics", "http://h:8002/metrics"], "unrecognized arguments: --metrics"),
 ])
 def test_a_usage_error_is_one_line_with_exit_2(name, argv, message, capsys) -> None:
     with pytest.raises(SystemExit) as done:

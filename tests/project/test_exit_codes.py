@@ -35,7 +35,7 @@ def _run(tool: str, *argv: str) -> subprocess.CompletedProcess[str]:
     (("converters", "export", "minilm", "--name", "модель"), 2, "ASCII letters"),
     (("converters", "export", "minilm", "--name", "a", "--work-dir", "/etc/passwd"), 2, "is a file"),
     (("loadtest", "run", "smoke", "--url", "127.0.0.1:1", "--out", "/etc/passwd"), 2, "is a file"),
-    (("loadtest", "run", "smoke", "--metrics", "file:///etc/passwd"), 2, "http(s)://"),
+    (("loadtest", "run", "smoke", "--metrics-url", "file:///etc/passwd"), 2, "http(s)://"),
     (("client", "--url", "127.0.0.1:1", "embed", "\udcff\udcfe bad"), 2, "lone surrogates"),
 ])
 def test_hostile_command_lines_get_one_line_and_the_documented_code(argv, code, message) -> None:

@@ -88,9 +88,9 @@ def test_the_container_turns_healthy_serves_the_smoke_campaign_and_stops_cleanly
         time.sleep(2)
 
     report = tmp_path / "smoke"
-    done = subprocess.run([sys.executable, "-m", "tritonstack.loadtest", "run", "smoke", "--grpc",
-                           "127.0.0.1:8001", "--metrics", "http://127.0.0.1:8002/metrics",
-                           "--report-dir", str(report), "--quiet"],
+    done = subprocess.run([sys.executable, "-m", "tritonstack.loadtest", "run", "smoke", "--url",
+                           "127.0.0.1:8001", "--metrics-url", "http://127.0.0.1:8002/metrics",
+                           "--out", str(report), "--quiet"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads(next(report.rglob("summary.json")).read_text())
