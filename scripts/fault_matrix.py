@@ -174,12 +174,18 @@ def run_fault(name: str, repo: Path, args: argparse.Namespace) -> Observed:
             elif name == "tritonserver kill":
                 launcher.triton().kill()
             elif name == "launcher kill":
-                # SIGKILL the launcher; the orchestrator (Kubernetes, compose restart) starts a new one.
+                # SIGKILL the launcher; an orchestrator (a restart policy) starts a new one, 1 s after
+                # each exit, until one is ready.
                 launcher.proc.kill()
                 launcher.proc.wait()
-                time.sleep(1.0)  # an orchestrator's restart delay, at its shortest
-                launcher.start()
-                note = "a new launcher started 1 s later, as an orchestrator would"
+                starts = 0
+                while launcher.ready() != 200 and time.monotonic() - at < args.observe:
+                    if launcher.proc.poll() is not None:
+                        time.sleep(1.0)
+                        launcher.start()
+                        starts += 1
+                    time.sleep(0.2)
+                note = f"restarted 1 s after each exit, as a restart policy would ({starts} start(s))"
             elif name == "export kill":
                 export = subprocess.Popen(
                     [sys.executable, "-m", "tritonstack.converters", "export",

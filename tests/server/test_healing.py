@@ -178,6 +178,28 @@ def test_sigkill_of_the_launcher_takes_triton_and_its_stubs_down(launch) -> None
     _wait(lambda: not set(stubs) & set(_stubs_anywhere()), 30)
 
 
+def test_a_launcher_started_after_a_sigkilled_one_serves_on_the_same_ports(repo) -> None:
+    """The fault matrix: with SIGTERM as its parent-death signal, the orphaned Triton unloaded
+    every model, then held its ports for --exit-timeout answering NOT_FOUND, and the launcher a
+    restart policy started next failed with PortInUse. It now dies at once with its launcher."""
+    first = Launcher(repo)
+    first.proc.kill()
+    first.proc.wait()
+    time.sleep(1.0)  # a restart policy's delay
+    second = subprocess.Popen(
+        [sys.executable, "-m", "tritonstack.server", "serve", "--model-repository", str(repo),
+         f"--grpc-port={first.grpc}", f"--http-port={first.http}", f"--metrics-port={first.metrics}",
+         f"--health-port={first.health}", "--exit-timeout=10"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait(lambda: first.health_status("ready") == 200 or second.poll() is not None, 60)
+        assert second.poll() is None, second.communicate()[0][-2000:]
+        assert _add_two(f"127.0.0.1:{first.grpc}") == 2.0
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--restrict", "bogus"], "--restrict bogus: not a Triton protocol group"),
     (["--health-port", "70000"], "--health-port must be 0-65535"),

@@ -65,17 +65,22 @@ RELOAD_PARAMETER = "triton_stack_reloaded_at"
 
 
 def _die_with_parent(nice: int, with_parent: bool) -> None:
-    """In the child before exec: SIGTERM when the launcher dies, even by SIGKILL, and nice.
+    """In the child before exec: SIGKILL when the launcher dies, even by SIGKILL, and nice.
 
-    PR_SET_PDEATHSIG fires when the *thread* that started the child ends, so it is only asked
-    for from the main thread (the launcher's); Linux only, elsewhere stop() is the only cleanup.
+    SIGKILL, not SIGTERM: a Triton told to drain unloads every model at once, then holds its
+    ports for up to --exit-timeout answering NOT_FOUND (which no client retries), and the
+    launcher an orchestrator starts in its place cannot bind them (measured in the fault matrix,
+    docs/benchmarks.md). With no launcher left to supervise it, a quick death frees the ports;
+    its backend stubs notice their parent is gone and exit. PR_SET_PDEATHSIG fires when the
+    *thread* that started the child ends, so it is only asked for from the main thread (the
+    launcher's); Linux only, elsewhere stop() is the only cleanup.
     """
     if with_parent:
         try:
             import ctypes
 
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
         except (OSError, AttributeError):
             pass
     if nice:
