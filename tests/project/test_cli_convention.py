@@ -14,7 +14,7 @@ import pytest
 from tritonstack import __version__
 from tritonstack.cli import ExitCode, Tool, duration, positive_duration, whole_seconds
 
-TOOLS = ("converters", "ensembles", "server", "client", "rollout", "loadtest")
+TOOLS = ("converters", "ensembles", "server", "client", "rollout", "loadtest", "http")
 DURATION_TYPES = (duration, positive_duration, whole_seconds)
 # Names the tools used for things the convention names otherwise (issue #33).
 RETIRED = {"--grpc": "--url", "--metrics": "--metrics-url", "--report-dir": "--out", "--reports": "--out",

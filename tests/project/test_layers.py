@@ -36,7 +36,7 @@ def _tree(tmp_path: Path) -> Path:
     (tmp_path / "tritonstack").mkdir()
     (tmp_path / "tritonstack" / "__init__.py").write_text("")
     (tmp_path / "tritonstack" / "cli.py").write_text("")
-    for package in ("server", "client", "converters", "ensembles", "loadtest", "demo", "rollout", "serving"):
+    for package in ("server", "client", "converters", "ensembles", "loadtest", "demo", "rollout", "serving", "http"):
         (tmp_path / "tritonstack" / package).mkdir()
         (tmp_path / "tritonstack" / package / "__init__.py").write_text("")
     # the one exception the real tree has, so that the contract's ignore_imports still match

@@ -1,0 +1,5 @@
+import sys
+
+from tritonstack.http.cli import main
+
+sys.exit(main())
