@@ -30,7 +30,7 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 PAGES = [README, *DOCS]
 # Pages whose command lines are kept to the command-line convention by this test.
 FLAG_PAGES = [README, *(page for page in DOCS if page.name != "loadtest.md")]
-TOOLS = ("converters", "ensembles", "server", "client", "rollout", "loadtest")
+TOOLS = ("converters", "ensembles", "server", "client", "rollout", "loadtest", "http")
 MAX_README_LINES = 320
 
 
