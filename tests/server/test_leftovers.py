@@ -92,3 +92,42 @@ def test_a_start_under_model_control_none_removes_what_a_killed_export_left(tmp_
         assert not left.exists()
     finally:
         server.stop()
+
+
+def test_a_stub_whose_tritonserver_is_gone_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed launcher takes its Triton down with SIGKILL; busy stubs do not notice and ran on
+    (the fault matrix left two MiniLM stubs for half an hour). A stand-in stub, reparented as one
+    is when its Triton dies, is killed by the next start's sweep."""
+    from tritonstack.server.leftovers import remove_orphaned_stubs
+
+    stub = tmp_path / "backends" / "python" / "triton_python_backend_stub"  # its argv[0], as Triton starts it
+    model_py = tmp_path / "repo" / "m" / "1" / "model.py"
+    # A double fork: the stand-in's parent exits, as a killed Triton does.
+    code = ("import subprocess, sys; p = subprocess.Popen([sys.argv[1], '-c', 'import time; time.sleep(300)', "
+            "sys.argv[2], 'm_0_0', 'DEFAULT'], executable=sys.executable, start_new_session=True, "
+            "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)")
+    pid = int(subprocess.run([sys.executable, "-c", code, str(stub), str(model_py)], capture_output=True, text=True,
+                             check=True).stdout)
+    import psutil
+
+    assert psutil.Process(pid).is_running()
+    killed = remove_orphaned_stubs(log=lambda _: None)
+    assert pid in killed
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_only_unmapped_old_shared_memory_regions_are_removed(tmp_path: Path) -> None:
+    import mmap
+
+    from tritonstack.server.leftovers import SHM_MIN_AGE_S, SHM_PREFIX, remove_unmapped_shm_regions
+
+    old, fresh, mapped, other = (tmp_path / name for name in (f"{SHM_PREFIX}old", f"{SHM_PREFIX}fresh",
+                                                               f"{SHM_PREFIX}mapped", "not_a_region"))
+    for path in (old, fresh, mapped, other):
+        path.write_bytes(b"\0" * 4096)
+    for path in (old, mapped, other):
+        os.utime(path, (time.time() - SHM_MIN_AGE_S - 60,) * 2)
+    with open(mapped, "r+b") as f, mmap.mmap(f.fileno(), 4096):  # a live stub's region
+        removed = remove_unmapped_shm_regions(log=lambda _: None, shm_dir=tmp_path)
+    assert removed == [old]
+    assert fresh.exists() and mapped.exists() and other.exists()

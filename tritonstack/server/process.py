@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tritonstack.server.config import ModelControl, ServerConfig
 from tritonstack.server.errors import ModelLoadFailed, PortInUse, ReadinessTimeout, ServerExited
-from tritonstack.server.leftovers import remove_dead_staging
+from tritonstack.server.leftovers import remove_dead_staging, remove_orphaned_stubs, remove_unmapped_shm_regions
 from tritonstack.server.locate import TritonInstall, find_tritonserver, prepare_backends, server_environment
 
 _LOAD_FAILED = re.compile(r"failed to load '([^']+)' version \d+: (.*?)(?:\\n|\"\s*$)")
@@ -179,7 +179,10 @@ class TritonServer:
                            ("Metrics", self.metrics_port)):
             _check_port_free(self.config.host, port, what)
         backends = prepare_backends(self.install, Path(self._workdir.name))
-        remove_dead_staging(self.config.model_repository, log=lambda line: print(line, flush=True))
+        note = lambda line: print(line, flush=True)  # noqa: E731
+        remove_dead_staging(self.config.model_repository, log=note)
+        remove_orphaned_stubs(log=note)
+        remove_unmapped_shm_regions(log=note)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # appended to: a restarted Triton keeps the log of the one that died
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed on stop
