@@ -71,9 +71,9 @@ def _die_with_parent(nice: int, with_parent: bool) -> None:
     ports for up to --exit-timeout answering NOT_FOUND (which no client retries), and the
     launcher an orchestrator starts in its place cannot bind them (measured in the fault matrix,
     docs/benchmarks.md). With no launcher left to supervise it, a quick death frees the ports;
-    its backend stubs notice their parent is gone and exit. PR_SET_PDEATHSIG fires when the
-    *thread* that started the child ends, so it is only asked for from the main thread (the
-    launcher's); Linux only, elsewhere stop() is the only cleanup.
+    idle backend stubs exit on their own, and the next start kills busy ones (server/leftovers.py).
+    PR_SET_PDEATHSIG fires when the *thread* that started the child ends, so it is only asked for
+    from the main thread (the launcher's); Linux only, elsewhere stop() is the only cleanup.
     """
     if with_parent:
         try:
