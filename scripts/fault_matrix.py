@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tritonstack.client import Client, ClientConfig, ClientError  # noqa: E402
+from tritonstack.loadtest.report.machine import detect  # noqa: E402
 from tritonstack.server import free_port  # noqa: E402
 from tritonstack.server.stubs import backend_stubs  # noqa: E402
 
@@ -230,16 +230,6 @@ def run_overload(repo: Path, args: argparse.Namespace) -> Observed:
         launcher.stop()
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 FAULTS = ("stub kill, early", "stub kill, late", "tritonserver kill", "launcher kill", "export kill")
 
 
@@ -266,9 +256,9 @@ def main() -> int:
         print(json.dumps(asdict(row)), flush=True)
         rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"cpu": _cpu(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
-            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                     text=True).stdout.strip(), "rate": args.rate, "callers": args.callers}
+    machine = detect()
+    meta = {"machine": machine.to_dict(), "date": time.strftime("%Y-%m-%d"), "rate": args.rate,
+            "callers": args.callers}
     (args.out / "fault-matrix.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]},
                                                            indent=2))
     lines = ["| fault | requests | lost (after 3 retries) | recovered in | readiness probe | note |",
@@ -279,7 +269,7 @@ def main() -> int:
         lines.append(f"| {r.fault} | {r.requests} | {lost} | {recovered} | {r.readiness} | {r.note} |")
     (args.out / "fault-matrix.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    print(f"CPU: {meta['cpu']}, {meta['cores']} cores; commit {meta['commit']}")
+    print(f"machine: {machine.label}; commit {machine.server_commit}")
     return 0
 
 
