@@ -8,6 +8,7 @@
 * **Positions.** ``--json``, ``--verbose`` and ``--quiet`` go before or after the subcommand.
 * **Every tool** has ``--version``, and one table of exit codes (:class:`ExitCode`).
 * **Errors** are one line that names the problem and points at ``--help``.
+* **Tab completion** of commands and flags in bash and zsh, through argcomplete (:func:`complete`).
 
 Standard library only: the client and the launcher import it, and nothing else of the project.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -174,10 +176,24 @@ class Tool:
         return parser
 
     def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
+        complete(self.parser)
         args = self.parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         if args.json and args.command not in self.json_commands:
             self.parser.error(f"'{args.command}' has no JSON output; drop --json")
         return args
+
+
+def complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's tab completion and exit, when the shell asks (argcomplete's protocol:
+    ``eval "$(register-python-argcomplete tritonstack-loadtest)"``, README). Nothing otherwise, and
+    nothing where argcomplete is not installed."""
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
 
 
 def add_model_repository(parser: argparse.ArgumentParser, *, required: bool = False,

@@ -138,3 +138,32 @@ def test_durations(text, seconds) -> None:
 def test_what_is_not_a_duration(text) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         duration(text)
+
+
+@pytest.mark.parametrize("name", TOOLS)
+def test_tab_completion_offers_the_commands_and_a_commands_flags(name, tmp_path) -> None:
+    """What bash asks after ``eval "$(register-python-argcomplete tritonstack-NAME)"`` (README):
+    the installed entry point answers through argcomplete's protocol."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("argcomplete", reason="tab completion comes from argcomplete, not installed here")
+    script = shutil.which(f"tritonstack-{name}", path=os.path.dirname(sys.executable))
+    assert script, f"tritonstack-{name} is not installed beside {sys.executable}"
+    commands = _commands(_tool(name))
+    command = sorted(commands)[0]
+
+    def complete(line: str) -> set[str]:
+        answer = tmp_path / "completion"
+        env = {**os.environ, "_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+               "_ARGCOMPLETE_STDOUT_FILENAME": str(answer)}
+        subprocess.run([script], env=env, check=True, timeout=60, stdin=subprocess.DEVNULL)
+        return set(answer.read_text().replace("\x0b", " ").split())
+
+    assert set(commands) <= complete(f"tritonstack-{name} ")
+    flags = {s for a in _options(commands[command]) if a.help != argparse.SUPPRESS  # e.g. --json, no JSON form
+             for s in a.option_strings if s.startswith("--")}
+    assert "--verbose" in flags
+    assert flags <= complete(f"tritonstack-{name} {command} --")
