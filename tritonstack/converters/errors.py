@@ -10,7 +10,8 @@
     │   └── InvalidSpec               a bad option value or combination
     ├── EnvironmentProblem (3)        the machine cannot do it: no GPU, repository not writable
     │   ├── GpuUnavailable
-    │   └── RepositoryNotWritable
+    │   ├── RepositoryNotWritable
+    │   └── NoSpace                   a disk full (or over quota, or a file size limit) mid-write
     ├── CheckFailed (1)               the export ran, a required check failed
     │   ├── ToleranceExceeded         ONNX vs source parity (has a per-output table)
     │   ├── ShapeMismatch             ONNX output shapes differ from the source's
@@ -20,6 +21,8 @@
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "AccuracyBelowThreshold",
     "CheckFailed",
@@ -28,6 +31,7 @@ __all__ = [
     "GpuUnavailable",
     "InvalidSpec",
     "MissingWeights",
+    "NoSpace",
     "RepositoryNotWritable",
     "ShapeMismatch",
     "StepFailed",
@@ -35,6 +39,8 @@ __all__ = [
     "UnknownSource",
     "UnsupportedModel",
     "UsageError",
+    "is_no_space",
+    "no_space_error",
 ]
 
 
@@ -78,6 +84,31 @@ class GpuUnavailable(EnvironmentProblem):
 
 class RepositoryNotWritable(EnvironmentProblem):
     """The model repository cannot be created or written."""
+
+
+class NoSpace(EnvironmentProblem):
+    """A write ran out of room: the disk is full (``ENOSPC``), a quota is spent (``EDQUOT``), or
+    a file outgrew the process's size limit (``EFBIG``). What was half-written is removed."""
+
+
+#: The ``errno`` values of :class:`NoSpace`.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def no_space_error(exc: BaseException | None) -> OSError | None:
+    """The ``OSError`` of running out of room that ``exc`` is, or was raised from (None if none)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) is an ``OSError`` of running out of room."""
+    return no_space_error(exc) is not None
 
 
 class CheckFailed(ConverterError):

@@ -8,6 +8,7 @@ export resumes where it stopped; ``fresh=True`` starts over.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -15,7 +16,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from tritonstack.converters.errors import ConverterError, EnvironmentProblem, InvalidSpec, StepFailed
+from tritonstack.converters.errors import (
+    ConverterError,
+    EnvironmentProblem,
+    InvalidSpec,
+    NoSpace,
+    StepFailed,
+    is_no_space,
+    no_space_error,
+)
 from tritonstack.converters.steps.base import ExportContext, Status, Step, StepResult
 
 T = TypeVar("T")
@@ -48,9 +57,15 @@ class RunState:
     def record(self, key: str, result: StepResult) -> None:
         self.steps[key] = result.to_dict()
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "steps": self.steps}, indent=2,
-                                  default=str))
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "steps": self.steps}, indent=2,
+                                      default=str))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if is_no_space(exc):
+                raise no_space_in_work(exc, f"saving the run state after step {key}", self.work_dir) from exc
+            raise
 
     def reusable(self, key: str) -> dict | None:
         """The recorded output of an ``ok`` step whose files all still exist."""
@@ -66,6 +81,15 @@ def _flatten(data: object, key: str = "") -> list[tuple[str, object]]:
     if isinstance(data, Mapping):
         return [kv for k, v in data.items() for kv in _flatten(v, str(k))]
     return [(key, data)]
+
+
+def no_space_in_work(exc: BaseException, doing: str, work_dir: Path) -> NoSpace:
+    """A step that ran out of room (its files go to the work folder, or a library's to a temp folder)."""
+    cause = no_space_error(exc)
+    what = cause.strerror if cause is not None and cause.strerror else "no space left"
+    where = f" writing {cause.filename}" if cause is not None and cause.filename else ""
+    return NoSpace(f"{what} while {doing}{where}; free space on that disk, or move the work folder "
+                   f"({work_dir}) with --work-dir DIR to a disk with room, then rerun (the steps done are reused)")
 
 
 class Runner:
@@ -113,6 +137,11 @@ class Runner:
                                        str(exc).splitlines()[0]))
             raise
         except Exception as exc:
+            if is_no_space(exc):
+                error = no_space_in_work(exc, f"running step {key}", self.state.work_dir)
+                with contextlib.suppress(NoSpace):
+                    self._emit(key, StepResult(key, Status.FAILED, time.monotonic() - start, str(error)))
+                raise error from exc
             message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             self._emit(key, StepResult(key, Status.FAILED, time.monotonic() - start, message))
             raise StepFailed(f"step {key} failed: {message} (rerun with --verbose for the traceback; "

@@ -14,6 +14,7 @@ touched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from tritonstack.converters.errors import InvalidSpec, RepositoryNotWritable
+from tritonstack.converters.errors import EnvironmentProblem, InvalidSpec, NoSpace, RepositoryNotWritable, is_no_space
 from tritonstack.converters.spec import MAX_VERSION
 from tritonstack.converters.triton_config import ModelConfig
 
@@ -216,9 +217,13 @@ STAGING_PREFIX, OWNER_FILE = ".staging-", ".owner"
 def staging_folder(parent: Path, name: str) -> Path:
     """A new ``PARENT/.staging-NAME-*`` folder that names its writer (this process)."""
     folder = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=parent))
-    as_if_created(folder)
-    owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
-    (folder / OWNER_FILE).write_text(json.dumps(owner))
+    try:
+        as_if_created(folder)
+        owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+        (folder / OWNER_FILE).write_text(json.dumps(owner))
+    except BaseException:  # a full disk: no folder left without its owner
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return folder
 
 
@@ -307,6 +312,9 @@ def ensure_writable(repo: Path) -> Path:
         with tempfile.NamedTemporaryFile(dir=repo, prefix=".write-test-"):
             pass
     except OSError as exc:
+        if is_no_space(exc):
+            raise NoSpace(f"{exc.strerror or exc} in model repository {repo}; free space there or pass "
+                          "--model-repository DIR on a disk with room") from exc
         raise RepositoryNotWritable(
             f"cannot write to model repository {repo} ({exc.strerror or exc}); "
             "pass --model-repository DIR pointing at a writable folder"
@@ -333,6 +341,10 @@ def write_version(
     Raises:
         InvalidSpec: the version exists, or the IO differs from the existing config.
         RepositoryNotWritable: the repository cannot be written.
+        NoSpace: the disk filled up (or a quota or file size limit was hit) while writing.
+
+    A failed write leaves nothing behind: no version folder, no staging folder, the old
+    ``config.pbtxt``; the versions already there, and what Triton serves of them, are untouched.
     """
     repo = ensure_writable(repo)
     model_dir = repo / config.name
@@ -352,11 +364,12 @@ def write_version(
             "a new version must keep them (export under another --name)"
         )
     staging_parent = model_dir if model_dir.is_dir() else repo
+    staging: Path | None = None
+    moved_in: Path | None = None
+    filling = False  # a source that cannot be read is the caller's error, raised as it is
     try:
         staging = staging_folder(staging_parent, config.name)
-    except OSError as exc:
-        raise RepositoryNotWritable(f"cannot write to {staging_parent}: {exc}") from exc
-    try:
+        filling = True
         version_dir = staging / str(version)
         version_dir.mkdir()
         for name, src in files.items():
@@ -370,17 +383,53 @@ def write_version(
                 dest.write_text(src)
         (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
         (staging / "config.pbtxt").write_text(pbtxt)
-        try:
-            if staging_parent == repo:  # new model: the whole folder appears at once
-                write_warmup_files(staging, config)
-                (staging / OWNER_FILE).unlink()
-                os.rename(staging, model_dir)
-                return model_dir / str(version)
-            os.rename(version_dir, model_dir / str(version))
-            write_warmup_files(model_dir, config)
-            os.replace(staging / "config.pbtxt", model_dir / "config.pbtxt")
-        except OSError as exc:
-            raise RepositoryNotWritable(f"moving the new version into {model_dir} failed: {exc}") from exc
+        filling = False
+        if staging_parent == repo:  # new model: the whole folder appears at once
+            write_warmup_files(staging, config)
+            (staging / OWNER_FILE).unlink()
+            os.rename(staging, model_dir)
+            return model_dir / str(version)
+        os.rename(version_dir, model_dir / str(version))
+        moved_in = model_dir / str(version)
+        write_warmup_files(model_dir, config)
+        os.replace(staging / "config.pbtxt", model_dir / "config.pbtxt")
+        moved_in = None
         return model_dir / str(version)
+    except OSError as exc:
+        if moved_in is not None and staging is not None:  # the old config still serves: take it back out
+            with contextlib.suppress(OSError):
+                os.replace(moved_in, staging / moved_in.name)
+        if staging is not None:  # before measuring what is free
+            shutil.rmtree(staging, ignore_errors=True)
+        if filling and not is_no_space(exc):
+            raise
+        raise _write_failed(exc, repo, config.name, version, files, staging_parent) from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_failed(exc: OSError, repo: Path, name: str, version: int, files: Mapping[str, Path | bytes | str],
+                  where: Path) -> EnvironmentProblem:
+    """The one-line error of a version that could not be written (nothing of it is left)."""
+    if not is_no_space(exc):
+        return RepositoryNotWritable(f"cannot write version {version} of {name!r} into {where} "
+                                     f"({exc.strerror or exc}); pass --model-repository DIR pointing at a "
+                                     "writable folder")
+    need = sum(src.stat().st_size if isinstance(src, Path) else len(src) for src in files.values())
+    try:
+        free = f"{_size(shutil.disk_usage(repo).free)} free"
+    except OSError:
+        free = "free space unknown"
+    return NoSpace(f"{exc.strerror or exc} writing version {version} of {name!r} into {repo} (it needs about "
+                   f"{_size(need)}, {free}); nothing of it was left and the versions already there "
+                   "are untouched; free space there or pass --model-repository DIR on a disk with room, "
+                   "then rerun (the checked steps are reused)")
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
