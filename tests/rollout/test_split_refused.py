@@ -1,0 +1,184 @@
+"""A bad ``rollout.json`` on a real Triton: the router keeps the last good split, answers every
+request, and counts each bad version of the file once in
+``triton_stack_rollout_split_refused_total{model}`` on Triton's /metrics (issue #32, item 7).
+
+The digits pipeline (classify_digit) with two byte-identical versions of digits_cnn; the split
+wired at weight 0 to version 2, and every bad file asks for weight 100: had the router taken
+any of them, version 2 would have answered traffic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import start_server
+from tritonstack.converters.api import export
+from tritonstack.converters.spec import Precision
+from tritonstack.demo.data import digits_split
+from tritonstack.ensembles.exports import demo_specs
+from tritonstack.ensembles.pipelines import digit_steps
+from tritonstack.ensembles.writer import write_ensemble
+from tritonstack.rollout import repository as rollout_repo
+from tritonstack.rollout.controller import Rollout, Target
+from tritonstack.rollout.state import read_split, write_split
+from tritonstack.server import TritonServer
+from tritonstack.serving.split import STATE_FILE
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+MODEL = "digits_cnn"
+REFUSED = "triton_stack_rollout_split_refused_total"
+IMAGES = np.array(digits_split(0).x_test_raw, np.float32)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("split_refused_repo")
+    spec = dataclasses.replace(demo_specs(repo)[1], precisions=(Precision.INT8,))
+    assert export(spec, progress=None).models[0].version == 1
+    shutil.copytree(repo / MODEL / "1", repo / MODEL / "2")
+    rollout_repo.set_versions(repo, MODEL, [1])
+    write_ensemble(repo, digit_steps(MODEL))
+    return repo
+
+
+@pytest.fixture(scope="module")
+def server(repo: Path) -> Iterator[TritonServer]:
+    srv = start_server(repo, model_control="explicit", load_models=("*",))
+    yield srv
+    srv.close()
+
+
+class Load:
+    """Paced callers of classify_digit, each failure kept (there must be none)."""
+
+    def __init__(self, url: str, callers: int = 3, pause_s: float = 0.02):
+        self.url, self.pause_s = url, pause_s
+        self.ok = 0
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(callers)]
+
+    def _run(self, caller: int) -> None:
+        import tritonclient.grpc as grpcclient
+
+        with grpcclient.InferenceServerClient(self.url) as client:
+            i = caller
+            while not self.stop.is_set():
+                tensor = grpcclient.InferInput("IMAGE", [1, *IMAGES.shape[1:]], "FP32")
+                tensor.set_data_from_numpy(IMAGES[i % len(IMAGES)][None])
+                try:
+                    client.infer("classify_digit", [tensor], parameters={"rollout_key": f"user-{i % 500}"},
+                                 client_timeout=30)
+                    with self.lock:
+                        self.ok += 1
+                except Exception as exc:  # noqa: BLE001 - every failure is the finding
+                    with self.lock:
+                        self.failures.append(str(exc)[:300])
+                i += len(self.threads)
+                time.sleep(self.pause_s)
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=60)
+
+
+def _samples(server: TritonServer) -> list:
+    """Every sample on Triton's /metrics, parsed by prometheus_client's parser (as the project's
+    readers of /metrics do)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(server.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def refused(server: TritonServer) -> float:
+    return sum(s.value for s in _samples(server) if s.name == REFUSED and s.labels.get("model") == MODEL)
+
+
+def answered_by(server: TritonServer, version: int) -> float:
+    """Requests Triton counts as answered by ``version`` of the model (its own counter)."""
+    return sum(s.value for s in _samples(server)
+               if s.name == "nv_inference_request_success_total" and s.labels.get("model") == MODEL
+               and s.labels.get("version") == str(version))
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not seen within {timeout_s:.0f} s: {what}"
+        time.sleep(0.1)
+
+
+def write_raw(model_dir: Path, text: str) -> None:
+    """Replace rollout.json at once (a reader sees the old file or the new one), as a hand edit
+    saved by an editor, or a newer controller's file, would."""
+    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=f".{STATE_FILE}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, model_dir / STATE_FILE)
+
+
+def test_each_bad_split_file_is_refused_counted_once_and_the_last_good_split_serves(server, repo) -> None:
+    target = Target(repository=repo, urls=(server.grpc_url,), metrics_urls=(server.metrics_url,),
+                    reports=repo.parent / "reports")
+    rollout = Rollout(target, MODEL, progress=lambda _: None)
+    folder = repo / MODEL
+    good = rollout.start(2, "split")  # the router wired, candidate 2 at weight 0
+    assert good.weight == 0
+    want = json.loads(good.to_json()) | {"weight": 100}
+    bad = {
+        "a key that is not a parameter name": json.dumps(want | {"key": 5}),
+        "weight 150": json.dumps(want | {"weight": 150}),
+        "weight NaN": json.dumps(want | {"weight": float("nan")}),
+        "mode x": json.dumps(want | {"mode": "x"}),
+        "a JSON list": json.dumps([want]),
+        "the candidate is the primary": json.dumps(want | {"candidate": good.primary}),
+        "not JSON": json.dumps(want)[:-5],
+        "no model and no primary": json.dumps({"weight": 100, "candidate": 2}),
+    }
+    try:
+        with Load(server.grpc_url) as load:
+            wait_for(lambda: load.ok >= 20, "traffic through the router")
+            before = refused(server)
+            assert before == 0  # the series appears with its first refusal
+            candidate_before = answered_by(server, 2)
+            for n, (case, text) in enumerate(bad.items(), 1):
+                write_raw(folder, text)
+                # published within about half a second of the refusal; each file refused once
+                wait_for(lambda n=n: refused(server) >= n, f"refusal {n} ({case}) on /metrics")
+                assert refused(server) == n, case
+            served_meanwhile = load.ok
+            wait_for(lambda: load.ok >= served_meanwhile + 20, "traffic on the last good split")
+            assert answered_by(server, 2) == candidate_before  # weight 0 held: v2 answered nothing
+            assert refused(server) == len(bad)  # the same bad file read again is not counted again
+
+            write_split(folder, dataclasses.replace(good, weight=100))  # a good file is taken at once
+            wait_for(lambda: answered_by(server, 2) > candidate_before + 10, "the good split taking effect")
+            assert refused(server) == len(bad)
+        assert load.failures == [], f"{len(load.failures)} failed of {load.ok + len(load.failures)}: " \
+                                    f"{load.failures[:3]}"
+    finally:
+        if read_split(folder) is None:
+            write_split(folder, good)
+        rollout.finish(promote=False)
+    assert read_split(folder) is None and not (repo / rollout_repo.router_name(MODEL)).exists()
