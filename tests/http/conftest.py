@@ -4,7 +4,10 @@
 * ``standin_triton``: stand-in Python-backend pipelines with the IO ``ensembles add`` writes:
   ``rerank`` (QUERY, TEXT -> SCORE: shared words), ``sentiment`` (TEXT -> LABEL, PROBABILITIES,
   names in labels.txt), and ``busy_embed`` (TEXT -> EMBEDDING, slow, a queue of one: Triton
-  sheds what does not fit, for the 429 tests).
+  sheds what does not fit, for the 429 tests), and two that fail every request for the 500 tests:
+  ``failing_embed`` (answers Triton's error, INTERNAL) and ``nan_embed`` (answers NaN vectors).
+* ``restricted_triton``: ``unit_embed`` alone, with the model-repository and inference APIs
+  restricted by an access token, for the 502 tests.
 * ``start_front(triton_url, *flags)``: ``python -m tritonstack.http serve --port 0`` as a user
   runs it; the URL it prints, and the process, stopped at teardown.
 """
@@ -90,7 +93,46 @@ class TritonPythonModel:
         return responses
 '''
 
+# A model that fails the request as a model does (Triton's error object; gRPC INTERNAL).
+FAILING_EMBED_MODEL = '''
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse(error=pb_utils.TritonError("the model failed on purpose"))
+                for _ in requests]
+'''
+
+# A model whose arithmetic broke (an overflow in reduced precision): NaN where vectors should be.
+NAN_EMBED_MODEL = '''
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            n = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().shape[0]
+            out = pb_utils.Tensor("EMBEDDING", np.full((n, 8), np.nan, dtype=np.float32))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+        return responses
+'''
+
+UNIT_EMBED_MODEL = BUSY_EMBED_MODEL.replace("time.sleep(0.5)", "pass")
+
 LABELS = ("negative", "neutral", "positive")
+
+
+def _embedder(repo: Path, name: str, model_py: str) -> Path:
+    return repos.write_python_model(repo, name, model_py, f"""\
+        name: "{name}"
+        backend: "python"
+        max_batch_size: 64
+        input [{{ name: "TEXT", data_type: TYPE_STRING, dims: [1] }}]
+        output [{{ name: "EMBEDDING", data_type: TYPE_FP32, dims: [8] }}]
+        """)
 
 
 def write_standins(repo: Path) -> Path:
@@ -119,6 +161,8 @@ def write_standins(repo: Path) -> Path:
         output [{ name: "EMBEDDING", data_type: TYPE_FP32, dims: [8] }]
         dynamic_batching { max_queue_delay_microseconds: 0 default_queue_policy { max_queue_size: 1 } }
         """)
+    _embedder(repo, "failing_embed", FAILING_EMBED_MODEL)
+    _embedder(repo, "nan_embed", NAN_EMBED_MODEL)
     return repo
 
 
@@ -137,6 +181,20 @@ def standin_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def standin_triton(standin_repository: Path) -> Iterator[TritonServer]:
     server = start_server(standin_repository)
+    yield server
+    server.close()
+
+
+TRITON_TOKEN = "triton-s3cret"
+
+
+@pytest.fixture(scope="session")
+def restricted_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    """``unit_embed`` behind a Triton whose model-repository and inference APIs need
+    ``TRITON_TOKEN`` (what the launcher does beyond loopback, and more)."""
+    repo = tmp_path_factory.mktemp("http_restricted")
+    _embedder(repo, "unit_embed", UNIT_EMBED_MODEL)
+    server = start_server(repo, restricted_apis=("model-repository", "inference"), restricted_value=TRITON_TOKEN)
     yield server
     server.close()
 
@@ -160,13 +218,17 @@ def _launch(argv: list[str], env: dict[str, str]) -> Front:
 
 @pytest.fixture
 def start_front() -> Iterator[Callable[..., Front]]:
-    """``start_front(triton_url, *flags, token=None)``: a front on a free port."""
+    """``start_front(triton_url, *flags, token=None, triton_token=None)``: a front on a free
+    port; ``token`` its bearer token, ``triton_token`` the access token it sends to Triton."""
     started: list[Front] = []
 
-    def start(triton_url: str, *flags: str, token: str | None = None) -> Front:
-        env = {k: v for k, v in os.environ.items() if k not in ("TRITONSTACK_HTTP_TOKEN", "TRITON_GRPC_URLS")}
+    def start(triton_url: str, *flags: str, token: str | None = None, triton_token: str | None = None) -> Front:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("TRITONSTACK_HTTP_TOKEN", "TRITON_GRPC_URLS", "TRITON_ACCESS_TOKEN")}
         if token is not None:
             env["TRITONSTACK_HTTP_TOKEN"] = token
+        if triton_token is not None:
+            env["TRITON_ACCESS_TOKEN"] = triton_token
         front = _launch(["--url", triton_url, *flags], env)
         started.append(front)
         return front

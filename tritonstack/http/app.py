@@ -61,6 +61,8 @@ def endpoint(handler: Handler, dialect: str, *, auth: bool = True) -> Callable[[
                 raise ApiError(401, "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
                                code="invalid_api_key")
             result = await handler(request, backend)
+            # Rendered here, so that a value JSON cannot hold is answered as the dialect's 500 too.
+            return result if isinstance(result, Response) else JSONResponse(result)
         except ApiError as exc:
             return error_response(exc, dialect)
         except ClientError as exc:  # a call a handler did not map itself
@@ -69,7 +71,6 @@ def endpoint(handler: Handler, dialect: str, *, auth: bool = True) -> Callable[[
             log.exception("internal error on %s %s", request.method, request.url.path)
             return error_response(ApiError(500, "internal error in the HTTP front (see its log)",
                                            kind="server_error", code="internal"), dialect)
-        return result if isinstance(result, Response) else JSONResponse(result)
     return run
 
 

@@ -32,7 +32,8 @@ class Backend:
         await self.client.close()
 
     def failed(self, exc: ClientError, param: str | None = "input") -> ApiError:
-        return from_client_error(exc, retry_after_s=self.settings.retry_after_s, param=param)
+        return from_client_error(exc, retry_after_s=self.settings.retry_after_s, param=param,
+                                 timeout_s=self.settings.client.timeout_s)
 
     def counter(self, model: str) -> Counter | None:
         return counter(self.settings.model_repository, model)
@@ -62,9 +63,10 @@ class Backend:
 
     async def embed(self, model: str, texts: Sequence[str]) -> np.ndarray:
         try:
-            return await self.client.embed(list(texts), model=model)
+            vectors = await self.client.embed(list(texts), model=model)
         except ClientError as exc:
             raise self.failed(exc) from None
+        return finite(vectors, model)
 
     async def ready(self, models: Sequence[str]) -> tuple[bool, str]:
         """Whether Triton is ready and serves every one of ``models``; and why not."""
@@ -80,3 +82,13 @@ class Backend:
             except ClientError as exc:
                 return False, f"pipeline '{model}' cannot be served: {exc}"
         return True, ""
+
+
+def finite(values: np.ndarray, model: str) -> np.ndarray:
+    """``values`` if every one is finite; else the model failed the request (500): JSON has no
+    NaN, and a NaN vector or score is no answer."""
+    if not np.isfinite(values).all():
+        raise ApiError(500, f"pipeline '{model}' answered NaN or infinite values: its model is broken "
+                       "(python -m tritonstack.converters verify checks a repository)",
+                       kind="server_error", code="internal")
+    return values

@@ -11,10 +11,11 @@ OpenAI's error object under ``/v1/`` and as TEI's elsewhere. No traceback reache
                                               model_not_found
     OVERLOADED, RESOURCE_EXHAUSTED     429    server_error / overloaded    Overloaded   (+ Retry-After)
     UNAVAILABLE                        503    server_error / unavailable   Unhealthy    (+ Retry-After)
-    DEADLINE_EXCEEDED                  504    server_error / timeout       Backend
+    DEADLINE_EXCEEDED                  504    server_error / timeout       Backend      (names --timeout)
     PERMISSION_DENIED, UNAUTHENTICATED 502    server_error                 Backend      (the front's own
                                                                                          credentials to Triton)
     INTERNAL and the rest              500    server_error                 Backend
+    (a NaN or infinite answer          500    server_error / internal      Backend: backend.finite)
 """
 
 from __future__ import annotations
@@ -77,8 +78,10 @@ def too_large(message: str, *, param: str | None = None) -> ApiError:
     return ApiError(413, message, code="too_large", param=param)
 
 
-def from_client_error(exc: ClientError, *, retry_after_s: float, param: str | None = "input") -> ApiError:
-    """The HTTP answer for a failed call to Triton (the table above)."""
+def from_client_error(exc: ClientError, *, retry_after_s: float, param: str | None = "input",
+                      timeout_s: float | None = None) -> ApiError:
+    """The HTTP answer for a failed call to Triton (the table above); ``timeout_s`` is the
+    deadline of one call, named in a 504's message."""
     status = exc.status
     text = exc.server_message or exc.message  # Triton's own words; the caller needs no replica address
     if status is Status.INVALID_ARGUMENT:
@@ -95,7 +98,10 @@ def from_client_error(exc: ClientError, *, retry_after_s: float, param: str | No
         return ApiError(503, f"the model server is unavailable: {text}", kind="server_error", code="unavailable",
                         retry_after_s=retry_after_s)
     if status is Status.DEADLINE_EXCEEDED:
-        return ApiError(504, text, kind="server_error", code="timeout")
+        # gRPC's own words ("Deadline Exceeded") tell the caller nothing; the front's deadline does.
+        within = f" within the {timeout_s:g} s deadline" if timeout_s is not None else " in time"
+        return ApiError(504, f"the model server did not answer{within} (the front's --timeout)",
+                        kind="server_error", code="timeout")
     if status in (Status.PERMISSION_DENIED, Status.UNAUTHENTICATED):
         return ApiError(502, f"the front's credentials to the model server were refused: {text}",
                         kind="server_error", code="upstream_auth")

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from tritonstack import __version__
 from tritonstack.client import ClientError
 from tritonstack.http.app import boolean, check_lengths, json_object, read_json, text_list
-from tritonstack.http.backend import Backend
+from tritonstack.http.backend import Backend, finite
 from tritonstack.http.errors import ApiError, invalid
 
 
@@ -59,7 +59,7 @@ async def rerank(request: Request, backend: Backend) -> list[dict[str, Any]]:
     return_text = boolean(body, "return_text", False)
     raw_scores = boolean(body, "raw_scores", False)
     try:
-        scores = await backend.client.rerank(query, texts, model=model)
+        scores = finite(await backend.client.rerank(query, texts, model=model), model)
     except ClientError as exc:
         raise backend.failed(exc, param="texts") from None
     if not raw_scores:
@@ -86,6 +86,7 @@ async def predict(request: Request, backend: Backend) -> list[Any]:
         predictions = await backend.client.classify_texts(texts, model=model)
     except ClientError as exc:
         raise backend.failed(exc, param="inputs") from None
+    finite(predictions.probabilities, model)
     names = backend.labels(model) or _seen_names(predictions)
     rows = []
     for probabilities in predictions.probabilities:
