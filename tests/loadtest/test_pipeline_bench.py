@@ -39,3 +39,28 @@ def test_as_served_runs_are_the_runners_own_cuts():
     runs = plan_runs([{"batch": 1, "sequence_length": n} for n in lengths])
     assert [len(f["input_ids"]) for f in served] == [len(r) for r in runs]
     assert [f["input_ids"].shape[1] for f in served] == [max(lengths[i] for i in r) for r in runs]
+
+
+@pytest.mark.triton
+def test_bench_pipelines_reports_the_servers_cpu_per_request_against_in_process_ort(
+        demo_repository, tmp_path, capsys):
+    """The command end to end on the demo repository (it used to die on its own --concurrency)
+    gives issue #35's figure: the server's CPU per request beside in-process ORT's per row."""
+    import json
+
+    from tritonstack.loadtest.bench.pipeline import BEST_LAYOUT_BATCHES
+    from tritonstack.loadtest.cli import main
+
+    code = main(["bench-pipelines", "--model-repository", str(demo_repository), "--pipeline", "classify_digit",
+                 "--concurrency", "4", "--duration", "2s", "--out", str(tmp_path), "--json"])
+    assert code == 0
+    (row,) = json.loads(capsys.readouterr().out)["results"]
+    by_process = row["best"]["cpu_us_per_request"]
+    assert row["server_cpu_us_per_request"] == by_process["server"] > 0
+    assert by_process["server"] >= by_process["tritonserver"] + by_process["digits_cnn"] - 2  # rounding
+    assert row["generator_cpu_us_per_request"] == by_process["perf_analyzer"] > 0  # apart, not counted
+    layout = row["in_process_best_layout"]
+    assert layout["batch"] in BEST_LAYOUT_BATCHES and set(layout["by_batch"]) == {str(b) for b in BEST_LAYOUT_BATCHES}
+    assert layout["cpu_us_per_row"] == min(layout["by_batch"].values()) > 0
+    assert row["cpu_ratio"] == round(row["server_cpu_us_per_request"] / layout["cpu_us_per_row"], 2)
+    assert (tmp_path / "pipeline-bench.json").exists()

@@ -196,6 +196,9 @@ def test_library_api_runs_a_campaign(tiny_server: TritonServer, tmp_path: Path) 
     assert result.passed and result.report_dir == tmp_path
     assert result.summary.stats["add_one"]["requests"] > 0
     assert result.summary.server.models == {}  # metrics skipped: no table, no failure
+    # the server's own CPU per request, read from /proc for a server on this machine (issue #35)
+    assert result.summary.server.cpu_us_per_request and result.summary.server.cpu_us_per_request > 0
+    assert "µs CPU per request" in (tmp_path / "report.md").read_text()
 
 
 def test_crosscheck_with_perf_analyzer_writes_next_to_the_locust_report(

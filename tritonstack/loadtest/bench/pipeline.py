@@ -15,7 +15,11 @@ For ``embed`` (the same sentences both sides: ``--text-length`` short, ~16 token
   - as served: batches of sentences in arrival order, each cut into runs as the python-ort
     runner cuts them (``plan_runs``): what ORT alone does with the batches a server gets;
 * ratio = served / in-process limit, and for ``embed`` the ensemble's overhead over calling
-  ``minilm`` directly with pre-tokenized input at the same concurrency.
+  ``minilm`` directly with pre-tokenized input at the same concurrency;
+* the server's CPU per request: tritonserver and every stub, read from /proc over the best
+  level's window, divided by its requests (perf_analyzer's CPU is reported apart and never
+  counted), against in-process ORT's least CPU per row over batch sizes 1-32 of the same inputs
+  length-sorted, one session with the served thread count; ``cpu_ratio`` = the first / the second.
 
 A benchmark, not a test: run it alone (two cores), it takes a few minutes.
 """
@@ -71,26 +75,49 @@ def _session(repository: Path, model: str, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _rows_per_s(sessions: list, feeds: list[dict[str, np.ndarray]], seconds: float = 5.0) -> float:
+def _process_cpu_s() -> float:
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _rows_per_s(sessions: list, feeds: list[dict[str, np.ndarray]], seconds: float = 5.0) -> tuple[float, float]:
     """Rows/s of ``sessions`` running side by side (one Python thread each; ORT releases the GIL),
-    as Triton runs one session per model instance."""
+    as Triton runs one session per model instance, and the CPU µs this process spent per row."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(session, offset: int) -> int:
+    def one(session, offset: int) -> tuple[int, float]:
         for feed in feeds[:3]:
             session.run(None, feed)
-        rows, i, end = 0, offset, time.perf_counter() + seconds
+        rows, i, start = 0, offset, time.perf_counter()
+        end = start + seconds
         while time.perf_counter() < end:
             feed = feeds[i % len(feeds)]
             session.run(None, feed)
             rows += len(next(iter(feed.values())))
             i += 1
-        return rows
+        return rows, time.perf_counter() - start
 
-    start = time.perf_counter()
+    cpu = _process_cpu_s()
     with ThreadPoolExecutor(len(sessions)) as pool:
-        total = sum(pool.map(one, sessions, range(0, 7 * len(sessions), 7)))
-    return total / (time.perf_counter() - start)
+        done = list(pool.map(one, sessions, range(0, 7 * len(sessions), 7)))
+    cpu = _process_cpu_s() - cpu
+    rows = sum(r for r, _ in done)
+    return sum(r / wall for r, wall in done), 1e6 * cpu / rows
+
+
+#: Batch sizes tried for the in-process CPU per row on the best layout.
+BEST_LAYOUT_BATCHES = (1, 2, 4, 8, 16, 32)
+
+
+def best_cpu_per_row(session, feeds_at: Any, seconds: float = 2.0) -> dict[str, float]:
+    """In-process ONNX Runtime's least CPU per row over :data:`BEST_LAYOUT_BATCHES` (one session,
+    ``feeds_at(batch)`` the same inputs length-sorted into batches, so they pad almost nothing):
+    the denominator of the server's CPU ratio (issue #35)."""
+    tried = {b: _rows_per_s([session], feeds_at(b), seconds)[1] for b in BEST_LAYOUT_BATCHES}
+    batch = min(tried, key=tried.__getitem__)
+    return {"batch": batch, "cpu_us_per_row": round(tried[batch]),
+            "by_batch": {str(b): round(v) for b, v in tried.items()}}
 
 
 TEXT_LENGTHS = ("short", "long")
@@ -173,6 +200,7 @@ class _CpuWindow:
                 continue
             spent[name] = spent.get(name, 0.0) + seconds - self.before.get(pid, seconds)
         spent["idle"] = max(0.0, (os.cpu_count() or 1) * wall - sum(spent.values()))
+        spent["server"] = sum(v for k, v in spent.items() if k not in ("perf_analyzer", "idle"))
         return {k: round(v / requests * 1e6) for k, v in spent.items() if requests and v >= 0.005}
 
 
@@ -212,14 +240,21 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
             direct = crosscheck.run(campaigns.Traffic(model=model), grpc_url, out / "minilm-direct",
                                     rate=None, concurrency=best["concurrency"], duration_s=duration_s,
                                     data_json={"data": single})
-            as_served = _rows_per_s(sessions, served_feeds)
+            as_served = _rows_per_s(sessions, served_feeds)[0]
+            best_layout = best_cpu_per_row(sessions[0], lambda b: _text_feeds(b, texts)[0])
         else:
             feeds, direct = _digit_feeds(batch), None
-        in_process = _rows_per_s(sessions, feeds)
+            best_layout = best_cpu_per_row(sessions[0], _digit_feeds)
+        in_process = _rows_per_s(sessions, feeds)[0]
+        server_cpu = best["cpu_us_per_request"].get("server")
         row = {"pipeline": pipeline, "model": model, "instances": instances, "threads": threads,
                "best": best, "sweep": sweep,
                "in_process_batch": batch, "in_process_rows_per_s": round(in_process, 1),
-               "ratio": round(best["rps"] / in_process, 3)}
+               "ratio": round(best["rps"] / in_process, 3),
+               "server_cpu_us_per_request": server_cpu,
+               "generator_cpu_us_per_request": best["cpu_us_per_request"].get("perf_analyzer"),
+               "in_process_best_layout": best_layout,
+               "cpu_ratio": round(server_cpu / best_layout["cpu_us_per_row"], 2) if server_cpu else None}
         if tokens is not None:
             row["text_length"], row["mean_tokens"] = text_length, round(tokens, 1)
             row["in_process_as_served_rows_per_s"] = round(as_served, 1)
@@ -271,9 +306,8 @@ def run(args: argparse.Namespace) -> int:
         raise CampaignError(f"model repository {args.model_repository} does not exist; build it first "
                             "(make repository)")
     args.report_dir = args.out
-    levels = tuple(int(c) for c in args.concurrency.split(","))
     config = ServerConfig(model_repository=args.model_repository, http_port=0, grpc_port=0, metrics_port=0)
-    say = (lambda _line: None) if args.json or args.quiet else print
+    say = (lambda *_line, **_flush: None) if args.json or args.quiet else print
     try:
         with TritonServer(config) as server:
             results = bench(server.grpc_url, server.metrics_url, args.model_repository, args.report_dir,
@@ -315,6 +349,16 @@ def run(args: argparse.Namespace) -> int:
         print("| " + " | ".join(cpu) + " |")
         print("|" + "---:|" * len(cpu))
         print("| " + " | ".join(f"{v:,}" for v in cpu.values()) + " |")
+    print("\nThe server's CPU per request (tritonserver and its stubs, read from /proc; the generator's "
+          "apart) against in-process ONNX Runtime's least CPU per row (one session, length-sorted batches)")
+    print("| pipeline | server µs/request (concurrency) | generator µs/request | in-process µs/row (batch) | "
+          "ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for r in results:
+        layout = r["in_process_best_layout"]
+        print(f"| {r['pipeline']} | {r['server_cpu_us_per_request'] or 0:,} (c={r['best']['concurrency']}) | "
+              f"{r['generator_cpu_us_per_request'] or 0:,} | {layout['cpu_us_per_row']:,} (b={layout['batch']}) | "
+              f"{r['cpu_ratio'] if r['cpu_ratio'] is not None else '-'} |")
     for r in results:
         if "direct_model_rps" in r:
             print(f"\nembed ensemble vs minilm direct (pre-tokenized), "

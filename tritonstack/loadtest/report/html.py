@@ -201,7 +201,9 @@ def render(campaign: Campaign, summary: Summary, folder: Path) -> str:
     memory = server.memory_by_process
     cpu = server.cpu_pct
     if memory or cpu is not None:
-        parts.append(f"<h2>Server CPU and memory</h2><p>CPU {_num(cpu)} % of one core over the run.</p>")
+        parts.append(f"<h2>Server CPU and memory</h2><p>CPU {_num(cpu)} % of one core over the run, "
+                     f"{_num(server.cpu_us_per_request, 0)} µs per request (the load generator's: "
+                     f"{_num(summary.generator.cpu_us_per_request, 0)} µs, not counted).</p>")
         if isinstance(memory, dict) and memory:
             rows = [[name, _num(m.get("first_mb")), _num(m.get("last_mb")),
                      _num(m.get("late_slope_mb_per_min"), 2)]

@@ -91,7 +91,8 @@ def markdown(campaign: Campaign, summary: Summary) -> str:
     gen = summary.generator
     lines += ["", "## CPU (percent of one core; this machine has "
               f"{summary.machine.cores} cores)", "",
-              f"- server (tritonserver and its backend stubs): {_fmt(summary.server.cpu_pct)} %",
+              f"- server (tritonserver and its backend stubs): {_fmt(summary.server.cpu_pct)} %, "
+              f"{_fmt(summary.server.cpu_us_per_request, 0)} µs CPU per request",
               f"- load generator, whole run including start-up: {_fmt(gen.cpu_pct_whole_run)} %",
               f"- load generator cost: {_fmt(gen.cpu_us_per_request, 0)} µs CPU per request "
               f"({gen.requests} requests, {len(gen.processes)} Locust process(es))", ""]

@@ -57,6 +57,8 @@ class Server:
     memory_by_process: dict[str, dict[str, Any]]
     drift: list[dict[str, Any]]
     data_quality: dict[str, dict[str, float]]
+    #: CPU of tritonserver and its stubs over the run, per request sent (the generator's is apart)
+    cpu_us_per_request: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +194,13 @@ class Sample:
     monitoring: dict[str, Any] | None
 
 
+def _per_request(after_s: float | None, before_s: float | None, requests: int) -> float | None:
+    """µs of CPU per request between two readings; None without a reading or a request."""
+    if after_s is None or before_s is None or not requests:
+        return None
+    return 1e6 * (after_s - before_s) / requests
+
+
 def analyse(campaign: Campaign, recorded: Mapping[str, Any], generators: list[dict[str, Any]],
             before: Sample, after: Sample, *, target: str, started_at: str, machine: Machine,
             crosscheck: dict[str, Any] | None = None, capacity: Capacity | None = None) -> Summary:
@@ -220,6 +229,7 @@ def analyse(campaign: Campaign, recorded: Mapping[str, Any], generators: list[di
         wall_s=wall, machine=machine, slo_window_s=duration, stats=rows, windows=kept, find_max=find_max,
         concurrency=sweep.to_dict() if sweep else None,
         server=Server(cpu_pct=metrics.cpu_percent(after.server_cpu_s, before.server_cpu_s, wall),
+                      cpu_us_per_request=_per_request(after.server_cpu_s, before.server_cpu_s, requests),
                       models=metrics.model_deltas(after.triton, before.triton, wall),
                       memory=memory, memory_by_process=memory_by_process,
                       drift=(after.monitoring or {}).get("drift", []),
