@@ -8,6 +8,11 @@ requests/s on ``embed`` from ``--callers`` threads using the project's client (3
 UNAVAILABLE, a 5 s deadline): a request counts as lost only when the client gave up. The
 readiness probe (the launcher's /v2/health/ready) is polled every 100 ms. Writes
 ``OUT/fault-matrix.json`` and ``OUT/fault-matrix.md`` (the table in docs/benchmarks.md).
+
+Two rows work on a copy of the repository, so the one given is left as it was: "canary
+controller kill" adds ``minilm`` version 2 (a copy of version 1) and SIGKILLs a canary of it
+mid-step; "disk full during export" serves the copy from a small tmpfs (mounting one needs root)
+and fills it before an export.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -34,7 +40,10 @@ sys.path.insert(0, str(ROOT))
 
 from tritonstack.client import Client, ClientConfig, ClientError  # noqa: E402
 from tritonstack.loadtest.report.machine import detect  # noqa: E402
+from tritonstack.rollout import repository as rollout_repo  # noqa: E402
+from tritonstack.rollout.state import read_log, read_split  # noqa: E402
 from tritonstack.server import free_port  # noqa: E402
+from tritonstack.server.leftovers import staging_folders  # noqa: E402
 from tritonstack.server.stubs import backend_stubs  # noqa: E402
 
 
@@ -153,6 +162,21 @@ def _readiness(probes: list[tuple[float, int | None]], at: float) -> str:
     return " → ".join(parts) or "?"
 
 
+def _not_ready(probes: list[tuple[float, int | None]], at: float) -> list[tuple[float, float]]:
+    """When the probe said anything but 200 from ``at`` on: (from, to) in seconds after ``at``."""
+    spans: list[list[float]] = []
+    for t, code in probes:
+        if t < at:
+            continue
+        if code != 200:
+            if spans and spans[-1][1] is None:
+                continue
+            spans.append([t - at, None])
+        elif spans and spans[-1][1] is None:
+            spans[-1][1] = t - at
+    return [(start, end if end is not None else float("nan")) for start, end in spans]
+
+
 def _stub(launcher: Launcher, model: str) -> int:
     return next(s.pid for s in backend_stubs(launcher.triton().pid) if s.model == model and not s.dead)
 
@@ -230,7 +254,151 @@ def run_overload(repo: Path, args: argparse.Namespace) -> Observed:
         launcher.stop()
 
 
-FAULTS = ("stub kill, early", "stub kill, late", "tritonserver kill", "launcher kill", "export kill")
+CANARY_MODEL = "minilm"  # the model behind embed, the model the load calls
+# The canary's SLOs as tests/rollout/test_served.py's resumed canary: this row is about the
+# controller's record and its resumption, not about judging a candidate on a shared CPU.
+CANARY_SLOS = ("--min-requests", "50", "--min-compared", "30", "--max-p99-ratio", "5", "--max-p99-ms", "1000")
+
+
+def _rollout(launcher: Launcher, repo: Path, out: Path, *argv: str) -> list[str]:
+    return [sys.executable, "-m", "tritonstack.rollout", *argv, "--model-repository", str(repo),
+            "--url", f"127.0.0.1:{launcher.grpc}", "--metrics-url", f"http://127.0.0.1:{launcher.metrics}/metrics",
+            "--out", str(out)]
+
+
+def run_canary_kill(repo: Path, args: argparse.Namespace) -> Observed:
+    """A canary of a byte-identical ``minilm`` v2 (steps 20, 50, 100; 6 s holds) SIGKILLed 2 s
+    into its first step, under the load on embed; then ``status``, and the same ``canary``
+    command run again, which resumes it to the end."""
+    work = Path(tempfile.mkdtemp(prefix="fault-canary-"))
+    copy = work / "model_repository"
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns("rollout.json", "rollout.jsonl", ".staging-*"))
+    model_dir = copy / CANARY_MODEL
+    versions = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
+    candidate = versions[-1] + 1
+    shutil.copytree(model_dir / str(versions[-1]), model_dir / str(candidate))
+    rollout_repo.set_versions(copy, CANARY_MODEL, [versions[-1]])  # what is served before the rollout
+    canary = ("canary", CANARY_MODEL, "--candidate", str(candidate), "--steps", "20,50,100", "--hold", "6s",
+              *CANARY_SLOS)
+    launcher = Launcher(copy)
+    try:
+        launcher.start()
+        launcher.wait_ready()
+        with Load(launcher, args.rate, args.callers) as load:
+            time.sleep(args.warm)
+            controller = subprocess.Popen(_rollout(launcher, copy, work / "reports", *canary), cwd=ROOT,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True)
+            deadline = time.monotonic() + 180
+            while not any(e["event"] == "step" and e["weight"] == 20 for e in read_log(model_dir)):
+                if time.monotonic() > deadline or controller.poll() is not None:
+                    raise SystemExit("the canary did not reach its first step")
+                time.sleep(0.1)
+            time.sleep(2.0)
+            at = time.monotonic()
+            os.killpg(controller.pid, signal.SIGKILL)
+            controller.wait()
+            truth = read_split(model_dir)
+            status = subprocess.run(_rollout(launcher, copy, work / "reports", "status", CANARY_MODEL, "--json"),
+                                    cwd=ROOT, capture_output=True, text=True, timeout=120)
+            said = json.loads(status.stdout).get("split") if status.returncode == 0 else None
+            truthful = said is not None and truth is not None and (said["candidate"], said["weight"]) == (
+                truth.candidate, truth.weight)
+            resumed_at = time.monotonic()
+            resumed = subprocess.run(_rollout(launcher, copy, work / "reports", *canary), cwd=ROOT,
+                                     capture_output=True, text=True, timeout=600)
+            resume_s = time.monotonic() - resumed_at
+            resume_window = (resumed_at - at, resumed_at - at + resume_s)
+            outcome = (resumed.stdout.strip().splitlines() or resumed.stderr.strip().splitlines() or ["?"])[-1]
+            time.sleep(args.observe)
+            served = sorted(int(m.version) for m in _models(launcher)
+                            if m.name == CANARY_MODEL and m.state == "READY")
+            note = f"killed at weight {truth.weight:g}" if truth else "killed with no split written"
+            note += (f"; `status` (rc {status.returncode}) said candidate {said['candidate']} at weight "
+                     f"{said['weight']:g}, {'as' if truthful else 'NOT as'} rollout.json" if said else
+                     f"; `status` rc {status.returncode}: {status.stderr.strip()[:120]}")
+            note += (f"; the same `canary` again resumed and ended in {resume_s:.0f} s (rc {resumed.returncode}: "
+                     f"{outcome[:120]}); serves v{', v'.join(map(str, served))}, router "
+                     f"{'left' if (copy / rollout_repo.router_name(CANARY_MODEL)).exists() else 'gone'}")
+            spans = _not_ready(load.probes, at)
+            if spans:
+                note += ("; the probe said not ready " + ", ".join(f"{a:.1f}–{b:.1f} s" for a, b in spans)
+                         + f" after the kill (the resumed canary ran {resume_window[0]:.1f}–{resume_window[1]:.1f} s)")
+            return load.observe("canary controller kill", at, note)
+    finally:
+        launcher.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _models(launcher: Launcher) -> list:
+    with Client(ClientConfig(urls=(f"127.0.0.1:{launcher.grpc}",), timeout_s=10.0)) as client:
+        return client.list_models()
+
+
+def _fill(folder: Path, leave: int) -> Path:
+    stat = os.statvfs(folder)
+    filler = folder / ".filler"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(stat.f_bavail * stat.f_frsize - leave, 0))
+    return filler
+
+
+def run_disk_full(repo: Path, args: argparse.Namespace) -> Observed:
+    """The repository served from a tmpfs with room for itself and 8 MB more; under the load on
+    embed, the disk is filled to 200 kB free and a new model (the digits CNN, FP32, about 0.4 MB
+    a version) is exported into it. The export must fail with NoSpace (exit 3) and leave nothing;
+    then the disk is freed and the launcher started again on it."""
+    work = Path(tempfile.mkdtemp(prefix="fault-disk-"))
+    disk = work / "disk"
+    disk.mkdir()
+    size = sum(p.stat().st_size for p in repo.rglob("*") if p.is_file()) + 8 * 2**20
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size // 1024}k", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        return Observed("disk full during export", note=f"not run: cannot mount a tmpfs (needs root): "
+                                                        f"{mounted.stderr.strip()[:120]}")
+    launcher: Launcher | None = None
+    try:
+        copy = disk / "model_repository"
+        shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".staging-*"))
+        launcher = Launcher(copy)
+        launcher.start()
+        launcher.wait_ready()
+        with Load(launcher, args.rate, args.callers) as load:
+            time.sleep(args.warm)
+            filler = _fill(disk, 200_000)
+            at = time.monotonic()
+            export = subprocess.run(
+                [sys.executable, "-m", "tritonstack.converters", "export",
+                 "tritonstack.converters.sources.digits:factory", "--name", "fault_export", "--precision", "fp32",
+                 "--model-repository", str(copy), "--quiet", "--work-dir", str(work / "export-work")],
+                cwd=ROOT, capture_output=True, text=True, timeout=600)
+            export_s = time.monotonic() - at
+            left = [str(p.relative_to(copy)) for p in staging_folders(copy)]
+            if (copy / "fault_export").exists():
+                left.append("fault_export/")
+            error = (export.stderr.strip().splitlines() or ["(no message)"])[-1]
+            filler.unlink()
+            time.sleep(args.observe)
+            note = (f"export exit {export.returncode} after {export_s:.0f} s: `{error[:160]}`; "
+                    f"left in the repository: {', '.join(left) if left else 'nothing'}")
+            observed = load.observe("disk full during export", at, note)
+        launcher.stop()
+        launcher.start()
+        launcher.wait_ready()
+        observed.note += "; the next start was ready"
+        return observed
+    finally:
+        if launcher:
+            launcher.stop()
+        subprocess.run(["umount", str(disk)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+FAULTS = ("stub kill, early", "stub kill, late", "tritonserver kill", "launcher kill", "export kill",
+          "canary controller kill", "disk full during export")
+SEPARATE = {"canary controller kill": run_canary_kill, "disk full during export": run_disk_full}
 
 
 def main() -> int:
@@ -252,7 +420,12 @@ def main() -> int:
         if args.only and fault not in args.only:
             continue
         print(f"-- {fault}", flush=True)
-        row = run_overload(repo, args) if fault == "overload" else run_fault(fault, repo, args)
+        if fault == "overload":
+            row = run_overload(repo, args)
+        elif fault in SEPARATE:
+            row = SEPARATE[fault](repo, args)
+        else:
+            row = run_fault(fault, repo, args)
         print(json.dumps(asdict(row)), flush=True)
         rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
