@@ -12,6 +12,7 @@ access token from ``TRITON_ACCESS_TOKEN``.
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -126,6 +127,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, sock: socket.socket, args: argparse.Namespace) -> int:
+    # uvicorn drains in-flight requests on SIGTERM, then raises the signal again under the handler
+    # it found: this one, so that a stop asked for by compose or Kubernetes exits 0 (not 143),
+    # as does one that comes before uvicorn has started.
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        return _run(settings, sock, args)
+    except _Stopped:
+        return ExitCode.OK
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived (and uvicorn, if it had started, has drained)."""
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise _Stopped
+
+
+def _run(settings: Settings, sock: socket.socket, args: argparse.Namespace) -> int:
     import uvicorn
 
     from tritonstack.http.app import create_app
