@@ -48,6 +48,8 @@ from tritonstack.server.stubs import backend_stubs  # noqa: E402
 
 
 class Launcher:
+    log_dir: Path | None = None  # --log-dir: each launcher's output, one file per start
+
     def __init__(self, repo: Path, *extra: str) -> None:
         self.repo, self.extra = repo, extra
         self.grpc, self.http, self.metrics, self.health = (free_port() for _ in range(4))
@@ -57,7 +59,13 @@ class Launcher:
         cmd = [sys.executable, "-m", "tritonstack.server", "serve", "--model-repository", str(self.repo),
                f"--grpc-port={self.grpc}", f"--http-port={self.http}", f"--metrics-port={self.metrics}",
                f"--health-port={self.health}", "--health-interval=0.5", "--restart-on-failure=2", *self.extra]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = subprocess.DEVNULL
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log = open(self.log_dir / f"launcher-{time.strftime('%H%M%S')}-{self.grpc}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        if log is not subprocess.DEVNULL:
+            log.close()  # the child holds its own copy
 
     def ready(self) -> int | None:
         try:
@@ -413,7 +421,9 @@ def main() -> int:
     parser.add_argument("--observe", type=float, default=30.0, help="seconds of load after each fault")
     parser.add_argument("--export-kill-after", type=float, default=20.0)
     parser.add_argument("--only", action="append", help="run only these faults (repeatable)")
+    parser.add_argument("--log-dir", type=Path, help="keep each launcher's output here (default: discarded)")
     args = parser.parse_args()
+    Launcher.log_dir = args.log_dir
     repo = args.model_repository.resolve()
     rows = []
     for fault in (*FAULTS, "overload"):
