@@ -17,7 +17,7 @@ help:
 	@echo "make repository  build the demo model repository only"
 	@echo "make serve       serve $(REPO)/ in the foreground (Ctrl-C stops)"
 	@echo "make rollout-demo canary (promote, roll back) and shadow runs of digits_cnn under Locust load"
-	@echo "make image       build the CPU serving and Locust images with podman (root; docker/podman/)"
+	@echo "make image       build the CPU serving, Locust and HTTP front images with podman (root; docker/podman/)"
 	@echo "make test-shipped the tests of what ships: the CPU image, the GPU image's Python 3.10 side, the client extra"
 	@echo "make lint        ruff"
 
@@ -53,7 +53,7 @@ test-shipped: $(STAMP)
 	$(PY) -m pytest tests/shipped $(PYTEST_ARGS)
 
 image:
-	docker/podman/build.sh mounted loadtest
+	docker/podman/build.sh mounted loadtest http
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

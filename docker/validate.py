@@ -13,8 +13,12 @@ What each check proves (and what it cannot):
   ``docker/schemas/`` (see its README for exactly what they cover), whose core types
   (resources, volumes, containers) resolve to the bundled Kubernetes definitions.
 * Triton pods: probes on ``/v2/health/ready`` and ``/v2/health/live``, Prometheus annotations.
-* Compose (``docker/compose*.yaml``): YAML structure, every ``build.dockerfile`` exists, every
-  ``depends_on`` names a service; no Compose-spec schema is available offline.
+* HTTP front pods (the ``triton-stack-http`` image): an explicit ``--host=0.0.0.0`` (the front
+  binds loopback otherwise), the bearer token from a Secret, readiness on ``/health`` and a
+  liveness that does not follow Triton's health.
+* Compose (``docker/compose*.yaml``): YAML structure, every ``build.dockerfile`` exists and has
+  the ``build.target`` stage, every ``depends_on`` names a service; no Compose-spec schema is
+  available offline.
 * Compose and manifests: every campaign named as ``/opt/stack/campaigns/NAME.toml`` (where the CPU
   image puts ``tritonstack/loadtest/campaigns/``) exists.
 
@@ -148,6 +152,16 @@ def dockerfile_policy(path: Path) -> list[str]:
     return problems
 
 
+def dockerfile_stages(path: Path) -> list[str]:
+    """The named stages (``FROM ... AS name``) of a Dockerfile, in order."""
+    names = []
+    for _, keyword, rest in _instructions(path.read_text()):
+        words = [w for w in rest.split() if not w.startswith("--")]
+        if keyword == "FROM" and len(words) >= 3 and words[1].upper() == "AS":
+            names.append(words[2].lower())
+    return names
+
+
 def check_dockerfile(path: Path) -> list[str]:
     """hadolint and policy findings for one Dockerfile."""
     return hadolint(path) + dockerfile_policy(path)
@@ -247,6 +261,49 @@ def triton_pod_policy(doc: dict[str, Any], where: str) -> list[str]:
     return problems
 
 
+FRONT_IMAGE = "triton-stack-http"
+FRONT_TOKEN_ENV = "TRITONSTACK_HTTP_TOKEN"
+
+
+def _flag(args: list[str], name: str) -> str | None:
+    """The value of ``--name=value`` or ``--name value`` in a container's args."""
+    for i, arg in enumerate(args):
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def front_pod_policy(doc: dict[str, Any], where: str) -> list[str]:
+    """HTTP front Deployments bind beyond loopback on purpose, with the token from a Secret, and
+    only readiness follows Triton's health (a Triton outage must restart no front)."""
+    if doc.get("kind") != "Deployment":
+        return []
+    spec = (((doc.get("spec") or {}).get("template") or {}).get("spec") or {})
+    problems = []
+    for c in spec.get("containers") or []:
+        if not isinstance(c, dict) or FRONT_IMAGE not in str(c.get("image", "")):
+            continue
+        what = f"{where}: {_describe(doc)}: container {c.get('name')}"
+        args = [str(a) for a in c.get("args") or []]
+        if _flag(args, "--host") != "0.0.0.0":
+            problems.append(f"{what} needs --host=0.0.0.0 in its args: the front binds 127.0.0.1 unless told, "
+                            "and the Service could not reach it")
+        token = next((e for e in c.get("env") or [] if isinstance(e, dict) and e.get("name") == FRONT_TOKEN_ENV), None)
+        ref = ((token or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+        if not ref.get("name") or ref.get("optional"):
+            problems.append(f"{what} needs {FRONT_TOKEN_ENV} from a required Secret (valueFrom.secretKeyRef): "
+                            "beyond loopback every route but /health must ask for the bearer token")
+        ready = ((c.get("readinessProbe") or {}).get("httpGet") or {}).get("path")
+        if ready != "/health":
+            problems.append(f"{what} needs readinessProbe httpGet /health, got {ready!r}")
+        if ((c.get("livenessProbe") or {}).get("httpGet") or {}).get("path") == "/health":
+            problems.append(f"{what}: livenessProbe must not be /health (503 while Triton is down: the fronts "
+                            "would be restarted for Triton's outage); probe the port (tcpSocket)")
+    return problems
+
+
 def check_manifest(path: Path, versions: Iterable[str] = K8S_VERSIONS) -> list[str]:
     """Every problem found in one manifest file (all documents)."""
     try:
@@ -262,6 +319,7 @@ def check_manifest(path: Path, versions: Iterable[str] = K8S_VERSIONS) -> list[s
             continue
         problems += validate_document(doc, str(path), versions)
         problems += triton_pod_policy(doc, str(path))
+        problems += front_pod_policy(doc, str(path))
     return problems + campaign_refs(path, docs)
 
 
@@ -322,6 +380,9 @@ def check_compose(path: Path) -> list[str]:
             dockerfile = context / build.get("dockerfile", "Dockerfile")
             if not dockerfile.is_file():
                 problems.append(f"{path}: service {name!r} builds {dockerfile}, which does not exist")
+            elif build.get("target") and build["target"] not in (stages := dockerfile_stages(dockerfile)):
+                problems.append(f"{path}: service {name!r} builds target {build['target']!r}, which "
+                                f"{dockerfile.name} does not define (stages: {', '.join(stages)})")
         depends = service.get("depends_on") or {}
         for other in depends:
             if other not in services:

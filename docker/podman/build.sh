@@ -3,9 +3,10 @@
 # route to Docker Hub: host setup (setup.sh), the local Debian base (base.sh), then each target
 # of docker/Dockerfile.cpu on that base. `make image` and tests/shipped/ run this.
 #
-#   docker/podman/build.sh [TARGET...]   # targets: mounted (default: the serving image), loadtest
+#   docker/podman/build.sh [TARGET...]   # targets: mounted (default: the serving image), loadtest, http
 #
-# Tags: localhost/triton-stack-cpu:VERSION (mounted) and localhost/triton-stack-loadtest:VERSION,
+# Tags: localhost/triton-stack-cpu:VERSION (mounted), localhost/triton-stack-loadtest:VERSION and
+# localhost/triton-stack-http:VERSION (the HTTP front),
 # VERSION is tritonstack.__version__. Run them with `podman run --network host --init ...` (docs/deployment.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,7 +18,8 @@ for target in "${@:-mounted}"; do
     case "$target" in
         mounted) name=triton-stack-cpu ;;
         loadtest) name=triton-stack-loadtest ;;
-        *) echo "build.sh: unknown target '$target' (mounted or loadtest)" >&2; exit 2 ;;
+        http) name=triton-stack-http ;;
+        *) echo "build.sh: unknown target '$target' (mounted, loadtest or http)" >&2; exit 2 ;;
     esac
     SECONDS=0
     podman build --quiet --format docker --network host \

@@ -70,6 +70,7 @@ def test_cpu_image_installs_with_the_shared_script() -> None:
     text = (ROOT / "docker" / "Dockerfile.cpu").read_text()
     assert 'docker/install.sh /opt/venv/bin/python ".[serve]"' in text
     assert 'docker/install.sh /opt/venv/bin/python ".[loadtest]"' in text
+    assert 'docker/install.sh /opt/venv/bin/python ".[http]"' in text
     script = (ROOT / "docker" / "install.sh").read_text()
     steps = [line.split('"$py" -m pip install -q ', 1)[1] for line in script.splitlines()
              if '"$py" -m pip install -q ' in line]
@@ -79,6 +80,37 @@ def test_cpu_image_installs_with_the_shared_script() -> None:
     assert "TORCH_VERSION=2.13.0" in script and "PYTRITON_VERSION=0.7.0" in script
     assert 'case "$*" in *dev*|*export*) with_torch=1' in script  # torch only where it is needed
     assert 'case "$*" in *dev*|*serve*) with_triton=1' in script
+
+
+def _stage(path: Path, name: str) -> list[tuple[str, str]]:
+    """The instructions of one stage of a Dockerfile, and of the build stage it copies from."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for _, keyword, rest in validate._instructions(path.read_text()):
+        if keyword == "FROM":
+            current = stages.setdefault(rest.split()[-1].lower(), [])
+        current.append((keyword, rest))
+    return stages[name]
+
+
+def test_the_http_front_image_is_the_http_extra_alone() -> None:
+    """The front's target: only the http extra (no Triton, no torch), non-root, the front as its
+    entrypoint binding 0.0.0.0 on purpose, and a HEALTHCHECK on its /health."""
+    dockerfile = ROOT / "docker" / "Dockerfile.cpu"
+    build = dict(_stage(dockerfile, "build-http"))
+    assert build["FROM"] == "source AS build-http"
+    assert build["RUN"].endswith('docker/install.sh /opt/venv/bin/python ".[http]"')
+    stage = _stage(dockerfile, "http")
+    instructions = dict(stage)
+    assert instructions["FROM"] == "${PYTHON_IMAGE} AS http"  # the slim base, not the serving image
+    assert ("COPY", "--from=build-http /opt/venv /opt/venv") in stage
+    assert instructions["USER"] == "1000:1000"
+    assert instructions["ENTRYPOINT"] == '["python", "-m", "tritonstack.http"]'
+    assert instructions["CMD"] == '["serve", "--host", "0.0.0.0", "--port", "8080"]'
+    assert "http://127.0.0.1:8080/health" in instructions["HEALTHCHECK"]
+    assert instructions["EXPOSE"] == "8080"
+    # install.sh adds torch and the Triton wheel only for dev/export and dev/serve (tested above).
+    assert "http) name=triton-stack-http" in (ROOT / "docker" / "podman" / "build.sh").read_text()
 
 
 def test_install_script_usage_error() -> None:

@@ -25,6 +25,7 @@ def test_expected_resources_are_shipped() -> None:
     for expected in [("Deployment", "triton"), ("Service", "triton"), ("Service", "triton-headless"),
                      ("HorizontalPodAutoscaler", "triton"), ("Job", "locust-master"),
                      ("Job", "locust-worker"), ("Service", "locust-master"),
+                     ("Deployment", "tritonstack-http"), ("Service", "tritonstack-http"),
                      ("InferenceService", "triton-stack"), ("ServingRuntime", "triton-stack")]:
         assert expected in kinds
 
@@ -114,3 +115,75 @@ def test_kustomization_with_missing_resource_is_caught(tmp_path: Path) -> None:
     path = tmp_path / "kustomization.yaml"
     path.write_text(yaml.safe_dump(kustomization))
     assert any("missing.yaml" in p for p in validate.check_manifest(path))
+
+
+def _front() -> tuple[dict, dict]:
+    deployment = next(d for d in _docs("k8s/http-deployment.yaml") if d["kind"] == "Deployment")
+    return deployment, deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_the_http_front_is_applied_with_the_stack() -> None:
+    kustomization = yaml.safe_load((ROOT / "docker" / "k8s" / "kustomization.yaml").read_text())
+    assert {"http-deployment.yaml", "http-service.yaml"} <= set(kustomization["resources"])
+
+
+def test_the_http_front_binds_explicitly_with_its_token_from_a_secret() -> None:
+    deployment, container = _front()
+    assert validate.front_pod_policy(deployment, "d") == []
+    assert container["image"].startswith("triton-stack-http:")
+    assert "--host=0.0.0.0" in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert "value" not in env["TRITONSTACK_HTTP_TOKEN"]
+    assert env["TRITONSTACK_HTTP_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "tritonstack-http-token"
+    # Triton's token, from Triton's own Secret: /v1/ lists models through its restricted repository API.
+    triton = next(d for d in _docs("k8s/triton-deployment.yaml") if d["kind"] == "Deployment")
+    triton_env = {e["name"]: e for e in triton["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TRITON_ACCESS_TOKEN"]["valueFrom"] == triton_env["TRITON_ACCESS_TOKEN"]["valueFrom"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["capabilities"]["drop"] == ["ALL"]
+    assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_http_front_reaches_triton_and_its_repository() -> None:
+    deployment, container = _front()
+    host, port = validate._flag(container["args"], "--url").split(":")
+    triton = {d["metadata"]["name"]: d for d in _docs("k8s/triton-service.yaml")}
+    assert host in triton
+    grpc = next(p for p in triton[host]["spec"]["ports"] if p["name"] == "grpc")
+    assert int(port) == grpc["port"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    repository = mounts[validate._flag(container["args"], "--model-repository")]
+    assert repository["readOnly"] is True
+    volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == repository["name"])
+    pvc = next(d for d in _docs("k8s/model-repository-pvc.yaml"))
+    assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+
+
+def test_the_http_front_service_selects_its_pods_and_port() -> None:
+    deployment, container = _front()
+    (service,) = _docs("k8s/http-service.yaml")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    names = {p["name"]: p["containerPort"] for p in container["ports"]}
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] in names and names[port["targetPort"]] == int(validate._flag(container["args"], "--port"))
+    assert container["readinessProbe"]["httpGet"]["port"] in names
+
+
+@pytest.mark.parametrize(("breakage", "words"), [
+    (lambda c: c["args"].remove("--host=0.0.0.0"), "needs --host=0.0.0.0"),
+    (lambda c: c["env"].__setitem__(0, {"name": "TRITONSTACK_HTTP_TOKEN", "value": "s3cret"}), "required Secret"),
+    (lambda c: c["env"][0]["valueFrom"]["secretKeyRef"].__setitem__("optional", True), "required Secret"),
+    (lambda c: c.__setitem__("livenessProbe", {"httpGet": {"path": "/health", "port": "http"}}),
+     "livenessProbe must not be /health"),
+    (lambda c: c["readinessProbe"]["httpGet"].__setitem__("path", "/v1/models"), "readinessProbe httpGet /health"),
+])
+def test_a_broken_http_front_is_caught(breakage, words) -> None:
+    deployment, _ = _front()
+    broken = copy.deepcopy(deployment)
+    container = broken["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"][0]["name"] == "TRITONSTACK_HTTP_TOKEN"
+    breakage(container)
+    problems = "\n".join(validate.front_pod_policy(broken, "d"))
+    assert words in problems
+    assert validate.validate_document(broken, "d") == []  # the schema alone lets each through
