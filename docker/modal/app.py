@@ -18,6 +18,11 @@ gRPC: Modal's web endpoints are HTTP/1.1 and HTTP/2 behind its proxy without gRP
 ``grpc_tunnel`` opens a raw TCP tunnel (``modal.forward``) to one container's port 8001, for
 debugging and benchmarks. It is one container, not load-balanced, and goes away with it: not
 for production traffic, which goes through the HTTP endpoint.
+
+No second endpoint for the OpenAI/TEI HTTP front (tritonstack.http) here: it calls Triton over
+gRPC, which Modal does not route between functions, and beside Triton in these containers it
+cannot run, as NGC's Python is 3.10 and the http extra's Starlette needs 3.11. Run the front in
+compose or Kubernetes (docs/deployment.md, "The HTTP front").
 """
 
 from __future__ import annotations
@@ -34,13 +39,21 @@ from pathlib import Path
 
 import modal
 
-ROOT = Path(__file__).resolve().parents[2]
+# Modal imports this file again inside each container, from /root/app.py (an entrypoint file is
+# mounted there), with no docker/ folder beside it: the images are built by then, and the files
+# below are only named (lazily), not read, except the Dockerfile's tag (see ngc_image).
+_HERE = Path(__file__).resolve()
+ROOT = next((p for p in _HERE.parents[1:3] if (p / "docker" / "Dockerfile.gpu").is_file()), _HERE.parent)
 GPUS = ("T4", "L4", "A10G", "L40S", "A100-40GB", "A100-80GB", "H100")
 
 
 def ngc_image() -> str:
-    """The tritonserver image docker/Dockerfile.gpu builds on: one tag for both targets."""
-    text = (ROOT / "docker" / "Dockerfile.gpu").read_text()
+    """The tritonserver image docker/Dockerfile.gpu builds on: one tag for both targets ("" inside
+    a Modal container, where the image is built already and the Dockerfile is not there)."""
+    path = ROOT / "docker" / "Dockerfile.gpu"
+    if not path.is_file() and not modal.is_local():
+        return ""
+    text = path.read_text()
     match = re.search(r"^ARG TRITON_IMAGE=(\S+)", text, re.M)
     if not match:
         raise ValueError("docker/Dockerfile.gpu has no `ARG TRITON_IMAGE=...` line")

@@ -121,3 +121,21 @@ def test_a_report_without_throughput_is_refused(tmp_path: Path) -> None:
     done = _run("-m", "tritonstack.loadtest", "cost", str(tmp_path / "summary.json"), "--platform", "modal",
                 "--gpu", "L4", "--target-rps", "10")
     assert done.returncode == 2 and "has no throughput" in done.stderr
+
+
+def test_the_app_imports_inside_a_container(monkeypatch, tmp_path: Path) -> None:
+    """Modal imports app.py again in each container, mounted at /root/app.py with no docker/
+    folder beside it (modal/_utils/function_utils.py): the import must not read the repository's
+    files there. Simulated: a copy with nothing around it, and modal.is_local() false."""
+    import modal
+
+    copy = tmp_path / "root" / "app.py"
+    copy.parent.mkdir()
+    copy.write_text(APP_FILE.read_text())
+    monkeypatch.setattr(modal, "is_local", lambda: False)
+    spec = importlib.util.spec_from_file_location("modal_triton_app_remote", copy)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "modal_triton_app_remote", module)
+    spec.loader.exec_module(module)
+    assert module.SETTINGS is not None and isinstance(module.serve, modal.Function)
+    assert module.SETTINGS.launcher_args()[:4] == ["python3", "-m", "tritonstack.server", "serve"]
