@@ -1,7 +1,8 @@
 """One Triton for the client tests, serving the stand-in models (see standins.py).
 
 Its model-repository protocol is restricted with an access token, so the token path is
-exercised by every ``list_models`` call.
+exercised by every ``list_models`` call. The behaviour tests run over both of Triton's front
+ends: ``protocol`` is "grpc", then "http", and ``address`` the server's address for it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,17 @@ from tests.conftest import start_server
 from tritonstack.server import TritonServer
 
 TOKEN = "client-test-token"
+PROTOCOLS = ("grpc", "http")
+
+
+def address(server: TritonServer, protocol: str) -> str:
+    """Where a client speaking ``protocol`` finds ``server`` (HTTP: with its scheme, as users write it)."""
+    return server.grpc_url if protocol == "grpc" else server.http_url
+
+
+@pytest.fixture(params=PROTOCOLS)
+def protocol(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="package")

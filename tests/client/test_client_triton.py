@@ -1,4 +1,5 @@
-"""The sync and asyncio clients against a real Triton serving the stand-in models."""
+"""The sync and asyncio clients against a real Triton serving the stand-in models, over gRPC and
+over HTTP (each test runs once per protocol: the same results and the same errors)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests.client.conftest import TOKEN
+from tests.client.conftest import TOKEN, address
 from tests.client.standins import digit_image, expected_embedding
 from tritonstack.client import AsyncClient, Client, ClientError, DigitPredictions, Status
 from tritonstack.server import TritonServer, free_port
@@ -18,8 +19,8 @@ pytestmark = pytest.mark.triton
 
 
 @pytest.fixture()
-def triton(client_server: TritonServer) -> Iterator[Client]:
-    with Client(urls=client_server.grpc_url, access_token=TOKEN) as client:
+def triton(client_server: TritonServer, protocol: str) -> Iterator[Client]:
+    with Client(urls=address(client_server, protocol), protocol=protocol, access_token=TOKEN) as client:
         yield client
 
 
@@ -89,9 +90,10 @@ def test_one_client_is_shared_by_threads(triton: Client) -> None:
     assert errors == []
 
 
-def test_async_client_matches_the_sync_one(client_server: TritonServer) -> None:
+def test_async_client_matches_the_sync_one(client_server: TritonServer, protocol: str) -> None:
     async def main() -> None:
-        async with AsyncClient(urls=client_server.grpc_url, access_token=TOKEN) as triton:
+        async with AsyncClient(urls=address(client_server, protocol), protocol=protocol,
+                               access_token=TOKEN) as triton:
             x = _rows(21)
             results = await asyncio.gather(*(triton.infer("add_one", {"INPUT": x + k})
                                              for k in range(5)))
@@ -133,8 +135,10 @@ def test_wrong_rank_and_dtype_never_reach_the_server(triton: Client) -> None:
         assert words in info.value.message
 
 
-def test_server_side_invalid_argument_is_mapped_and_not_retried(client_server: TritonServer) -> None:
-    with Client(urls=client_server.grpc_url, validate_inputs=False, retries=3) as raw, \
+def test_server_side_invalid_argument_is_mapped_and_not_retried(client_server: TritonServer,
+                                                                protocol: str) -> None:
+    with Client(urls=address(client_server, protocol), protocol=protocol, validate_inputs=False,
+                retries=3) as raw, \
             pytest.raises(ClientError) as info:
         raw.infer("add_one", {"INPUT": np.zeros((2, 5), np.float32)})
     err = info.value
@@ -156,16 +160,18 @@ def test_model_failure_is_internal_with_the_models_message(triton: Client) -> No
     assert info.value.server_message == "stand-in model refuses"
 
 
-def test_no_server_is_unavailable_after_every_retry() -> None:
-    with Client(urls=f"127.0.0.1:{free_port()}", retries=2, backoff_initial_s=0.01) as nobody, \
+def test_no_server_is_unavailable_after_every_retry(protocol: str) -> None:
+    with Client(urls=f"127.0.0.1:{free_port()}", protocol=protocol, retries=2,
+                backoff_initial_s=0.01) as nobody, \
             pytest.raises(ClientError) as info:
         nobody.server_ready()
     assert info.value.status is Status.UNAVAILABLE and info.value.attempts == 3
     assert "after 3 attempts" in str(info.value)
 
 
-def test_restricted_protocol_without_token_is_permission_denied(client_server: TritonServer) -> None:
-    with Client(urls=client_server.grpc_url) as anonymous:
+def test_restricted_protocol_without_token_is_permission_denied(client_server: TritonServer,
+                                                               protocol: str) -> None:
+    with Client(urls=address(client_server, protocol), protocol=protocol) as anonymous:
         assert anonymous.server_ready()  # health is not restricted
         with pytest.raises(ClientError) as info:
             anonymous.list_models()
@@ -173,8 +179,8 @@ def test_restricted_protocol_without_token_is_permission_denied(client_server: T
     assert "TRITON_ACCESS_TOKEN" in str(info.value)
 
 
-def test_message_over_the_size_limit(client_server: TritonServer) -> None:
-    with Client(urls=client_server.grpc_url, max_message_bytes=4096) as small, \
+def test_message_over_the_size_limit(client_server: TritonServer, protocol: str) -> None:
+    with Client(urls=address(client_server, protocol), protocol=protocol, max_message_bytes=4096) as small, \
             pytest.raises(ClientError) as info:
         small.embed(["x" * 10_000])
     assert info.value.status is Status.MESSAGE_TOO_LARGE and info.value.attempts == 1
@@ -197,13 +203,15 @@ def _flood(client: Client, n: int) -> list[ClientError | None]:
     return results
 
 
-def test_shed_requests_are_overloaded_and_retried_only_when_opted_in(client_server: TritonServer) -> None:
-    with Client(urls=client_server.grpc_url) as default:
+def test_shed_requests_are_overloaded_and_retried_only_when_opted_in(client_server: TritonServer,
+                                                                    protocol: str) -> None:
+    url = address(client_server, protocol)
+    with Client(urls=url, protocol=protocol) as default:
         errors = [e for e in _flood(default, 5) if e is not None]
     assert errors, "a queue of one with five concurrent requests must shed some"
     for err in errors:
         assert (err.status, err.shed, err.attempts) == (Status.OVERLOADED, True, 1)
         assert "Exceeds maximum queue size" in err.server_message
-    with Client(urls=client_server.grpc_url, retry_overloaded=True, retries=30,
+    with Client(urls=url, protocol=protocol, retry_overloaded=True, retries=30,
                 backoff_initial_s=0.1, backoff_max_s=0.5) as patient:
         assert _flood(patient, 4) == [None] * 4

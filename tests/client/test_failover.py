@@ -1,4 +1,5 @@
-"""Replicas going away: a retry that outlives a restart, and a killed replica under load."""
+"""Replicas going away: a retry that outlives a restart, and a killed replica under load (over
+gRPC and over HTTP)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.client.conftest import address
 from tests.conftest import start_server
 from tests.helpers import repos
 from tritonstack.client import AsyncClient, Client, ClientError, Status
@@ -24,16 +26,16 @@ def _requests_served(srv: TritonServer) -> float:
     return counters.get("add_one", {}).get("nv_inference_request_success", 0.0)
 
 
-def test_retry_succeeds_after_the_server_restarts(tmp_path: Path) -> None:
+def test_retry_succeeds_after_the_server_restarts(tmp_path: Path, protocol: str) -> None:
     repos.write_add_one(tmp_path)
     ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
     first = TritonServer(ServerConfig(model_repository=tmp_path, **ports)).start()
-    url = first.grpc_url
+    url = address(first, protocol)
     x = np.ones((2, 4), np.float32)
     second = TritonServer(ServerConfig(model_repository=tmp_path, **ports))
     try:
-        with Client(urls=url, retries=40, backoff_initial_s=0.05, backoff_max_s=0.5,
-                    timeout_s=60) as patient, Client(urls=url, retries=0) as impatient:
+        with Client(urls=url, protocol=protocol, retries=40, backoff_initial_s=0.05, backoff_max_s=0.5,
+                    timeout_s=60) as patient, Client(urls=url, protocol=protocol, retries=0) as impatient:
             np.testing.assert_array_equal(patient.infer("add_one", {"INPUT": x})["OUTPUT"], x + 1)
             first.kill()
             with pytest.raises(ClientError) as info:
@@ -48,7 +50,7 @@ def test_retry_succeeds_after_the_server_restarts(tmp_path: Path) -> None:
             np.testing.assert_array_equal(out["OUTPUT"], x + 1)
 
             async def after_restart() -> np.ndarray:
-                async with AsyncClient(urls=url) as triton:
+                async with AsyncClient(urls=url, protocol=protocol) as triton:
                     return (await triton.infer("add_one", {"INPUT": x}))["OUTPUT"]
             np.testing.assert_array_equal(asyncio.run(after_restart()), x + 1)
     finally:
@@ -56,15 +58,15 @@ def test_retry_succeeds_after_the_server_restarts(tmp_path: Path) -> None:
         first.close()
 
 
-def test_killing_one_of_two_replicas_under_load_loses_no_request(tmp_path: Path) -> None:
+def test_killing_one_of_two_replicas_under_load_loses_no_request(tmp_path: Path, protocol: str) -> None:
     repos.write_add_one(tmp_path, delay_s=0.005)
     a, b = start_server(tmp_path), start_server(tmp_path)
     total, per_thread, done = [0], 60, threading.Event()
     lock = threading.Lock()
     failures: list[str] = []
     try:
-        with Client(urls=[a.grpc_url, b.grpc_url], retries=5, timeout_s=30,
-                    failover_cooldown_s=5.0) as triton:
+        with Client(urls=[address(a, protocol), address(b, protocol)], protocol=protocol, retries=5,
+                    timeout_s=30, failover_cooldown_s=5.0) as triton:
 
             def work(seed: int) -> None:
                 for i in range(per_thread):

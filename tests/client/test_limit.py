@@ -89,9 +89,11 @@ def _hammer(client: Client, callers: int = 16, calls: int = 15) -> tuple[int, in
 
 
 @pytest.mark.triton
-def test_against_a_queue_that_refuses_the_limit_comes_down(tmp_path) -> None:
+def test_against_a_queue_that_refuses_the_limit_comes_down(tmp_path, protocol: str) -> None:
     """slow takes 20 ms a request and queues at most 2: 16 callers without back-off are refused
-    most of the time; with the adaptive limit the client holds them, and few are refused."""
+    most of the time; with the adaptive limit the client holds them, and few are refused (over
+    gRPC, and over HTTP where the refusal is a 503)."""
+    from tests.client.conftest import address
     from tests.conftest import start_server
     from tests.helpers import repos
 
@@ -99,9 +101,10 @@ def test_against_a_queue_that_refuses_the_limit_comes_down(tmp_path) -> None:
                         queue_policy="max_queue_size: 2")
     server = start_server(tmp_path)
     try:
-        with Client(urls=[server.grpc_url], retries=0, timeout_s=10) as bare_client:
+        url = address(server, protocol)
+        with Client(urls=[url], protocol=protocol, retries=0, timeout_s=10) as bare_client:
             bare = _hammer(bare_client)
-        with Client(urls=[server.grpc_url], retries=0, timeout_s=10,
+        with Client(urls=[url], protocol=protocol, retries=0, timeout_s=10,
                     adaptive_concurrency=True) as held_client:
             held = _hammer(held_client)
             limit = held_client._gates[0].limit.limit

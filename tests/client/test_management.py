@@ -1,4 +1,5 @@
-"""Model management from the client, library and CLI, against a real Triton in explicit mode."""
+"""Model management from the client, library and CLI, against a real Triton in explicit mode (over
+gRPC and over HTTP)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.client.conftest import address
 from tests.conftest import start_server
 from tests.helpers import repos
 from tritonstack.client import Client
@@ -19,10 +21,11 @@ from tritonstack.server.stubs import backend_stubs
 pytestmark = pytest.mark.triton
 
 
-def test_repository_unload_load_and_reload_from_the_cli(tmp_path: Path, capsys) -> None:
+def test_repository_unload_load_and_reload_from_the_cli(tmp_path: Path, capsys, protocol: str) -> None:
     repos.write_add_one(tmp_path)
     server = start_server(tmp_path, model_control=ModelControl.EXPLICIT, load_models=("add_one",))
-    url = ["--url", server.grpc_url, "--json"]
+    where = address(server, protocol)
+    url = ["--protocol", protocol, "--url", where, "--json"]
     try:
         assert main([*url, "repository"]) == 0
         rows = json.loads(capsys.readouterr().out)
@@ -30,8 +33,8 @@ def test_repository_unload_load_and_reload_from_the_cli(tmp_path: Path, capsys) 
 
         assert main([*url, "unload", "add_one"]) == 0
         assert json.loads(capsys.readouterr().out) == {"model": "add_one", "action": "unload",
-                                                       "replicas": [server.grpc_url]}
-        with Client(urls=server.grpc_url, retries=0) as client:
+                                                       "replicas": [where]}
+        with Client(urls=where, protocol=protocol, retries=0) as client:
             assert not client.model_ready("add_one")
         assert main([*url, "load", "add_one"]) == 0
         capsys.readouterr()
@@ -44,13 +47,13 @@ def test_repository_unload_load_and_reload_from_the_cli(tmp_path: Path, capsys) 
         while {s.pid for s in backend_stubs(server.pid)} & before and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not {s.pid for s in backend_stubs(server.pid)} & before  # and the old one is gone
-        with Client(urls=server.grpc_url) as client:
+        with Client(urls=where, protocol=protocol) as client:
             out = client.infer("add_one", {"INPUT": np.zeros((1, 4), np.float32)})["OUTPUT"]
         np.testing.assert_array_equal(out, np.ones((1, 4), np.float32))
 
         # issue #32, item 13: load of a stranger exited 1 and unload of one 0
         for command in ("load", "unload", "reload"):
-            assert main(["--url", server.grpc_url, command, "add_onee"]) == 2
+            assert main(["--protocol", protocol, "--url", where, command, "add_onee"]) == 2
             err = capsys.readouterr().err.strip()
             assert err.startswith("ClientError: [not_found] no model 'add_onee'") and len(err.splitlines()) == 1
             assert "did you mean 'add_one'?" in err
@@ -58,17 +61,18 @@ def test_repository_unload_load_and_reload_from_the_cli(tmp_path: Path, capsys) 
         server.close()
 
 
-def test_a_restricted_control_plane_needs_the_token(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_a_restricted_control_plane_needs_the_token(tmp_path: Path, capsys, monkeypatch, protocol: str) -> None:
     repos.write_add_one(tmp_path)
     server = start_server(tmp_path, model_control=ModelControl.EXPLICIT, load_models=("add_one",),
                           restricted_apis=("model-repository",), restricted_value="s3cret")
     try:
         monkeypatch.delenv("TRITON_ACCESS_TOKEN", raising=False)
-        assert main(["--url", server.grpc_url, "reload", "add_one"]) == 2
+        cli = ["--protocol", protocol, "--url", address(server, protocol)]
+        assert main([*cli, "reload", "add_one"]) == 2
         err = capsys.readouterr().err
         assert "permission_denied" in err and "TRITON_ACCESS_TOKEN" in err
         monkeypatch.setenv("TRITON_ACCESS_TOKEN", "s3cret")
-        assert main(["--url", server.grpc_url, "reload", "add_one"]) == 0
+        assert main([*cli, "reload", "add_one"]) == 0
     finally:
         server.close()
 

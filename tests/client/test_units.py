@@ -1,7 +1,10 @@
-"""Pure parts of the client, without Triton: config, error mapping, retry policy, tensors."""
+"""Pure parts of the client, without Triton: config, error mapping, retry policy, tensors, and the
+HTTP codec."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import grpc
@@ -9,8 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tritonstack.client import ClientConfig, ClientError, ModelInfo, Status, TensorSpec, TlsConfig
-from tritonstack.client._errors import classify
+from tritonstack.client import AsyncClient, Client, ClientConfig, ClientError, ModelInfo, Status, TensorSpec, TlsConfig
+from tritonstack.client._config import http_address
+from tritonstack.client._errors import AttemptFailed, classify, classify_http
+from tritonstack.client._http import INFER_HEADER, HttpCodec, answer, parse_infer
 from tritonstack.client._images import load_digit
 from tritonstack.client._pipelines import digit_inputs, embed_inputs
 from tritonstack.client._retry import Endpoints, backoff_s, retryable
@@ -43,6 +48,12 @@ UNBATCHED = ModelInfo("fixed", "", "onnx", 0, (TensorSpec("X", "INT64", (2, -1))
     ({"backoff_multiplier": 0.5}, "backoff_multiplier"),
     ({"max_message_bytes": 0}, "max_message_bytes"),
     ({"access_token": ""}, "access_token is empty"),
+    ({"protocol": "https"}, "protocol must be 'grpc' or 'http'"),
+    ({"urls": ("http://127.0.0.1:8000",)}, "set protocol='http'"),
+    ({"urls": ("localhost",), "protocol": "http"}, "give the port"),
+    ({"urls": ("ftp://h:1",), "protocol": "http"}, "is not an HTTP address"),
+    ({"urls": ("https://h/v2?x=1",), "protocol": "http"}, "is not an HTTP address"),
+    ({"urls": ("h:70000",), "protocol": "http"}, "not in 1..65535"),
 ])
 def test_bad_config_is_refused_with_a_config_error(kwargs: dict, words: str) -> None:
     with pytest.raises(ClientError) as info:
@@ -63,9 +74,32 @@ def test_config_normalises_urls_and_headers_and_sends_the_token_under_tritons_pr
 
 def test_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRITON_GRPC_URLS", "a:1, b:2")
+    monkeypatch.setenv("TRITON_HTTP_URLS", "https://m.modal.run")
     monkeypatch.setenv("TRITON_ACCESS_TOKEN", "secret")
     config = ClientConfig.from_env(timeout_s=3)
     assert (config.urls, config.access_token, config.timeout_s) == (("a:1", "b:2"), "secret", 3)
+    assert ClientConfig.from_env(protocol="http").urls == ("https://m.modal.run",)
+
+
+def test_each_protocol_defaults_to_tritons_own_port_and_http_takes_schemes_and_paths() -> None:
+    assert ClientConfig().urls == ("127.0.0.1:8001",)
+    assert ClientConfig(protocol="http").urls == ("127.0.0.1:8000",)
+    with Client(protocol="http") as client:  # switching protocol moves the default port with it
+        assert client.urls == ("127.0.0.1:8000",)
+    with Client(protocol="http", urls="h:1") as client:
+        assert client.urls == ("h:1",)
+    assert http_address("https://m.modal.run", tls=False).base == "https://m.modal.run:443"
+    assert http_address("h:8000", tls=True).base == "https://h:8000"
+    assert http_address("HTTP://[::1]/triton/", tls=False).base == "http://[::1]:80/triton"
+    headers = ClientConfig(protocol="http", headers={"X-Team": "a"}, access_token="t").http_headers()
+    assert headers == {"x-team": "a", "triton-access-token": "t"}  # Triton's HTTP front: the key itself
+
+
+def test_async_http_without_aiohttp_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # as in an install of the client extra alone
+    with pytest.raises(ClientError) as info:
+        AsyncClient(protocol="http")
+    assert info.value.status is Status.CONFIG and "[client-http]" in str(info.value)
 
 
 def test_tls_needs_cert_and_key_together_and_existing_files(tmp_path: Path) -> None:
@@ -103,6 +137,29 @@ def test_tls_needs_cert_and_key_together_and_existing_files(tmp_path: Path) -> N
 ])
 def test_every_grpc_answer_maps_to_the_documented_status(code, details, status) -> None:
     assert classify(code, details) is status
+
+
+@pytest.mark.parametrize(("code", "details", "status"), [
+    (400, "unexpected shape for input 'INPUT'", Status.INVALID_ARGUMENT),
+    (401, "", Status.UNAUTHENTICATED),
+    (403, "This API is restricted, expecting header 'triton-access-token'", Status.PERMISSION_DENIED),
+    (404, "Request for unknown model: 'x' is not found", Status.NOT_FOUND),
+    (408, "", Status.DEADLINE_EXCEEDED),
+    (413, "", Status.MESSAGE_TOO_LARGE),
+    (418, "", Status.INVALID_ARGUMENT),
+    (429, "", Status.RESOURCE_EXHAUSTED),
+    (500, "stand-in model refuses", Status.INTERNAL),
+    (500, "in ensemble 'add_two', Stub process 'add_one_0_0' is not healthy.", Status.UNAVAILABLE),
+    (501, "", Status.UNIMPLEMENTED),
+    (502, "HTTP 502: Bad Gateway", Status.UNAVAILABLE),
+    (503, "[request id: <id_unknown>] Exceeds maximum queue size", Status.OVERLOADED),
+    (503, "HTTP 503", Status.UNAVAILABLE),
+    (504, "", Status.DEADLINE_EXCEEDED),
+    (507, "", Status.INTERNAL),
+    (302, "", Status.UNKNOWN),
+])
+def test_every_http_answer_maps_to_the_documented_status(code, details, status) -> None:
+    assert classify_http(code, details) is status
 
 
 def test_only_unavailable_is_retried_unless_overload_retries_are_opted_in() -> None:
@@ -181,6 +238,53 @@ def test_request_and_response_carry_raw_little_endian_data() -> None:
     response.raw_output_contents.append(request.raw_input_contents[0])
     out = parse_response(response)["OUTPUT"]
     assert out.flags.writeable and out.tolist() == x.tolist()
+
+
+def test_http_infer_request_is_a_json_header_then_the_raw_inputs() -> None:
+    x = np.arange(8, dtype=">f4").reshape(2, 4)
+    texts = np.array([["héllo"], ["x"]], dtype=object)
+    call = HttpCodec().infer("my model", "2", {"INPUT": x, "TEXT": texts}, ["OUTPUT"], {"rollout_key": "u1"})
+    assert (call.method, call.path) == ("POST", "/v2/models/my%20model/versions/2/infer")
+    size = int(call.headers[INFER_HEADER])
+    header = json.loads(call.body[:size])
+    assert header == {
+        "inputs": [{"name": "INPUT", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}},
+                   {"name": "TEXT", "shape": [2, 1], "datatype": "BYTES", "parameters": {"binary_data_size": 15}}],
+        "outputs": [{"name": "OUTPUT", "parameters": {"binary_data": True}}],
+        "parameters": {"rollout_key": "u1"}}
+    assert np.frombuffer(call.body[size:size + 32], "<f4").tolist() == x.ravel().tolist()
+    assert call.body[size + 32:] == serialize_bytes(texts)
+    every = HttpCodec().infer("m", "", {"INPUT": x}, None, None)
+    assert json.loads(every.body[:int(every.headers[INFER_HEADER])])["parameters"] == {"binary_data_output": True}
+
+
+def test_http_infer_answer_is_decoded_binary_or_json() -> None:
+    values = np.arange(6, dtype=np.float32).reshape(2, 3)
+    labels = serialize_bytes(np.array([b"cat", b"dog"], dtype=object))
+    header = json.dumps({"model_name": "m", "outputs": [
+        {"name": "P", "datatype": "FP32", "shape": [2, 3], "parameters": {"binary_data_size": 24}},
+        {"name": "L", "datatype": "BYTES", "shape": [2, 1], "parameters": {"binary_data_size": len(labels)}},
+        {"name": "J", "datatype": "INT64", "shape": [1, 2], "data": [7, 8]}]}).encode()
+    out = parse_infer({INFER_HEADER: str(len(header))}, header + values.tobytes() + labels)
+    assert out["P"].flags.writeable and out["P"].tolist() == values.tolist()
+    assert out["L"].tolist() == [[b"cat"], [b"dog"]]
+    assert (out["J"].dtype, out["J"].tolist()) == (np.int64, [[7, 8]])
+
+
+def test_http_answers_readiness_from_the_status_and_raises_the_rest() -> None:
+    ready = HttpCodec().server_ready()
+    assert answer(ready, 200, {}, b"") is True
+    assert answer(ready, 400, {}, b'{"error":"Model version not ready"}') is False
+    with pytest.raises(AttemptFailed) as info:
+        answer(ready, 403, {}, b'{"error":"This API is restricted"}')
+    assert info.value.status is Status.PERMISSION_DENIED
+    with pytest.raises(AttemptFailed) as info:
+        answer(HttpCodec().repository_index(), 502, {}, b"<html><body>Bad   Gateway</body></html>")
+    assert info.value.status is Status.UNAVAILABLE  # a proxy's page: its start, on one line
+    assert info.value.details == "HTTP 502: <html><body>Bad Gateway</body></html>"
+    body = b'[{"name":"a","version":"1","state":"READY"},{"name":"b"}]'
+    index = answer(HttpCodec().repository_index(), 200, {}, body)
+    assert [(m.name, m.version, m.state, m.reason) for m in index] == [("a", "1", "READY", ""), ("b", "", "", "")]
 
 
 def test_chunks_hold_at_most_max_batch_rows_and_merge_in_order() -> None:

@@ -1,4 +1,5 @@
-"""The asyncio client: the sync client's API as coroutines over ``grpc.aio`` channels.
+"""The asyncio client: the sync client's API as coroutines over ``grpc.aio`` channels, or over
+an aiohttp session with ``protocol="http"``.
 
 Create it inside the running event loop (its channels bind to that loop) and close it with
 ``await client.close()`` or ``async with``.
@@ -11,14 +12,19 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import grpc
-import grpc.aio
 import numpy as np
-from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from tritonstack.client._base import ClientBase, ReplicaHealth, model_states
+from tritonstack.client._base import ClientBase, ReplicaHealth
 from tritonstack.client._config import ClientConfig
-from tritonstack.client._errors import ClientError, Status, limit_wait_expired, refused_for_load
+from tritonstack.client._errors import (
+    SHED_STATUSES,
+    AttemptFailed,
+    ClientError,
+    Status,
+    limit_wait_expired,
+)
+from tritonstack.client._grpc import AsyncGrpcSender
+from tritonstack.client._http import AsyncHttpSender
 from tritonstack.client._limit import AsyncGate
 from tritonstack.client._pipelines import (
     CLASSIFY_MODEL,
@@ -35,7 +41,7 @@ from tritonstack.client._pipelines import (
     text_class_outputs,
 )
 from tritonstack.client._retry import Attempts
-from tritonstack.client._tensors import ModelInfo, ModelState, merge, model_info, parse_response
+from tritonstack.client._tensors import ModelInfo, ModelState, merge
 
 
 class AsyncClient(ClientBase):
@@ -52,15 +58,9 @@ class AsyncClient(ClientBase):
     def __init__(self, config: ClientConfig | None = None, *, urls: str | Sequence[str] | None = None,
                  **options: Any) -> None:
         super().__init__(config, urls, options)
-        credentials = self._credentials()
-        channel_options = self.config.channel_options()
-        self._channels = [
-            grpc.aio.secure_channel(url, credentials, channel_options) if credentials
-            else grpc.aio.insecure_channel(url, channel_options)
-            for url in self.config.urls
-        ]
-        self._stubs = [service_pb2_grpc.GRPCInferenceServiceStub(c) for c in self._channels]
-        self._gates = ([AsyncGate(self.config.adaptive_concurrency_max) for _ in self._channels]
+        self._sender: Any = (AsyncGrpcSender(self.config) if self.config.protocol == "grpc"
+                             else AsyncHttpSender(self.config))
+        self._gates = ([AsyncGate(self.config.adaptive_concurrency_max) for _ in self.config.urls]
                        if self.config.adaptive_concurrency else [])
 
     async def infer(self, model: str, inputs: Mapping[str, np.ndarray],
@@ -70,19 +70,19 @@ class AsyncClient(ClientBase):
         """See ``Client.infer``."""
         timeout, deadline = self._deadline(timeout_s)
         info = await self._model_info(model, version, timeout, deadline)
-        requests = self._plan(info, version, inputs, outputs, parameters)
+        calls = self._plan(info, version, inputs, outputs, parameters)
         what = f"infer '{model}'"
         try:
-            if len(requests) == 1:
-                responses = [await self._call("ModelInfer", requests[0], what, model, timeout, deadline)]
+            if len(calls) == 1:
+                parts = [await self._call(calls[0], what, model, timeout, deadline, infer=True)]
             else:
-                responses = await _gather([self._call("ModelInfer", r, what, model, timeout, deadline)
-                                           for r in requests])
+                parts = await _gather([self._call(c, what, model, timeout, deadline, infer=True)
+                                       for c in calls])
         except ClientError as exc:
             if exc.status in (Status.INVALID_ARGUMENT, Status.NOT_FOUND):
                 self._forget(model, version)
             raise
-        return merge([parse_response(r) for r in responses])
+        return merge(parts)
 
     async def embed(self, texts: str | Sequence[str], *, model: str = EMBED_MODEL,
                     timeout_s: float | None = None) -> np.ndarray:
@@ -133,43 +133,34 @@ class AsyncClient(ClientBase):
                           timeout_s: float | None = None) -> bool:
         """See ``Client.model_ready``."""
         timeout, deadline = self._deadline(timeout_s)
-        request = service_pb2.ModelReadyRequest(name=model, version=version)
-        response = await self._call("ModelReady", request, f"model_ready '{model}'", model,
-                                    timeout, deadline)
-        return response.ready
+        return await self._call(self._codec.model_ready(model, version), f"model_ready '{model}'", model,
+                                timeout, deadline)
 
     async def server_ready(self, *, timeout_s: float | None = None) -> bool:
         """See ``Client.server_ready``."""
         timeout, deadline = self._deadline(timeout_s)
-        response = await self._call("ServerReady", service_pb2.ServerReadyRequest(), "server_ready",
-                                    None, timeout, deadline)
-        return response.ready
+        return await self._call(self._codec.server_ready(), "server_ready", None, timeout, deadline)
 
     async def list_models(self, *, timeout_s: float | None = None) -> list[ModelState]:
         """See ``Client.list_models``."""
         timeout, deadline = self._deadline(timeout_s)
-        response = await self._call("RepositoryIndex", service_pb2.RepositoryIndexRequest(),
-                                    "list_models", None, timeout, deadline)
-        return model_states(response)
+        return await self._call(self._codec.repository_index(), "list_models", None, timeout, deadline)
 
     async def health(self, *, timeout_s: float = 2.0) -> list[ReplicaHealth]:
         """See ``Client.health``."""
-        async def one(url: str, stub: Any) -> ReplicaHealth:
+        async def one(index: int, url: str) -> ReplicaHealth:
             try:
-                live = await stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=timeout_s,
-                                             metadata=self._metadata)
-                ready = await stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=timeout_s,
-                                               metadata=self._metadata)
-                return ReplicaHealth(url, live.live, ready.ready)
-            except grpc.RpcError as exc:
-                return ReplicaHealth(url, False, False, exc.details() or str(exc.code()))
-        return list(await asyncio.gather(*(one(u, s) for u, s in zip(self.config.urls, self._stubs,
-                                                                       strict=True))))
+                live = await self._sender.send(index, self._codec.server_live(), timeout_s)
+                ready = await self._sender.send(index, self._codec.server_ready(), timeout_s)
+                return ReplicaHealth(url, live, ready)
+            except AttemptFailed as exc:
+                return ReplicaHealth(url, False, False, exc.details or str(exc.status))
+        return list(await asyncio.gather(*(one(i, u) for i, u in enumerate(self.config.urls))))
 
     async def close(self) -> None:
-        """Close every channel; in-flight calls are cancelled."""
+        """Close every channel or the HTTP session; in-flight calls are cancelled."""
         self._closed = True
-        await asyncio.gather(*(channel.close() for channel in self._channels))
+        await self._sender.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -180,36 +171,38 @@ class AsyncClient(ClientBase):
     async def _model_info(self, model: str, version: str, timeout: float, deadline: float) -> ModelInfo:
         info = self._info.get((model, version))
         if info is None:
-            request = service_pb2.ModelConfigRequest(name=model, version=version)
-            response = await self._call("ModelConfig", request, f"model '{model}'", model, timeout,
-                                        deadline)
-            info = self._info[(model, version)] = model_info(response.config, version)
+            info = await self._call(self._codec.model_info(model, version), f"model '{model}'", model, timeout,
+                                    deadline)
+            self._info[(model, version)] = info
         return info
 
-    async def _call(self, method: str, request: Any, what: str, model: str | None, timeout: float,
-                    deadline: float) -> Any:
+    async def _call(self, call: Any, what: str, model: str | None, timeout: float, deadline: float,
+                    infer: bool = False) -> Any:
         attempts = Attempts(self.config, self._endpoints, deadline, timeout, what, model)
         while True:
             index, remaining = attempts.next()
-            gate = self._gates[index] if self._gates and method == "ModelInfer" else None
+            gate = self._gates[index] if infer and self._gates else None
             if gate is not None and not await gate.enter(deadline):
                 raise limit_wait_expired(what, self.config.urls[index], gate.limit.limit, timeout, model,
                                          attempts.count)
             try:
-                response = await getattr(self._stubs[index], method)(
-                    request, timeout=max(deadline - time.monotonic(), 0.001) if gate else remaining,
-                    metadata=self._metadata)
-            except grpc.RpcError as exc:
+                result = await self._sender.send(index, call, max(deadline - time.monotonic(), 0.001) if gate
+                                                 else remaining)
+            except AttemptFailed as exc:
                 if gate is not None:
-                    await gate.leave(overloaded=refused_for_load(exc) or None)
+                    await gate.leave(overloaded=exc.status in SHED_STATUSES or None)
                 delay = attempts.failed(index, exc)
                 if delay:
                     await asyncio.sleep(delay)
                 continue
+            except BaseException:  # cancelled (a sibling chunk failed), or a bug: free the slot
+                if gate is not None:
+                    await gate.leave(overloaded=None)
+                raise
             if gate is not None:
                 await gate.leave(overloaded=False)
             attempts.succeeded(index)
-            return response
+            return result
 
 
 async def _gather(coroutines: list[Any]) -> list[Any]:

@@ -1,4 +1,4 @@
-"""What the sync and asyncio clients share: configuration, channels' settings, the model-info
+"""What the sync and asyncio clients share: configuration, the protocol's codec, the model-info
 cache and request planning. Only the I/O (blocking call or ``await``) differs between them."""
 
 from __future__ import annotations
@@ -6,15 +6,16 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-import grpc
 import numpy as np
-from tritonclient.grpc import service_pb2
 
 from tritonstack.client._config import ClientConfig, config_from
 from tritonstack.client._errors import config_error, invalid
+from tritonstack.client._grpc import GrpcCodec
+from tritonstack.client._http import HttpCodec
 from tritonstack.client._retry import Endpoints
-from tritonstack.client._tensors import ModelInfo, ModelState, build_request, chunks, validate
+from tritonstack.client._tensors import ModelInfo, chunks, validate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,12 +29,12 @@ class ReplicaHealth:
 
 
 class ClientBase:
-    """Configuration, replica set and cached model metadata of one client."""
+    """Configuration, replica set, codec and cached model metadata of one client."""
 
     def __init__(self, config: ClientConfig | None, urls: str | Sequence[str] | None,
                  options: Mapping[str, object]) -> None:
         self.config = config_from(config, urls, options)
-        self._metadata = self.config.metadata()
+        self._codec: Any = GrpcCodec() if self.config.protocol == "grpc" else HttpCodec()
         self._endpoints = Endpoints(self.config.urls, self.config.failover_cooldown_s)
         self._info: dict[tuple[str, str], ModelInfo] = {}
         self._closed = False
@@ -42,12 +43,6 @@ class ClientBase:
     def urls(self) -> tuple[str, ...]:
         """The replicas this client balances over."""
         return self.config.urls
-
-    def _credentials(self) -> grpc.ChannelCredentials | None:
-        if self.config.tls is None:
-            return None
-        root, key, chain = self.config.tls.read()
-        return grpc.ssl_channel_credentials(root, key, chain)
 
     def _deadline(self, timeout_s: float | None) -> tuple[float, float]:
         if self._closed:
@@ -59,9 +54,8 @@ class ClientBase:
 
     def _plan(self, info: ModelInfo, version: str, inputs: Mapping[str, np.ndarray],
               outputs: Sequence[str] | None,
-              parameters: Mapping[str, str | int | bool] | None = None,
-              ) -> list[service_pb2.ModelInferRequest]:
-        """Validate (unless disabled) and split into requests of at most max_batch_size rows."""
+              parameters: Mapping[str, str | int | bool] | None = None) -> list[Any]:
+        """Validate (unless disabled) and split into calls of at most max_batch_size rows."""
         if not isinstance(inputs, Mapping) or not inputs:
             raise invalid(f"inputs for '{info.name}' must be a non-empty dict name -> numpy array",
                           info.name)
@@ -79,12 +73,8 @@ class ClientBase:
                 not isinstance(v, str | int | bool) for v in parameters.values())):
             raise invalid(f"parameters for '{info.name}' must be a dict of str, int or bool values",
                           info.name)
-        return [build_request(info.name, version, part, outputs, parameters)
+        return [self._codec.infer(info.name, version, part, outputs, parameters)
                 for part in chunks(inputs, batch, info.max_batch_size)]
 
     def _forget(self, model: str, version: str) -> None:
         self._info.pop((model, version), None)
-
-
-def model_states(response: service_pb2.RepositoryIndexResponse) -> list[ModelState]:
-    return [ModelState(m.name, m.version, m.state, m.reason) for m in response.models]

@@ -5,21 +5,33 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from tritonstack.client._errors import config_error
 
-DEFAULT_URL = "127.0.0.1:8001"
+PROTOCOLS = ("grpc", "http")
+#: Where each protocol's client looks without ``urls``: Triton's default ports on this host.
+DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
+DEFAULT_URL = DEFAULT_URLS["grpc"]
+#: The environment variables ``ClientConfig.from_env`` reads the replicas from, per protocol.
+GRPC_URLS_ENV = "TRITON_GRPC_URLS"
+HTTP_URLS_ENV = "TRITON_HTTP_URLS"
+URLS_ENV = {"grpc": GRPC_URLS_ENV, "http": HTTP_URLS_ENV}
 # Triton's gRPC front end expects restricted-protocol headers under this prefix
 # (see `tritonserver --grpc-restricted-protocol`).
 GRPC_RESTRICTED_PREFIX = "triton-grpc-protocol-"
 _URL = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+_HTTP_URL = re.compile(r"^(?:(https?)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?(/[^\s?#]*)?$",
+                       re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
 class TlsConfig:
-    """TLS for the gRPC channel: server root certificates and an optional client certificate.
+    """TLS for the gRPC channel or the HTTPS connections: server root certificates and an
+    optional client certificate.
 
     Attributes:
         root_certs: PEM file of CAs to trust (None: the system's default roots).
@@ -50,14 +62,29 @@ class TlsConfig:
             return p.read_bytes() if p else None
         return load(self.root_certs), load(self.client_key), load(self.client_cert)
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """An SSLContext for HTTPS: these roots (else the system's), and the client certificate."""
+        try:
+            context = ssl.create_default_context(cafile=str(self.root_certs) if self.root_certs else None)
+            if self.client_cert is not None:
+                context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        except (ssl.SSLError, OSError) as exc:
+            raise config_error(f"TLS files cannot be used: {exc}") from None
+        return context
+
 
 @dataclasses.dataclass(frozen=True)
 class ClientConfig:
     """Everything a client needs; times are in seconds everywhere.
 
     Attributes:
-        urls: gRPC addresses ``host:port`` of the Triton replicas; calls are balanced
-            round-robin and fail over to the next replica when one is unavailable.
+        urls: addresses of the Triton replicas; calls are balanced round-robin and fail over to
+            the next replica when one is unavailable. gRPC: ``host:port`` (default
+            127.0.0.1:8001). HTTP: ``host:port`` or ``http(s)://host[:port][/path]`` (default
+            127.0.0.1:8000; ``https://`` or a ``tls`` config for TLS).
+        protocol: ``"grpc"`` (Triton's gRPC front end) or ``"http"`` (its HTTP / KServe v2 front
+            end, e.g. a Modal deployment's web endpoint); the API, retries, deadlines and errors
+            are the same.
         timeout_s: default deadline of one call, retries and chunks included.
         retries: extra attempts after the first, only for retryable statuses.
         backoff_initial_s, backoff_max_s, backoff_multiplier: exponential backoff between
@@ -68,15 +95,18 @@ class ClientConfig:
         failover_cooldown_s: how long a replica that was unreachable is skipped.
         keepalive_time_s: HTTP/2 keepalive ping interval (None: off, Triton's own default;
             Triton rejects pings more frequent than its ``--grpc-http2-min-recv-ping-interval``).
+            gRPC only, as the next two.
         keepalive_timeout_s: how long to wait for a ping's answer before dropping the connection.
         reconnect_backoff_max_s: the most a broken channel waits between reconnect tries.
-        max_message_bytes: send and receive limit of one gRPC message.
-        tls: TLS settings (None: plaintext).
-        access_token: value for Triton's restricted protocols (``--grpc-restricted-protocol``);
-            ``from_env`` reads it from ``TRITON_ACCESS_TOKEN``.
+        max_message_bytes: send and receive limit of one gRPC message, or of one HTTP request
+            or response body (checked by the client).
+        tls: TLS settings (None: plaintext, or over HTTP the system's roots for ``https://``).
+        access_token: value for Triton's restricted protocols (``--grpc-restricted-protocol``,
+            ``--http-restricted-api``); ``from_env`` reads it from ``TRITON_ACCESS_TOKEN``.
         access_token_header: the key given to the server (sent as
-            ``triton-grpc-protocol-<key>``, the form Triton's gRPC front end expects).
-        headers: extra metadata sent with every call.
+            ``triton-grpc-protocol-<key>``, the form Triton's gRPC front end expects, and as the
+            HTTP header ``<key>``).
+        headers: extra metadata (HTTP: headers) sent with every call.
         validate_inputs: check input names, dtypes and shapes against the model's config before
             sending (False: send as given and let Triton judge).
         adaptive_concurrency: hold inference calls in the client above an adaptive number in
@@ -85,7 +115,8 @@ class ClientConfig:
         adaptive_concurrency_max: the most in flight per replica under that limit.
     """
 
-    urls: tuple[str, ...] = (DEFAULT_URL,)
+    urls: tuple[str, ...] | None = None  # None: DEFAULT_URLS[protocol]
+    protocol: str = "grpc"
     timeout_s: float = 10.0
     retries: int = 3
     backoff_initial_s: float = 0.05
@@ -106,11 +137,20 @@ class ClientConfig:
     adaptive_concurrency_max: int = 64
 
     def __post_init__(self) -> None:
-        urls = (self.urls,) if isinstance(self.urls, str) else tuple(self.urls)
+        if self.protocol not in PROTOCOLS:
+            raise config_error(f"protocol must be 'grpc' or 'http', got {self.protocol!r}")
+        if self.urls is None:
+            urls: tuple[str, ...] = (DEFAULT_URLS[self.protocol],)
+        else:
+            urls = (self.urls,) if isinstance(self.urls, str) else tuple(self.urls)
         if not urls:
-            raise config_error("urls is empty: give at least one Triton gRPC address host:port")
+            raise config_error(f"urls is empty: give at least one Triton {self.protocol} address, e.g. "
+                               f"{DEFAULT_URLS[self.protocol]}")
         for url in urls:
-            _check_url(url)
+            if self.protocol == "grpc":
+                _check_url(url)
+            else:
+                http_address(url, tls=False)
         if len(set(urls)) != len(urls):
             raise config_error(f"urls lists a replica twice: {', '.join(urls)}")
         object.__setattr__(self, "urls", urls)
@@ -144,9 +184,11 @@ class ClientConfig:
 
     @classmethod
     def from_env(cls, **overrides: object) -> ClientConfig:
-        """A config from ``TRITON_GRPC_URLS`` (comma-separated) and ``TRITON_ACCESS_TOKEN``."""
+        """A config from ``TRITON_GRPC_URLS`` (``TRITON_HTTP_URLS`` with ``protocol="http"``;
+        comma-separated) and ``TRITON_ACCESS_TOKEN``."""
         values: dict[str, object] = {}
-        urls = os.environ.get("TRITON_GRPC_URLS", "").strip()
+        protocol = overrides.get("protocol", "grpc")
+        urls = os.environ.get(URLS_ENV.get(protocol, ""), "").strip()  # type: ignore[call-overload]
         if urls:
             values["urls"] = tuple(u.strip() for u in urls.split(",") if u.strip())
         token = os.environ.get("TRITON_ACCESS_TOKEN")
@@ -154,6 +196,14 @@ class ClientConfig:
             values["access_token"] = token
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+    def http_headers(self) -> dict[str, str]:
+        """The HTTP headers sent with every call (the access token as Triton's HTTP front end
+        expects it)."""
+        headers = dict(self.headers)
+        if self.access_token:
+            headers[self.access_token_header.lower()] = self.access_token
+        return headers
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """The gRPC metadata sent with every call."""
@@ -190,10 +240,42 @@ def _check_url(url: object) -> None:
         raise config_error(f"url {url!r} is not a string host:port")
     if "://" in url:
         raise config_error(f"url {url!r}: give the gRPC address as host:port (e.g. {DEFAULT_URL}), "
-                           "without a scheme; Triton's gRPC port is 8001 by default")
+                           "without a scheme; Triton's gRPC port is 8001 by default (for its HTTP "
+                           "endpoint, set protocol='http')")
     match = _URL.match(url)
     if not match or not 0 < int(match.group(2)) <= 65535:
         raise config_error(f"url {url!r} is not host:port (e.g. {DEFAULT_URL})")
+
+
+class HttpAddress(NamedTuple):
+    """Where an HTTP replica answers: ``base`` is ``scheme://host:port[/path]``, the prefix of
+    every route (``/v2/...``)."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}{self.path}"
+
+
+def http_address(url: object, *, tls: bool) -> HttpAddress:
+    """An HTTP replica's address from ``host:port`` (https when ``tls``) or ``http(s)://host[:port][/path]``."""
+    match = _HTTP_URL.match(url) if isinstance(url, str) else None
+    if match is None:
+        raise config_error(f"url {url!r} is not an HTTP address: host:port or http(s)://host[:port][/path] "
+                           f"(e.g. {DEFAULT_URLS['http']} or https://example.modal.run)")
+    scheme, host, port, path = match.groups()
+    if scheme is None and port is None:
+        raise config_error(f"url {url!r}: give the port (host:port; Triton's HTTP port is 8000 by default) "
+                           "or the scheme (https://host)")
+    scheme = (scheme or ("https" if tls else "http")).lower()
+    number = int(port) if port is not None else (443 if scheme == "https" else 80)
+    if not 0 < number <= 65535:
+        raise config_error(f"url {url!r}: port {number} is not in 1..65535")
+    return HttpAddress(scheme, host, number, (path or "").rstrip("/"))
 
 
 def _positive(name: str, value: object, *, allow_zero: bool = False) -> None:
@@ -212,6 +294,8 @@ def config_from(config: ClientConfig | None, urls: str | Sequence[str] | None,
     changes = dict(options)
     if urls is not None:
         changes["urls"] = urls
+    elif "protocol" in changes and "urls" not in changes and base.urls == (DEFAULT_URLS[base.protocol],):
+        changes["urls"] = None  # the other protocol's default port, not this one's
     unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(ClientConfig)})
     if unknown:
         raise config_error(f"unknown client option(s) {', '.join(unknown)}; see ClientConfig")

@@ -1,4 +1,4 @@
-"""The one error type the client raises, and how gRPC / Triton failures map onto it.
+"""The one error type the client raises, and how gRPC, HTTP and Triton failures map onto it.
 
     ClientError           everything this package raises; ``.status`` says what happened
       .status             a ``Status`` (below); ``.server_message`` is Triton's own text
@@ -24,6 +24,14 @@
     INTERNAL                  the model or server failed the request         never
     CANCELLED, UNIMPLEMENTED, UNKNOWN                                        never
     CONFIG                    bad ClientConfig or client usage (the caller's code)
+
+Over HTTP the same statuses come from the status code Triton's HTTP front end (or a proxy
+before it) answers with, and the same messages: 400 INVALID_ARGUMENT, 401 UNAUTHENTICATED, 403
+PERMISSION_DENIED (Triton's "This API is restricted"), 404 NOT_FOUND, 408 and 504
+DEADLINE_EXCEEDED (a proxy gave up waiting), 413 MESSAGE_TOO_LARGE, 429 RESOURCE_EXHAUSTED, 500
+INTERNAL, 501 UNIMPLEMENTED, 502 and 503 UNAVAILABLE (503 "Exceeds maximum queue size":
+OVERLOADED); a refused or dropped connection is UNAVAILABLE, a read past the deadline
+DEADLINE_EXCEEDED (``classify_http``).
 """
 
 from __future__ import annotations
@@ -144,13 +152,14 @@ def is_shed(details: str) -> bool:
     return any(marker in details for marker in SHED_MESSAGES)
 
 
-def refused_for_load(exc: grpc.RpcError) -> bool:
-    """Whether a failed call was the server refusing work it has no room for (what the adaptive
-    limit backs off on)."""
-    code = exc.code() if hasattr(exc, "code") else None
-    details = (exc.details() if hasattr(exc, "details") else "") or ""
-    return code == grpc.StatusCode.RESOURCE_EXHAUSTED or (
-        code == grpc.StatusCode.UNAVAILABLE and is_shed(details))
+class AttemptFailed(Exception):
+    """One attempt's failure as a transport reports it, before the retry policy decides what
+    becomes of it (internal: callers see the ``ClientError`` it turns into)."""
+
+    def __init__(self, status: Status, details: str) -> None:
+        super().__init__(details)
+        self.status = status
+        self.details = details
 
 
 def limit_wait_expired(what: str, url: str, limit: float, timeout_s: float, model: str | None,
@@ -166,27 +175,46 @@ def limit_wait_expired(what: str, url: str, limit: float, timeout_s: float, mode
 DEAD_BACKEND_MESSAGE = "is not healthy"
 
 
+_BY_HTTP = {
+    400: Status.INVALID_ARGUMENT, 401: Status.UNAUTHENTICATED, 403: Status.PERMISSION_DENIED,
+    404: Status.NOT_FOUND, 408: Status.DEADLINE_EXCEEDED, 409: Status.INVALID_ARGUMENT,
+    413: Status.MESSAGE_TOO_LARGE, 429: Status.RESOURCE_EXHAUSTED, 499: Status.CANCELLED,
+    500: Status.INTERNAL, 501: Status.UNIMPLEMENTED, 502: Status.UNAVAILABLE,
+    503: Status.UNAVAILABLE, 504: Status.DEADLINE_EXCEEDED,
+}
+
+
 def classify(code: grpc.StatusCode | None, details: str) -> Status:
     """Our Status for a gRPC code and Triton's message (pure; the mapping table above)."""
     status = _BY_CODE.get(code, Status.UNKNOWN) if code is not None else Status.UNKNOWN
-    if status is Status.INTERNAL and "Stub process" in details and DEAD_BACKEND_MESSAGE in details:
-        return Status.UNAVAILABLE  # transient: retry (another replica, or this one once reloaded)
-    if status is Status.UNAVAILABLE:
-        if is_shed(details):
-            return Status.OVERLOADED
-        if "protocol is restricted" in details:
-            return Status.PERMISSION_DENIED
+    if status is Status.UNAVAILABLE and "protocol is restricted" in details:
+        return Status.PERMISSION_DENIED
     if status is Status.RESOURCE_EXHAUSTED and "larger than max" in details:
         return Status.MESSAGE_TOO_LARGE
+    return _refine(status, details)
+
+
+def classify_http(code: int, details: str) -> Status:
+    """Our Status for an HTTP status code and Triton's (or a proxy's) message (pure)."""
+    status = _BY_HTTP.get(code)
+    if status is None:
+        status = (Status.INVALID_ARGUMENT if 400 <= code < 500 else
+                  Status.INTERNAL if 500 <= code < 600 else Status.UNKNOWN)
+    return _refine(status, details)
+
+
+def _refine(status: Status, details: str) -> Status:
+    """What Triton's message says beyond the code, the same over gRPC and HTTP."""
+    if status is Status.INTERNAL and "Stub process" in details and DEAD_BACKEND_MESSAGE in details:
+        return Status.UNAVAILABLE  # transient: retry (another replica, or this one once reloaded)
+    if status is Status.UNAVAILABLE and is_shed(details):
+        return Status.OVERLOADED
     return status
 
 
-def from_rpc_error(exc: grpc.RpcError, *, what: str, url: str, model: str | None,
-                   attempts: int, timeout_s: float | None = None) -> ClientError:
-    """Map a ``grpc.RpcError`` (sync or aio) to a ``ClientError``."""
-    code = exc.code() if hasattr(exc, "code") else None
-    details = (exc.details() if hasattr(exc, "details") else "") or ""
-    status = classify(code, details)
+def failure(status: Status, details: str, *, what: str, url: str, model: str | None,
+            attempts: int, timeout_s: float | None = None) -> ClientError:
+    """The ``ClientError`` of a failed call: what, where, the server's text and a hint."""
     subject = f"{what} on {url}"
     if status is Status.DEADLINE_EXCEEDED and timeout_s is not None:
         text = f"{subject}: no answer within the {timeout_s:g} s deadline"

@@ -15,10 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
-import grpc
-
 from tritonstack.client._config import ClientConfig
-from tritonstack.client._errors import SHED_STATUSES, ClientError, Status, from_rpc_error
+from tritonstack.client._errors import SHED_STATUSES, AttemptFailed, ClientError, Status, failure
 
 
 def backoff_s(retry: int, config: ClientConfig, draw: Callable[[], float] = random.random) -> float:
@@ -108,10 +106,10 @@ class Attempts:
     def succeeded(self, index: int) -> None:
         self._endpoints.mark_up(index)
 
-    def failed(self, index: int, exc: grpc.RpcError) -> float:
+    def failed(self, index: int, exc: AttemptFailed) -> float:
         """Seconds to wait before the next attempt; raises the mapped ClientError if none."""
-        error = from_rpc_error(exc, what=self._what, url=self._endpoints.urls[index],
-                               model=self._model, attempts=self.count, timeout_s=self._timeout_s)
+        error = failure(exc.status, exc.details, what=self._what, url=self._endpoints.urls[index],
+                        model=self._model, attempts=self.count, timeout_s=self._timeout_s)
         if error.status is Status.UNAVAILABLE:
             self._endpoints.mark_down(index)
         if not retryable(error.status, self._config) or self.count > self._config.retries:

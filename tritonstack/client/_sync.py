@@ -1,24 +1,27 @@
-"""The blocking client: one long-lived gRPC channel per replica, safe to share between threads."""
+"""The blocking client: one long-lived gRPC channel (or HTTP connection pool) per replica, safe
+to share between threads."""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import grpc
 import numpy as np
-from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from tritonstack.client._base import ClientBase, ReplicaHealth, model_states
+from tritonstack.client._base import ClientBase, ReplicaHealth
 from tritonstack.client._config import ClientConfig
 from tritonstack.client._errors import (
+    SHED_STATUSES,
+    AttemptFailed,
     ClientError,
     Status,
-    from_rpc_error,
+    failure,
     limit_wait_expired,
-    refused_for_load,
 )
+from tritonstack.client._grpc import GrpcSender
+from tritonstack.client._http import HttpSender
 from tritonstack.client._limit import Gate
 from tritonstack.client._pipelines import (
     CLASSIFY_MODEL,
@@ -35,18 +38,18 @@ from tritonstack.client._pipelines import (
     text_class_outputs,
 )
 from tritonstack.client._retry import Attempts
-from tritonstack.client._tensors import ModelInfo, ModelState, merge, model_info, parse_response
+from tritonstack.client._tensors import ModelInfo, ModelState, merge
 
 #: Config parameter a reload changes so that Triton builds new instances (the launcher uses the same).
 RELOAD_PARAMETER = "triton_stack_reloaded_at"
 
 
 class Client(ClientBase):
-    """A Triton gRPC client for backend services.
+    """A Triton client for backend services, over gRPC or HTTP (``protocol``).
 
     Args:
-        config: a ClientConfig (default: ``ClientConfig()``, Triton on 127.0.0.1:8001).
-        urls: replica address(es) ``host:port``, overriding ``config.urls``.
+        config: a ClientConfig (default: ``ClientConfig()``, Triton's gRPC on 127.0.0.1:8001).
+        urls: replica address(es), overriding ``config.urls``.
         **options: any other ClientConfig field, overriding ``config``.
 
     Example::
@@ -54,20 +57,15 @@ class Client(ClientBase):
         with Client(urls=["10.0.0.5:8001", "10.0.0.6:8001"], timeout_s=2.0) as triton:
             vectors = triton.embed(["hello", "world"])            # float32 [2, 384]
             labels, probs = triton.classify_digits(images)         # int64 [n], float32 [n, 10]
+        with Client(urls="https://example--triton-serving-stack-serve.modal.run", protocol="http") as triton:
+            vectors = triton.embed(["hello"])                      # Triton's HTTP / KServe v2
     """
 
     def __init__(self, config: ClientConfig | None = None, *, urls: str | Sequence[str] | None = None,
                  **options: Any) -> None:
         super().__init__(config, urls, options)
-        credentials = self._credentials()
-        channel_options = self.config.channel_options()
-        self._channels = [
-            grpc.secure_channel(url, credentials, channel_options) if credentials
-            else grpc.insecure_channel(url, channel_options)
-            for url in self.config.urls
-        ]
-        self._stubs = [service_pb2_grpc.GRPCInferenceServiceStub(c) for c in self._channels]
-        self._gates = ([Gate(self.config.adaptive_concurrency_max) for _ in self._channels]
+        self._sender: Any = GrpcSender(self.config) if self.config.protocol == "grpc" else HttpSender(self.config)
+        self._gates = ([Gate(self.config.adaptive_concurrency_max) for _ in self.config.urls]
                        if self.config.adaptive_concurrency else [])
 
     # -- inference -------------------------------------------------------------------------
@@ -90,11 +88,10 @@ class Client(ClientBase):
         """
         timeout, deadline = self._deadline(timeout_s)
         info = self._model_info(model, version, timeout, deadline)
-        requests = self._plan(info, version, inputs, outputs, parameters)
+        calls = self._plan(info, version, inputs, outputs, parameters)
         try:
-            parts = [parse_response(self._call("ModelInfer", request, f"infer '{model}'", model,
-                                               timeout, deadline))
-                     for request in requests]
+            parts = [self._call(call, f"infer '{model}'", model, timeout, deadline, infer=True)
+                     for call in calls]
         except ClientError as exc:
             if exc.status in (Status.INVALID_ARGUMENT, Status.NOT_FOUND):
                 self._forget(model, version)  # the model may have been reloaded differently
@@ -150,22 +147,18 @@ class Client(ClientBase):
     def model_ready(self, model: str, *, version: str = "", timeout_s: float | None = None) -> bool:
         """Whether a replica reports ``model`` loaded and ready."""
         timeout, deadline = self._deadline(timeout_s)
-        request = service_pb2.ModelReadyRequest(name=model, version=version)
-        return self._call("ModelReady", request, f"model_ready '{model}'", model, timeout,
-                          deadline).ready
+        return self._call(self._codec.model_ready(model, version), f"model_ready '{model}'", model, timeout,
+                          deadline)
 
     def server_ready(self, *, timeout_s: float | None = None) -> bool:
         """Whether a replica reports itself ready for inference."""
         timeout, deadline = self._deadline(timeout_s)
-        return self._call("ServerReady", service_pb2.ServerReadyRequest(), "server_ready", None,
-                          timeout, deadline).ready
+        return self._call(self._codec.server_ready(), "server_ready", None, timeout, deadline)
 
     def list_models(self, *, timeout_s: float | None = None) -> list[ModelState]:
         """Every model in the repository with its state (READY, UNAVAILABLE, ...)."""
         timeout, deadline = self._deadline(timeout_s)
-        response = self._call("RepositoryIndex", service_pb2.RepositoryIndexRequest(),
-                              "list_models", None, timeout, deadline)
-        return model_states(response)
+        return self._call(self._codec.repository_index(), "list_models", None, timeout, deadline)
 
     # -- model management (explicit model control; every replica) ---------------------------
     def load_model(self, model: str, *, timeout_s: float | None = None) -> list[str]:
@@ -174,21 +167,16 @@ class Client(ClientBase):
         Triton needs ``--model-control explicit`` (the launcher's default); on a restricted
         server set the access token. A failed load leaves the versions already served as they were.
         """
-        request = service_pb2.RepositoryModelLoadRequest(model_name=model)
-        return self._on_every_replica(
-            lambda stub, timeout: stub.RepositoryModelLoad(request, timeout=timeout, metadata=self._metadata),
-            f"load '{model}'", model, timeout_s)
+        call = self._codec.load(model)
+        return self._on_every_replica(lambda index, timeout: self._sender.send(index, call, timeout),
+                                      f"load '{model}'", model, timeout_s)
 
     def unload_model(self, model: str, *, unload_dependents: bool = False,
                      timeout_s: float | None = None) -> list[str]:
         """Unload ``model`` on every replica (and the ensembles over it with ``unload_dependents``)."""
-        request = service_pb2.RepositoryModelUnloadRequest(model_name=model)
-        if unload_dependents:
-            request.parameters["unload_dependents"].bool_param = True
-        return self._on_every_replica(
-            lambda stub, timeout: stub.RepositoryModelUnload(request, timeout=timeout,
-                                                             metadata=self._metadata),
-            f"unload '{model}'", model, timeout_s)
+        call = self._codec.unload(model, unload_dependents)
+        return self._on_every_replica(lambda index, timeout: self._sender.send(index, call, timeout),
+                                      f"unload '{model}'", model, timeout_s)
 
     def reload_model(self, model: str, *, timeout_s: float | None = None) -> list[str]:
         """Build new instances of ``model`` on every replica, switching traffic once they are ready.
@@ -196,32 +184,24 @@ class Client(ClientBase):
         A plain load of an unchanged model does nothing in Triton; this loads it with its own
         configuration plus one changed parameter (``RELOAD_PARAMETER``), which the models ignore.
         """
-        import json
-
-        from google.protobuf import json_format
-
-        def reload(stub: Any, timeout: float) -> None:
-            config = stub.ModelConfig(service_pb2.ModelConfigRequest(name=model), timeout=timeout,
-                                      metadata=self._metadata).config
-            as_json = json.loads(json_format.MessageToJson(config, preserving_proto_field_name=True))
-            as_json.setdefault("parameters", {})[RELOAD_PARAMETER] = {"string_value": f"{time.time():.6f}"}
-            request = service_pb2.RepositoryModelLoadRequest(model_name=model)
-            request.parameters["config"].string_param = json.dumps(as_json)
-            stub.RepositoryModelLoad(request, timeout=timeout, metadata=self._metadata)
+        def reload(index: int, timeout: float) -> None:
+            config = self._sender.send(index, self._codec.model_config(model), timeout)
+            self._sender.send(index, self._codec.load(model, reload_config(config)), timeout)
 
         return self._on_every_replica(reload, f"reload '{model}'", model, timeout_s)
 
-    def _on_every_replica(self, call: Any, what: str, model: str, timeout_s: float | None) -> list[str]:
-        """``call(stub, timeout)`` on each replica in turn (no retries: management is not
+    def _on_every_replica(self, call: Callable[[int, float], object], what: str, model: str,
+                          timeout_s: float | None) -> list[str]:
+        """``call(replica index, timeout)`` on each replica in turn (no retries: management is not
         idempotent across replicas); the first failure is raised, naming its replica."""
         done = []
-        for stub, url in zip(self._stubs, self.config.urls, strict=True):
+        for index, url in enumerate(self.config.urls):
             timeout, _ = self._deadline(timeout_s)
             try:
-                call(stub, timeout)
-            except grpc.RpcError as exc:
-                raise from_rpc_error(exc, what=what, url=url, model=model, attempts=1,
-                                     timeout_s=timeout) from None
+                call(index, timeout)
+            except AttemptFailed as exc:
+                raise failure(exc.status, exc.details, what=what, url=url, model=model, attempts=1,
+                              timeout_s=timeout) from None
             done.append(url)
         self._forget(model, "")
         return done
@@ -229,23 +209,20 @@ class Client(ClientBase):
     def health(self, *, timeout_s: float = 2.0) -> list[ReplicaHealth]:
         """Liveness and readiness of every replica, each asked directly (no retries)."""
         result = []
-        for url, stub in zip(self.config.urls, self._stubs, strict=True):
+        for index, url in enumerate(self.config.urls):
             try:
-                live = stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=timeout_s,
-                                       metadata=self._metadata).live
-                ready = stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=timeout_s,
-                                         metadata=self._metadata).ready
+                live = self._sender.send(index, self._codec.server_live(), timeout_s)
+                ready = self._sender.send(index, self._codec.server_ready(), timeout_s)
                 result.append(ReplicaHealth(url, live, ready))
-            except grpc.RpcError as exc:
-                result.append(ReplicaHealth(url, False, False, exc.details() or str(exc.code())))
+            except AttemptFailed as exc:
+                result.append(ReplicaHealth(url, False, False, exc.details or str(exc.status)))
         return result
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
-        """Close every channel; in-flight calls are cancelled."""
+        """Close every channel or connection pool; in-flight gRPC calls are cancelled."""
         self._closed = True
-        for channel in self._channels:
-            channel.close()
+        self._sender.close()
 
     def __enter__(self) -> Client:
         return self
@@ -257,32 +234,42 @@ class Client(ClientBase):
     def _model_info(self, model: str, version: str, timeout: float, deadline: float) -> ModelInfo:
         info = self._info.get((model, version))
         if info is None:
-            request = service_pb2.ModelConfigRequest(name=model, version=version)
-            response = self._call("ModelConfig", request, f"model '{model}'", model, timeout, deadline)
-            info = self._info[(model, version)] = model_info(response.config, version)
+            info = self._call(self._codec.model_info(model, version), f"model '{model}'", model, timeout, deadline)
+            self._info[(model, version)] = info
         return info
 
-    def _call(self, method: str, request: Any, what: str, model: str | None, timeout: float,
-              deadline: float) -> Any:
+    def _call(self, call: Any, what: str, model: str | None, timeout: float, deadline: float,
+              infer: bool = False) -> Any:
+        """Send ``call`` (a codec's) to the replicas in turn until one answers, as _retry.py says."""
         attempts = Attempts(self.config, self._endpoints, deadline, timeout, what, model)
         while True:
             index, remaining = attempts.next()
-            gate = self._gates[index] if self._gates and method == "ModelInfer" else None
+            gate = self._gates[index] if infer and self._gates else None
             if gate is not None and not gate.enter(deadline):
                 raise limit_wait_expired(what, self.config.urls[index], gate.limit.limit, timeout, model,
                                          attempts.count)
             try:
-                response = getattr(self._stubs[index], method)(
-                    request, timeout=max(deadline - time.monotonic(), 0.001) if gate else remaining,
-                    metadata=self._metadata)
-            except grpc.RpcError as exc:
+                result = self._sender.send(index, call, max(deadline - time.monotonic(), 0.001) if gate
+                                           else remaining)
+            except AttemptFailed as exc:
                 if gate is not None:
-                    gate.leave(overloaded=refused_for_load(exc) or None)
+                    gate.leave(overloaded=exc.status in SHED_STATUSES or None)
                 delay = attempts.failed(index, exc)
                 if delay:
                     time.sleep(delay)
                 continue
+            except BaseException:
+                if gate is not None:
+                    gate.leave(overloaded=None)
+                raise
             if gate is not None:
                 gate.leave(overloaded=False)
             attempts.succeeded(index)
-            return response
+            return result
+
+
+def reload_config(config: dict[str, Any]) -> str:
+    """The model's configuration (JSON, as Triton serves it) with ``RELOAD_PARAMETER`` changed:
+    what a load needs to build new instances of an unchanged model."""
+    config.setdefault("parameters", {})[RELOAD_PARAMETER] = {"string_value": f"{time.time():.6f}"}
+    return json.dumps(config)

@@ -1,10 +1,14 @@
-"""Model IO specs, client-side validation, request encoding and response decoding (pure)."""
+"""Model IO specs, client-side validation, request encoding and response decoding (pure).
+
+The gRPC messages are built and read here; HTTP's JSON + binary bodies in _http.py, from the same
+tensor bytes (``tensor_bytes``, ``decode_tensor``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import struct
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from tritonclient.grpc import model_config_pb2, service_pb2
@@ -64,7 +68,12 @@ class ModelState:
 
 
 def _datatype(enum_value: int) -> str:
-    name = model_config_pb2.DataType.Name(enum_value).removeprefix("TYPE_")
+    return datatype_name(model_config_pb2.DataType.Name(enum_value))
+
+
+def datatype_name(config_type: str) -> str:
+    """The tensor datatype of a model config's ``TYPE_...`` name (TYPE_STRING is BYTES)."""
+    name = config_type.removeprefix("TYPE_")
     return "BYTES" if name == "STRING" else name
 
 
@@ -77,6 +86,19 @@ def model_info(config: model_config_pb2.ModelConfig, version: str = "") -> Model
         name=config.name, version=version, platform=config.platform or config.backend,
         max_batch_size=int(config.max_batch_size),
         inputs=tuple(spec(t) for t in config.input), outputs=tuple(spec(t) for t in config.output),
+    )
+
+
+def model_info_json(config: Mapping[str, Any], version: str = "") -> ModelInfo:
+    """ModelInfo from the model config as JSON (Triton's HTTP ``/v2/models/NAME/config``)."""
+    def spec(t: Mapping[str, Any]) -> TensorSpec:
+        return TensorSpec(t["name"], datatype_name(t.get("data_type", "TYPE_INVALID")),
+                          tuple(int(d) for d in t.get("dims", ())), bool(t.get("optional", False)))
+    return ModelInfo(
+        name=config["name"], version=version, platform=config.get("platform") or config.get("backend", ""),
+        max_batch_size=int(config.get("max_batch_size", 0)),
+        inputs=tuple(spec(t) for t in config.get("input", ())),
+        outputs=tuple(spec(t) for t in config.get("output", ())),
     )
 
 
@@ -201,33 +223,43 @@ def build_request(model: str, version: str, inputs: Mapping[str, np.ndarray],
             raise TypeError(f"request parameter {key!r} must be a str, int or bool, got "
                             f"{type(value).__name__}")
     for name, array in inputs.items():
-        datatype = triton_datatype(array)
+        datatype, raw = tensor_bytes(array)
         request.inputs.add(name=name, datatype=datatype, shape=array.shape)
-        if datatype == "BYTES":
-            raw = serialize_bytes(array)
-        else:
-            if array.dtype.byteorder == ">":
-                array = array.astype(array.dtype.newbyteorder("<"))
-            raw = np.ascontiguousarray(array).tobytes()
         request.raw_input_contents.append(raw)
     for name in outputs or ():
         request.outputs.add(name=name)
     return request
 
 
+def tensor_bytes(array: np.ndarray) -> tuple[str, bytes]:
+    """(Triton datatype, raw bytes) of an input: little-endian values, or BYTES' wire form."""
+    datatype = triton_datatype(array)
+    if datatype == "BYTES":
+        return datatype, serialize_bytes(array)
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return datatype, np.ascontiguousarray(array).tobytes()
+
+
+def numpy_dtype(datatype: str) -> np.dtype | None:
+    """The numpy dtype of a Triton datatype (object for BYTES; None for those numpy lacks)."""
+    return _NUMPY.get(datatype)
+
+
+def decode_tensor(name: str, datatype: str, shape: Sequence[int], raw: bytes | memoryview) -> np.ndarray:
+    """An output's raw bytes as a writable numpy array."""
+    if datatype == "BYTES":
+        return deserialize_bytes(bytes(raw), shape)
+    dtype = numpy_dtype(datatype)
+    if dtype is None:
+        raise invalid(f"output '{name}' is {datatype}, which numpy cannot hold")
+    return np.frombuffer(raw, dtype=dtype).reshape(tuple(shape)).copy()
+
+
 def parse_response(response: service_pb2.ModelInferResponse) -> dict[str, np.ndarray]:
     """Every output of a ModelInferResponse as a writable numpy array."""
-    result = {}
-    for tensor, raw in zip(response.outputs, response.raw_output_contents, strict=True):
-        shape = tuple(tensor.shape)
-        if tensor.datatype == "BYTES":
-            result[tensor.name] = deserialize_bytes(raw, shape)
-        else:
-            dtype = _NUMPY.get(tensor.datatype)
-            if dtype is None:
-                raise invalid(f"output '{tensor.name}' is {tensor.datatype}, which numpy cannot hold")
-            result[tensor.name] = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
-    return result
+    return {tensor.name: decode_tensor(tensor.name, tensor.datatype, tensor.shape, raw)
+            for tensor, raw in zip(response.outputs, response.raw_output_contents, strict=True)}
 
 
 def chunks(inputs: Mapping[str, np.ndarray], batch: int,

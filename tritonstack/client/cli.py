@@ -1,11 +1,13 @@
 """``python -m tritonstack.client``: query a Triton server from the shell.
 
-    python -m tritonstack.client COMMAND ... [--url HOST:PORT]... [--timeout DURATION] [--json]
+    python -m tritonstack.client COMMAND ... [--url HOST:PORT]... [--protocol grpc|http] [--timeout DURATION] [--json]
 
 Commands: health, models, model NAME, embed TEXT..., classify IMAGE...|TEXT..., rerank QUERY
 TEXT... --model M, infer MODEL --input NAME=FILE.npy, load/unload/reload NAME.
 The access token for restricted protocols is read from TRITON_ACCESS_TOKEN; the default
-replica list from TRITON_GRPC_URLS (comma-separated), else 127.0.0.1:8001.
+replica list from TRITON_GRPC_URLS (comma-separated), else 127.0.0.1:8001; with ``--protocol
+http`` (Triton's HTTP / KServe v2 front end, e.g. a Modal deployment) from TRITON_HTTP_URLS,
+else 127.0.0.1:8000.
 
 Exit codes (decided in ``exit_code`` only):
     0  success (health: every replica live and ready)
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from tritonstack.cli import ExitCode, Tool, add_out, add_url, exit_codes_epilog, positive_duration
-from tritonstack.client._config import DEFAULT_URL, ClientConfig
+from tritonstack.client._config import DEFAULT_URLS, PROTOCOLS, URLS_ENV, ClientConfig
 from tritonstack.client._errors import ClientError, Status
 from tritonstack.client._images import load_digit
 from tritonstack.client._sync import Client
@@ -52,7 +54,12 @@ def exit_code(status: Status) -> int:
 
 
 def _connection(parser: argparse.ArgumentParser) -> None:
-    add_url(parser, help=f"Triton gRPC address, repeatable (default: $TRITON_GRPC_URLS or {DEFAULT_URL})")
+    add_url(parser, help=f"Triton's address, repeatable: gRPC HOST:PORT (default: ${URLS_ENV['grpc']} or "
+            f"{DEFAULT_URLS['grpc']}); with --protocol http HOST:PORT or http(s)://HOST[:PORT][/PATH] "
+            f"(default: ${URLS_ENV['http']} or {DEFAULT_URLS['http']})")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="grpc",
+                        help="Triton's gRPC front end, or its HTTP / KServe v2 one, e.g. a Modal deployment's "
+                        "web endpoint (default: %(default)s)")
     parser.add_argument("--timeout", type=positive_duration, default=10.0, metavar="DURATION",
                         help="deadline per call, retries included (default: 10s)")
     parser.add_argument("--retries", type=int, default=3, metavar="N",
@@ -62,7 +69,8 @@ def _connection(parser: argparse.ArgumentParser) -> None:
 def build_tool() -> Tool:
     tool = Tool(
         "python -m tritonstack.client",
-        "Call a Triton Inference Server over gRPC (several --url: round-robin with failover). "
+        "Call a Triton Inference Server over gRPC or HTTP (--protocol; several --url: round-robin with "
+        "failover). "
         "Token for restricted protocols: TRITON_ACCESS_TOKEN.",
         epilog=exit_codes_epilog({ExitCode.CHECK_FAILED: "the request failed, or a replica is not ready",
                                   ExitCode.USAGE: "also an unknown model or access denied",
@@ -113,7 +121,7 @@ def build_tool() -> Tool:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_tool().parse(argv)
     try:
-        config = ClientConfig.from_env(timeout_s=args.timeout, retries=args.retries,
+        config = ClientConfig.from_env(protocol=args.protocol, timeout_s=args.timeout, retries=args.retries,
                                        **({"urls": tuple(args.url)} if args.url else {}))
         with Client(config) as client:
             return _COMMANDS[args.command](client, args)
