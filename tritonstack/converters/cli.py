@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from tritonstack.cli import ExitCode, Tool, add_model_repository, exit_codes_epilog, int_in, positive_duration
-from tritonstack.converters.spec import Thresholds
+from tritonstack.converters.spec import ExportSpec, Thresholds
 
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_ENV, EXIT_INTERNAL, EXIT_INTERRUPTED = (
     ExitCode.OK, ExitCode.CHECK_FAILED, ExitCode.USAGE, ExitCode.ENVIRONMENT, ExitCode.INTERNAL, ExitCode.INTERRUPTED)
@@ -54,6 +54,100 @@ _THRESHOLD_OPTIONS = (
 )
 
 
+def add_export_options(parser: argparse.ArgumentParser, *, default_precision: str = "fp32") -> None:
+    """The export's options past SOURCE, --name, --task and the repository: precisions, INT8,
+    batching, target, work folder and the gates' thresholds. ``export`` and ``python -m
+    tritonstack.ensembles serve`` take the same; :func:`export_spec` reads them back."""
+    parser.set_defaults(default_precision=default_precision)
+    parser.add_argument(
+        "--precision",
+        action="append",
+        choices=["fp32", "fp16", "int8"],
+        dest="precisions",
+        help=f"repeatable; default {default_precision}. The first one gets --name",
+    )
+    parser.add_argument(
+        "--int8-mode",
+        choices=["dynamic", "static"],
+        default="dynamic",
+        help="dynamic: fast CPU form; static: calibrated QDQ, the TensorRT form (default: dynamic)",
+    )
+    parser.add_argument(
+        "--int8-activations",
+        choices=["per-token", "per-tensor"],
+        default="per-token",
+        help="dynamic INT8 of HF transformers: per-token (smoothing + per-token FFN scales, default) "
+        "or per-tensor (plain ORT quantize_dynamic: faster, less accurate)",
+    )
+    parser.add_argument(
+        "--int8-weights",
+        choices=["u8", "s7", "s8"],
+        help="how INT8 weights are stored: s8 (default for python-ort and tensorrt) is fastest on "
+        "VNNI/AMX, and the python-ort runner makes AVX2-only CPUs exact on it; u8 (dynamic) and s7 "
+        "are exact on every x86 CPU by construction (default for --target onnxruntime); "
+        "see docs/converters.md, 'INT8 on every CPU'",
+    )
+    parser.add_argument(
+        "--calibration",
+        choices=["corpus", "source", "random"],
+        help="static INT8 calibration data (default: corpus for HF, source for factories)",
+    )
+    parser.add_argument("--calibration-size", type=int, metavar="N", help="calibration rows (default 256 / all)")
+    parser.add_argument(
+        "--evaluation-size", type=int, metavar="N", help="held-out rows for the INT8 gate (default all)"
+    )
+    parser.add_argument("--max-batch-size", type=int, default=32, help="Triton max_batch_size (default 32)")
+    parser.add_argument("--instances", type=int, default=1, help="Triton instance_group count (default 1)")
+    parser.add_argument(
+        "--preferred-batch-size", type=int, action="append", dest="preferred_batch_sizes", metavar="N",
+        help="batch size Triton's batcher aims for; repeat for several (default: max/2 and max)",
+    )
+    parser.add_argument(
+        "--max-queue-delay-us", type=int, default=1000, metavar="US",
+        help="how long Triton's batcher may hold a request to fill a preferred batch (default "
+             "1000); 0 sends what queued as soon as an instance is free",
+    )
+    parser.add_argument(
+        "--max-queue-size", type=int, default=0, metavar="N",
+        help="shed requests (UNAVAILABLE) beyond N queued (default 0 = unbounded); with a queue "
+             "policy the batcher delay is 0 (Triton 2.51 starves merged payloads, server#8870)",
+    )
+    parser.add_argument(
+        "--admit-rows", type=int, default=0, metavar="N",
+        help="python-ort: compute at most N rows per execution and refuse the batch's oldest "
+             "requests past them (UNAVAILABLE, 'overloaded'), before any compute (default 0 = "
+             "all); sheds load while Triton keeps prefetching batches, which a queue policy "
+             "turns off",
+    )
+    parser.add_argument(
+        "--queue-timeout-ms", type=float, default=0.0, metavar="MS",
+        help="shed requests queued longer than MS (default 0 = no limit); Triton checks it only "
+             "when an instance frees, so refusals come up to one execution late",
+    )
+    parser.add_argument(
+        "--intra-op-threads", type=int, default=0, help="ORT threads per instance (default 0 = ORT's)"
+    )
+    parser.add_argument("--keep", type=int, metavar="N",
+                        help="after writing, delete all but the N newest versions of the model "
+                        "(default: keep all)")
+    parser.add_argument(
+        "--target",
+        choices=["python-ort", "onnxruntime", "tensorrt"],
+        default="python-ort",
+        help="python-ort (default; pip Triton), onnxruntime or tensorrt (NGC backends)",
+    )
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--optimize", action="store_true",
+                        help="serve the offline ORT-fused graph (BERT-like; off: measured slower at b32)")
+    parser.add_argument("--work-dir", type=Path, help="intermediate files + run state (default: a cache folder)")
+    parser.add_argument("--fresh", action="store_true", help="ignore the run state of a previous attempt")
+    bar = parser.add_argument_group("thresholds (lowering one is explicit and recorded in metadata.json)")
+    # The defaults are Thresholds' own (converters.spec), shown here, never restated.
+    for option, field, what in _THRESHOLD_OPTIONS:
+        bar.add_argument(option, type=float, dest=field, metavar="X",
+                         help=f"{what} (default {getattr(_DEFAULT_THRESHOLDS, field)})")
+
+
 def build_tool() -> Tool:
     tool = Tool(
         "python -m tritonstack.converters",
@@ -75,95 +169,9 @@ def build_tool() -> Tool:
         choices=["feature-extraction", "text-classification", "image-classification"],
         help="what the model outputs (default: the source's; HF: feature-extraction)",
     )
-    ex.add_argument(
-        "--precision",
-        action="append",
-        choices=["fp32", "fp16", "int8"],
-        dest="precisions",
-        help="repeatable; default fp32. The first one gets --name",
-    )
-    ex.add_argument(
-        "--int8-mode",
-        choices=["dynamic", "static"],
-        default="dynamic",
-        help="dynamic: fast CPU form; static: calibrated QDQ, the TensorRT form (default: dynamic)",
-    )
-    ex.add_argument(
-        "--int8-activations",
-        choices=["per-token", "per-tensor"],
-        default="per-token",
-        help="dynamic INT8 of HF transformers: per-token (smoothing + per-token FFN scales, default) "
-        "or per-tensor (plain ORT quantize_dynamic: faster, less accurate)",
-    )
-    ex.add_argument(
-        "--int8-weights",
-        choices=["u8", "s7", "s8"],
-        help="how INT8 weights are stored: s8 (default for python-ort and tensorrt) is fastest on "
-        "VNNI/AMX, and the python-ort runner makes AVX2-only CPUs exact on it; u8 (dynamic) and s7 "
-        "are exact on every x86 CPU by construction (default for --target onnxruntime); "
-        "see docs/converters.md, 'INT8 on every CPU'",
-    )
-    ex.add_argument(
-        "--calibration",
-        choices=["corpus", "source", "random"],
-        help="static INT8 calibration data (default: corpus for HF, source for factories)",
-    )
-    ex.add_argument("--calibration-size", type=int, metavar="N", help="calibration rows (default 256 / all)")
-    ex.add_argument(
-        "--evaluation-size", type=int, metavar="N", help="held-out rows for the INT8 gate (default all)"
-    )
-    ex.add_argument("--max-batch-size", type=int, default=32, help="Triton max_batch_size (default 32)")
-    ex.add_argument("--instances", type=int, default=1, help="Triton instance_group count (default 1)")
-    ex.add_argument(
-        "--preferred-batch-size", type=int, action="append", dest="preferred_batch_sizes", metavar="N",
-        help="batch size Triton's batcher aims for; repeat for several (default: max/2 and max)",
-    )
-    ex.add_argument(
-        "--max-queue-delay-us", type=int, default=1000, metavar="US",
-        help="how long Triton's batcher may hold a request to fill a preferred batch (default "
-             "1000); 0 sends what queued as soon as an instance is free",
-    )
-    ex.add_argument(
-        "--max-queue-size", type=int, default=0, metavar="N",
-        help="shed requests (UNAVAILABLE) beyond N queued (default 0 = unbounded); with a queue "
-             "policy the batcher delay is 0 (Triton 2.51 starves merged payloads, server#8870)",
-    )
-    ex.add_argument(
-        "--admit-rows", type=int, default=0, metavar="N",
-        help="python-ort: compute at most N rows per execution and refuse the batch's oldest "
-             "requests past them (UNAVAILABLE, 'overloaded'), before any compute (default 0 = "
-             "all); sheds load while Triton keeps prefetching batches, which a queue policy "
-             "turns off",
-    )
-    ex.add_argument(
-        "--queue-timeout-ms", type=float, default=0.0, metavar="MS",
-        help="shed requests queued longer than MS (default 0 = no limit); Triton checks it only "
-             "when an instance frees, so refusals come up to one execution late",
-    )
-    ex.add_argument(
-        "--intra-op-threads", type=int, default=0, help="ORT threads per instance (default 0 = ORT's)"
-    )
     add_model_repository(ex)
     ex.add_argument("--model-version", type=int, metavar="N", help="version to write (default: next free)")
-    ex.add_argument("--keep", type=int, metavar="N",
-                    help="after writing, delete all but the N newest versions of the model "
-                    "(default: keep all)")
-    ex.add_argument(
-        "--target",
-        choices=["python-ort", "onnxruntime", "tensorrt"],
-        default="python-ort",
-        help="python-ort (default; pip Triton), onnxruntime or tensorrt (NGC backends)",
-    )
-    ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    ex.add_argument("--optimize", action="store_true",
-                    help="serve the offline ORT-fused graph (BERT-like; off: measured slower at b32)")
-    ex.add_argument("--work-dir", type=Path, help="intermediate files + run state (default: a cache folder)")
-    ex.add_argument("--fresh", action="store_true", help="ignore the run state of a previous attempt")
-    bar = ex.add_argument_group("thresholds (lowering one is explicit and recorded in metadata.json)")
-    # The defaults are Thresholds' own (converters.spec), shown here, never restated.
-    for option, field, what in _THRESHOLD_OPTIONS:
-        bar.add_argument(option, type=float, dest=field, metavar="X",
-                         help=f"{what} (default {getattr(_DEFAULT_THRESHOLDS, field)})")
+    add_export_options(ex)
 
     be = tool.command("bench", help="in-process ONNX Runtime throughput of exported versions", json=True)
     be.add_argument(
@@ -232,17 +240,14 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int) -> int:
     return code
 
 
-def _export(args: argparse.Namespace) -> int:
-    from tritonstack.converters import progress
-    from tritonstack.converters.api import export
-    from tritonstack.converters.spec import ExportSpec
-
-    progress.set_enabled(sys.stderr.isatty() and not args.quiet and not args.json)
-    spec = ExportSpec(
-        source=args.source,
-        name=args.name,
-        task=args.task,
-        precisions=tuple(args.precisions or ("fp32",)),
+def export_spec(args: argparse.Namespace, *, source: str, name: str, task: str | None,
+                version: int | None = None) -> ExportSpec:
+    """The :class:`ExportSpec` of :func:`add_export_options`' options (and ``--model-repository``)."""
+    return ExportSpec(
+        source=source,
+        name=name,
+        task=task,
+        precisions=tuple(args.precisions or (args.default_precision,)),
         int8_mode=args.int8_mode,
         int8_activations=args.int8_activations,
         int8_weights=args.int8_weights,
@@ -255,7 +260,7 @@ def _export(args: argparse.Namespace) -> int:
         queue_timeout_ms=args.queue_timeout_ms,
         admit_rows=args.admit_rows,
         repository=args.model_repository,
-        version=args.model_version,
+        version=version,
         keep=args.keep,
         target=args.target,
         opset=args.opset,
@@ -268,6 +273,15 @@ def _export(args: argparse.Namespace) -> int:
         thresholds=Thresholds(**{field: getattr(args, field) for _, field, _ in _THRESHOLD_OPTIONS
                                  if getattr(args, field) is not None}),
     )
+
+
+def _export(args: argparse.Namespace) -> int:
+    from tritonstack.converters import progress
+    from tritonstack.converters.api import export
+
+    progress.set_enabled(sys.stderr.isatty() and not args.quiet and not args.json)
+    spec = export_spec(args, source=args.source, name=args.name, task=args.task,
+                       version=args.model_version)
     report = export(spec, progress=None if args.json else _progress)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
