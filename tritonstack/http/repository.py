@@ -50,8 +50,12 @@ def _find(repository: Path, model: str, depth: int = 0) -> Counter | None:
         return None
     params = {k: v.string_value for k, v in config.parameters.items()}
     if "max_length" in params:
-        path = repository / model / (params.get("tokenizer_file") or "tokenizer.json")
-        if path.is_file():
+        name = params.get("tokenizer_file") or "tokenizer.json"
+        # beside config.pbtxt (a runner that tokenizes), else in the newest version (an `ensembles add` step)
+        versions = sorted((v for v in (repository / model).iterdir() if v.name.isdigit()),
+                          key=lambda v: int(v.name), reverse=True)
+        path = next((f for f in (repository / model / name, *(v / name for v in versions)) if f.is_file()), None)
+        if path is not None:
             tokenizer = Tokenizer.from_file(str(path))
             tokenizer.no_padding()
             tokenizer.no_truncation()
