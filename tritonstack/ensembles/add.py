@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from tritonstack.converters.errors import InvalidSpec, UnsupportedModel
@@ -85,14 +86,14 @@ def add(spec: AddSpec) -> AddReport:
                                "text encoders exported from Hugging Face folders")
     output = config.output[0]
     folder = spec.tokenizer or _source_folder(metadata, spec.model)
-    tokenizer = _fast_tokenizer(folder)
+    tokenizer = fast_tokenizer(folder)
     max_length = _max_length(spec, folder, tokenizer, config)
     text_model = TextModel(
         name=spec.model, task=task, inputs=inputs, output=output.name, output_dims=tuple(output.dims),
         max_batch_size=config.max_batch_size, max_length=max_length, pad_token=tokenizer.pad_token,
         labels=_labels(folder, int(output.dims[-1])) if task == "text-classification" else ())
     steps, ensemble = text_pipeline(spec.name, text_model)
-    _check_names_free(repository, ensemble.name, [s.name for s in steps])
+    check_names_free(repository, ensemble.name, [s.name for s in steps])
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer_file = Path(tmp) / "tokenizer.json"
         backend = tokenizer.backend_tokenizer
@@ -144,7 +145,8 @@ def _source_folder(metadata: dict, model: str) -> Path:
     return Path(source)
 
 
-def _fast_tokenizer(folder: Path):
+def fast_tokenizer(folder: Path):
+    """The fast tokenizer of HF ``folder``, with a pad token; refused (exit 2) otherwise."""
     from transformers import AutoTokenizer
 
     if not folder.is_dir():
@@ -192,15 +194,24 @@ def _labels(folder: Path, count: int) -> tuple[str, ...]:
     return tuple(labels.get(i, f"LABEL_{i}") for i in range(count))
 
 
-def _check_names_free(repository: Path, ensemble: str, steps: list[str]) -> None:
-    """Never overwrite an exported model: only our own ensemble and Python steps are replaced."""
-    for name, kind in [(ensemble, "ensemble"), *((s, "python") for s in steps)]:
-        config = read_config(repository / name) if (repository / name).is_dir() else None
+def check_names_free(repository: Path, ensemble: str, steps: Sequence[str], models: Sequence[str] = ()) -> None:
+    """Never overwrite another model: only our own ensemble and Python steps are replaced, and an
+    exported model (``models``) only gains a version.
+
+    Raises:
+        InvalidSpec (exit 2): one of the names holds another kind of model in ``repository``.
+    """
+    kinds = [(ensemble, "ensemble"), *((s, "python") for s in steps), *((m, "export") for m in models)]
+    for name, kind in kinds:
+        folder = repository / name
+        config = read_config(folder) if folder.is_dir() else None
         if config is None:
             continue
-        own = config.platform == "ensemble" if kind == "ensemble" else config.backend == "python" \
-            and not (repository / name / "1" / "model.onnx").exists()
+        exported = any(folder.glob("*/model.onnx")) or any(folder.glob("*/model.plan"))
+        own = {"ensemble": config.platform == "ensemble",
+               "python": config.backend == "python" and not (folder / "1" / "model.onnx").exists(),
+               "export": exported}[kind]
         if not own:
             what = config.platform or config.backend
-            raise InvalidSpec(f"{repository / name} already holds another model ({what}); choose another "
+            raise InvalidSpec(f"{folder} already holds another model ({what}); choose another "
                               "NAME or remove that model first")

@@ -1,16 +1,21 @@
 """``python -m tritonstack.ensembles build``: build the demo model repository from scratch, idempotently.
 ``python -m tritonstack.ensembles add NAME --model MODEL``: serve an exported text model as a pipeline.
+``python -m tritonstack.ensembles serve FOLDER --name NAME``: export, add and load on a running Triton.
 
-Exit codes: the project's table (``tritonstack.cli.ExitCode``); 1 is an export or gate that failed.
+Exit codes: the project's table (``tritonstack.cli.ExitCode``); 1 is an export or gate that failed
+(``serve``: also a model Triton refused to load); 3 (``serve``) no Triton answers, it does not load
+on request, or it refuses this process's token.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from tritonstack.cli import ExitCode, Tool, add_model_repository, exit_codes_epilog
+from tritonstack.cli import ExitCode, Tool, add_model_repository, add_url, exit_codes_epilog, positive_duration
+from tritonstack.converters.cli import add_export_options, export_spec
 
 EXIT_OK, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = (ExitCode.OK, ExitCode.USAGE, ExitCode.INTERNAL,
                                                        ExitCode.INTERRUPTED)
@@ -21,8 +26,10 @@ def build_tool() -> Tool:
         "python -m tritonstack.ensembles",
         "Pre/post-processing steps and ensembles: the demo repository, and a pipeline for any exported "
         "text model.",
-        epilog=exit_codes_epilog({ExitCode.CHECK_FAILED: "an export or gate failed",
-                                  ExitCode.ENVIRONMENT: "repository not writable, no GPU"}))
+        epilog=exit_codes_epilog({ExitCode.CHECK_FAILED: "an export or gate failed; serve: a model Triton "
+                                  "refused to load",
+                                  ExitCode.ENVIRONMENT: "repository not writable, no GPU; serve: no Triton "
+                                  "answering, no explicit model control, no access token"}))
     build = tool.command(
         "build", help="export, quantize, gate and assemble the demo repository",
         description="Export MiniLM and the digits CNN (FP32 + INT8, parity and accuracy gates), "
@@ -48,7 +55,46 @@ def build_tool() -> Tool:
                      help="the model's Hugging Face folder (default: the one it was exported from)")
     add.add_argument("--max-length", type=int, metavar="N",
                      help="truncate texts at N tokens (default: the model's own maximum)")
+    _serve_command(tool)
     return tool
+
+
+def _serve_command(tool: Tool) -> None:
+    serve = tool.command(
+        "serve", json=True,
+        help="one command from a Hugging Face folder to a served pipeline: export, add, and load it on "
+        "a running Triton",
+        description="Against a running Triton (python -m tritonstack.server serve, explicit model control): "
+        "check the server, export FOLDER with the converters' checks (parity, and the INT8 gate), add the "
+        "pipeline NAME as `add` does, load the model, its steps and NAME through the repository API "
+        "(TRITON_ACCESS_TOKEN on a restricted server), wait until NAME answers, and print the gRPC and "
+        "HTTP calls that reach it. Nothing is exported when the server or a name would refuse it.",
+        epilog=exit_codes_epilog({
+            ExitCode.CHECK_FAILED: "parity or the INT8 gate failed (nothing written), or Triton refused to "
+            "load a model",
+            ExitCode.USAGE: "a bad folder or option, a name already served or taken, a --model-repository "
+            "the server does not serve",
+            ExitCode.ENVIRONMENT: "no Triton answering at --url, one that does not load on request, a "
+            "missing or wrong TRITON_ACCESS_TOKEN, a repository not writable"})
+        + "\n\nexample: python -m tritonstack.ensembles serve ./my-encoder --name my_embed "
+        "--model-repository model_repository")
+    serve.add_argument("folder", type=Path, metavar="FOLDER",
+                       help="a Hugging Face model folder (config.json, weights, tokenizer files)")
+    serve.add_argument("--name", required=True, metavar="NAME", help="the pipeline callers will use")
+    serve.add_argument("--task", choices=["feature-extraction", "text-classification", "rerank"],
+                       help="default: the folder's (a sequence-classification head is text-classification, "
+                       "one with a single logit rerank; else feature-extraction)")
+    serve.add_argument("--model", metavar="MODEL", help="the exported model's name (default: NAME_model)")
+    add_model_repository(serve, help="the repository the running Triton serves")
+    add_url(serve)
+    serve.add_argument("--timeout", type=positive_duration, default=300.0, metavar="DURATION",
+                       help="how long loading one model may take (default: 5m)")
+    serve.add_argument("--max-length", type=int, metavar="N",
+                       help="truncate texts at N tokens (default: the model's own maximum)")
+    serve.add_argument("--http-front", metavar="HOST:PORT",
+                       help="where the HTTP front (python -m tritonstack.http serve) listens, for the "
+                       "printed calls (default: the front's own, 127.0.0.1:8080)")
+    add_export_options(serve, default_precision="int8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "add":
             return _add(args)
+        if args.command == "serve":
+            return _serve(args)
         from tritonstack.ensembles.build import build
 
         report = build(args.model_repository, force=args.force)
@@ -95,6 +143,46 @@ def _add(args: argparse.Namespace) -> int:
           f"(on a running server: python -m tritonstack.client load {report.ensemble})")
     print(f"call it:  {call}")
     return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from tritonstack.converters import progress
+    from tritonstack.ensembles.add import AddSpec
+    from tritonstack.ensembles.serve import ServeSpec, serve
+
+    progress.set_enabled(sys.stderr.isatty() and not args.quiet and not args.json)
+    model = args.model or f"{args.name}_model"
+    AddSpec(args.name, model, args.model_repository, args.task)  # NAME first: MODEL derives from it
+    spec = ServeSpec(
+        name=args.name, task=args.task, urls=tuple(args.url or ()), max_length=args.max_length,
+        timeout_s=args.timeout, **({"http_front": args.http_front} if args.http_front else {}),
+        export=export_spec(args, source=str(args.folder), name=model, task=None))
+    report = serve(spec, progress=None if args.quiet else _stderr)
+    calls = report.calls()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+        return EXIT_OK
+    model = report.exported.models[0]
+    gate = ("INT8 gate passed" if report.exported.accuracy and report.exported.accuracy.get("passed")
+            else "parity passed")
+    print(f"served {spec.name} ({report.task}) from {spec.export.source} on {', '.join(report.urls)} "
+          f"in {report.seconds:.0f}s: {model.name} v{model.version} ({model.precision}, {gate}), "
+          f"{', '.join(report.loaded[1:])}")
+    print("\ngRPC, from Python (the client extra):\n" + _indent(calls["python"]))
+    print("\ngRPC, from the shell:\n" + _indent(calls["cli"]))
+    print("\nHTTP: start the front once (the http extra), then curl it:\n"
+          + _indent(calls["http_front"]) + "\n" + _indent(calls["curl"]))
+    if "openai" in calls:
+        print("\nHTTP, with OpenAI's SDK:\n" + _indent(calls["openai"]))
+    return EXIT_OK
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" if line else "" for line in text.splitlines())
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _fail(args: argparse.Namespace, exc: Exception, code: int, prefix: str = "") -> int:

@@ -221,6 +221,12 @@ class TextModel:
                              "a reranker (cross-encoder) outputs one score")
 
 
+def step_names(model: str) -> tuple[str, str]:
+    """The Python steps :func:`text_pipeline` writes beside ``model``: its tokenizer, and a
+    classifier's labels."""
+    return f"{model}_tokenizer", f"{model}_labels"
+
+
 def text_pipeline(ensemble: str, model: TextModel) -> tuple[tuple[PythonStep, ...], Ensemble]:
     """The Python steps and the ensemble that serve ``model`` under the name ``ensemble``:
 
@@ -253,7 +259,7 @@ def text_pipeline(ensemble: str, model: TextModel) -> tuple[tuple[PythonStep, ..
         labels_text = "\n".join(model.labels) + "\n"
         outputs = (TensorSpec("LABEL", "TYPE_STRING", (1,)),
                    TensorSpec("PROBABILITIES", "TYPE_FP32", model.output_dims, label_filename=LABELS_FILE))
-        post = PythonStep(name=f"{model.name}_labels", adapter="labels",
+        post = PythonStep(name=step_names(model.name)[1], adapter="labels",
                           inputs=(TensorSpec("logits", "TYPE_FP32", model.output_dims),), outputs=outputs,
                           max_batch_size=model.max_batch_size, files={LABELS_FILE: labels_text})
         steps[-1] = dataclasses.replace(steps[-1], output_map={model.output: "logits"})
@@ -274,7 +280,7 @@ def _tokenizer_step(model: TextModel, inputs: tuple[TensorSpec, ...]) -> PythonS
         parameters["pad_token"] = model.pad_token
     if model.task == "rerank":
         parameters["pair_input"] = "QUERY"
-    return PythonStep(name=f"{model.name}_tokenizer", adapter="tokenizer", inputs=inputs,
+    return PythonStep(name=step_names(model.name)[0], adapter="tokenizer", inputs=inputs,
                       outputs=tuple(TensorSpec(n, "TYPE_INT64", (-1,)) for n in model.inputs),
                       max_batch_size=model.max_batch_size, parameters=parameters)
 
