@@ -58,6 +58,49 @@ def measure(run, batch: int, tokens: int, seconds: float) -> dict[str, float] | 
     return {"rows_per_s": round(n * batch / wall), "cpu_us_per_row": round(1e6 * cpu / (n * batch))}
 
 
+def sentences():
+    """The demo's 1,000 evaluation sentences, tokenized one by one for MiniLM."""
+    from tritonstack.demo.data import text_corpus
+    from tritonstack.ensembles.build import MAX_LENGTH, minilm_tokenizer_file
+    from tritonstack.serving.text import encode, load_tokenizer
+
+    tokenizer = load_tokenizer(minilm_tokenizer_file(), MAX_LENGTH)
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    return [{n: getattr(e, n) for n in names} for e in (encode(tokenizer, [t]) for t in text_corpus().evaluation if t)]
+
+
+def arrival_batches(rows: list[dict[str, np.ndarray]], batch: int) -> list[dict[str, np.ndarray]]:
+    """Batches in the sentences' order, each padded to its longest: as a server forms them."""
+    from tritonstack.serving.batching import concat_padded
+    from tritonstack.serving.requests import TensorInfo
+
+    infos = [TensorInfo(n, np.dtype(np.int64), ("sequence_length",)) for n in rows[0]]
+    return [concat_padded(rows[i:i + batch], infos) for i in range(0, len(rows), batch)]
+
+
+def on_sentences(run, reference: np.ndarray | None, rows) -> dict[str, object]:
+    """Agreement with FP32 ORT (the INT8 gate's metrics) on batches of 8, and CPU µs per row on
+    arrival-order batches of 4 and 8 (every shape seen once before timing)."""
+    from tritonstack.converters.metrics import embedding_agreement
+
+    out: dict[str, object] = {}
+    for batch in (4, 8):
+        feeds = arrival_batches(rows, batch)
+        results = [run(f) for f in feeds]
+        if sum(len(r) for r in results) != len(rows):
+            return {"wrong": f"{sum(len(r) for r in results)} output rows for {len(rows)} sentences"}
+        cpu = time.process_time()
+        for f in feeds:
+            run(f)
+        out[f"arrival_b{batch}_cpu_us_per_row"] = round(1e6 * (time.process_time() - cpu) / len(rows))
+        if batch == 8 and reference is not None:
+            agreement = embedding_agreement(reference, np.concatenate(results))
+            out["mean_cosine"], out["recall_at_10"] = agreement.mean_cosine, agreement.recall_at_10
+        if batch == 8:
+            out["embeddings"] = np.concatenate(results)
+    return out
+
+
 def ort_engine(path: Path):
     import onnxruntime as ort
 
@@ -127,6 +170,27 @@ def main() -> int:
         results[name] = row
         print(f"| {name} | " + " | ".join(v if isinstance(v, str) else f"{v['cpu_us_per_row']:,} ({v['rows_per_s']:,})"
                                           for v in row.values()) + " |", flush=True)
+    rows = sentences()
+    print(f"\nThe {len(rows)} evaluation sentences: agreement with ORT FP32 (batches of 8) and CPU µs per "
+          "row in arrival-order batches padded to their longest")
+    print("| engine | mean cosine | recall@10 | arrival b4 | arrival b8 |")
+    print("|---|---:|---:|---:|---:|")
+    reference = None
+    for name in ["onnxruntime fp32", *[n for n in engines if n != "onnxruntime fp32"]]:
+        if isinstance(results.get(name), str):
+            continue
+        figures = on_sentences(engines[name](), reference, rows)
+        if name == "onnxruntime fp32":
+            reference = figures.get("embeddings")
+        figures.pop("embeddings", None)
+        if isinstance(results.get(name), dict):
+            results[name]["sentences"] = figures
+        if "wrong" in figures:
+            print(f"| {name} | wrong: {figures['wrong']} | | | |")
+            continue
+        cos, recall = figures.get("mean_cosine"), figures.get("recall_at_10")
+        print(f"| {name} | {cos if cos is None else f'{cos:.5f}'} | {recall if recall is None else f'{recall:.3f}'} | "
+              f"{figures['arrival_b4_cpu_us_per_row']:,} | {figures['arrival_b8_cpu_us_per_row']:,} |", flush=True)
     if args.out:
         args.out.write_text(json.dumps({"cpu": describe_cpu(), "int8_kernel": int8_kernel(),
                                         "amx_permitted": {"before": before, "after": after},
