@@ -113,6 +113,12 @@ def test_async_client_matches_the_sync_one(client_server: TritonServer, protocol
             with pytest.raises(ClientError) as info:
                 await triton.infer("add_one", {"INPUT": np.zeros(4, np.float32)})
             assert (info.value.status, info.value.origin) == (Status.INVALID_ARGUMENT, "client")
+        async with AsyncClient(urls=address(client_server, protocol), protocol=protocol,
+                               max_message_bytes=4096) as small:
+            with pytest.raises(ClientError) as info:
+                await small.embed([f"text {i}" for i in range(10)])  # an answer of 15 kB
+            assert info.value.status is Status.MESSAGE_TOO_LARGE
+            np.testing.assert_allclose((await small.embed(["x"]))[0], expected_embedding("x"), rtol=1e-5)
     asyncio.run(main())
 
 
@@ -180,10 +186,14 @@ def test_restricted_protocol_without_token_is_permission_denied(client_server: T
 
 
 def test_message_over_the_size_limit(client_server: TritonServer, protocol: str) -> None:
-    with Client(urls=address(client_server, protocol), protocol=protocol, max_message_bytes=4096) as small, \
-            pytest.raises(ClientError) as info:
-        small.embed(["x" * 10_000])
-    assert info.value.status is Status.MESSAGE_TOO_LARGE and info.value.attempts == 1
+    with Client(urls=address(client_server, protocol), protocol=protocol, max_message_bytes=4096) as small:
+        with pytest.raises(ClientError) as info:
+            small.embed(["x" * 10_000])  # the request
+        assert info.value.status is Status.MESSAGE_TOO_LARGE and info.value.attempts == 1
+        with pytest.raises(ClientError) as info:
+            small.embed([f"text {i}" for i in range(10)])  # a small request, an answer of 15 kB
+        assert info.value.status is Status.MESSAGE_TOO_LARGE and info.value.attempts == 1
+        np.testing.assert_allclose(small.embed(["x"])[0], expected_embedding("x"), rtol=1e-5)  # still usable
 
 
 def _flood(client: Client, n: int) -> list[ClientError | None]:

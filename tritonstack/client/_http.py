@@ -260,6 +260,10 @@ class AsyncHttpSender:
         except ImportError:
             raise config_error(_AIOHTTP_MISSING) from None
         self._aiohttp = aiohttp
+        # a connection not made within the deadline is a replica down, not an answer too late
+        # (aiohttp < 3.10 has no ConnectionTimeoutError)
+        connect_timeout = getattr(aiohttp, "ConnectionTimeoutError", aiohttp.ClientConnectorError)
+        self._unreachable = (aiohttp.ClientConnectorError, connect_timeout)
         self._replicas = _Replicas(config)
         self._bases = [address.base for address in self._replicas.addresses]
         self._session: aiohttp.ClientSession | None = None
@@ -287,7 +291,7 @@ class AsyncHttpSender:
                 status, headers = response.status, response.headers
         except aiohttp.ClientSSLError as exc:
             raise AttemptFailed(Status.UNAUTHENTICATED, f"{type(exc).__name__}: {exc}") from None
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        except self._unreachable as exc:
             raise AttemptFailed(Status.UNAVAILABLE, f"{type(exc).__name__}: {exc}") from None
         except asyncio.TimeoutError as exc:  # the deadline passed waiting for the answer (3.10: not TimeoutError)
             raise AttemptFailed(Status.DEADLINE_EXCEEDED, f"{type(exc).__name__}: {exc}") from None
