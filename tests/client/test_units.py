@@ -282,6 +282,9 @@ def test_http_answers_readiness_from_the_status_and_raises_the_rest() -> None:
         answer(HttpCodec().repository_index(), 502, {}, b"<html><body>Bad   Gateway</body></html>")
     assert info.value.status is Status.UNAVAILABLE  # a proxy's page: its start, on one line
     assert info.value.details == "HTTP 502: <html><body>Bad Gateway</body></html>"
+    with pytest.raises(AttemptFailed) as info:
+        answer(HttpCodec().repository_index(), 200, {}, b"<html>Sign in</html>")
+    assert info.value.status is Status.UNKNOWN and "not Triton's KServe v2" in info.value.details
     body = b'[{"name":"a","version":"1","state":"READY"},{"name":"b"}]'
     index = answer(HttpCodec().repository_index(), 200, {}, body)
     assert [(m.name, m.version, m.state, m.reason) for m in index] == [("a", "1", "READY", ""), ("b", "", "", "")]

@@ -162,7 +162,13 @@ def error_details(status: int, body: bytes) -> str:
 def answer(call: HttpCall, status: int, headers: Mapping[str, str], body: bytes) -> Any:
     """The call's result from the HTTP answer, or the AttemptFailed it means."""
     if 200 <= status < 300:
-        return True if call.ready else (call.read(headers, body) if call.read else None)
+        if call.ready or call.read is None:
+            return call.ready or None
+        try:
+            return call.read(headers, body)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:  # e.g. a proxy's page with 200
+            raise AttemptFailed(Status.UNKNOWN, f"the answer is not Triton's KServe v2 ({type(exc).__name__}: "
+                                f"{exc}); it starts {body[:80]!r}") from None
     if call.ready and 400 <= status < 500 and status not in (401, 403, 408, 429):
         return False  # Triton answers 400 "... not ready"
     details = error_details(status, body)
