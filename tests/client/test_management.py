@@ -26,6 +26,7 @@ def test_repository_unload_load_and_reload_from_the_cli(tmp_path: Path, capsys, 
     server = start_server(tmp_path, model_control=ModelControl.EXPLICIT, load_models=("add_one",))
     where = address(server, protocol)
     url = ["--protocol", protocol, "--url", where, "--json"]
+    capsys.readouterr()  # the launcher's own lines (it may report stubs other tests left), not the CLI's
     try:
         assert main([*url, "repository"]) == 0
         rows = json.loads(capsys.readouterr().out)
