@@ -359,3 +359,34 @@ def test_a_stub_killed_during_its_models_reload_is_healed_within_30_s(tmp_path: 
     if restarts == 0:  # Triton answered the reload with an error, and the next attempt healed it
         assert not failed, failed[:3]
     assert all("UNAVAILABLE" in str(a) or "unavailable" in str(a).lower() for a in failed), failed[:3]
+
+
+def test_readiness_stays_true_while_a_model_is_unloaded_on_purpose(tmp_path: Path) -> None:
+    """Issue #32, found by the fault matrix's canary row: a rollout's promotion unloads the router
+    and the old version, and the launcher said "not ready" for 2-2.5 s while every request was
+    served, because Triton's strict readiness counts a model that is unloading. An orchestrator
+    would take a serving replica out. An unload someone asked for is not a failure."""
+    repos.write_add_one(tmp_path, "steady")
+    slow = repos.write_add_one(tmp_path, "slow_exit")
+    model_py = slow / "1" / "model.py"
+    model_py.write_text(model_py.read_text().replace(
+        "    def execute(self, requests):",
+        "    def finalize(self):\n        import time\n        time.sleep(4)\n\n"
+        "    def execute(self, requests):"))
+    launcher = Launcher(tmp_path)
+    try:
+        url = f"127.0.0.1:{launcher.grpc}"
+        assert _infer_add_one(url, "slow_exit") == 1.0
+        urllib.request.urlopen(urllib.request.Request(  # returns once the unload has begun
+            f"http://127.0.0.1:{launcher.http}/v2/repository/models/slow_exit/unload", data=b"{}",
+            method="POST"), timeout=60).read()
+        seen, answers, end = [], [], time.monotonic() + 6  # its finalize sleeps 4 s
+        while time.monotonic() < end:
+            seen.append(launcher.health_status("ready"))
+            answers.append(_infer_add_one(url, "steady"))
+            time.sleep(0.1)
+        assert set(seen) == {200}, f"not ready during an unload asked for: {seen}"
+        assert set(answers) == {1.0}
+        # a model that fails is still seen: a dead stub turns readiness off (the tests above)
+    finally:
+        launcher.close()

@@ -185,6 +185,7 @@ LAUNCHER_FLAGS = {
     "--repository-poll-secs": "--poll-interval", "--load-model": "--load-model",
     "--grpc-restricted-protocol": "--restrict", "--http-restricted-api": "--restrict",
     "--cache-config": "--response-cache-mb", "--log-file": "--log-file",
+    "--strict-readiness": "--health-port (the launcher's readiness)",
 }
 
 

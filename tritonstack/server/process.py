@@ -15,6 +15,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -154,6 +155,10 @@ class TritonServer:
             f"--model-control-mode={c.model_control.value}",
             f"--log-verbose={c.log_verbose}",
             f"--exit-timeout-secs={c.exit_timeout_s}",
+            # Readiness is the launcher's (its --health-port): Triton's strict readiness also
+            # counts a model being unloaded on purpose (a rollout's promotion) as not ready, and
+            # does not see a dead stub. Triton still loads the startup models before it listens.
+            "--strict-readiness=false",
         ]
         if c.latency_summaries:
             cmd.append("--metrics-config=summary_latencies=true")
@@ -179,7 +184,7 @@ class TritonServer:
                            ("Metrics", self.metrics_port)):
             _check_port_free(self.config.host, port, what)
         backends = prepare_backends(self.install, Path(self._workdir.name))
-        note = lambda line: print(line, flush=True)  # noqa: E731
+        note = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731  (stdout may be --json)
         remove_dead_staging(self.config.model_repository, log=note)
         remove_orphaned_stubs(log=note)
         remove_unmapped_shm_regions(log=note)
