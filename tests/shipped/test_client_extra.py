@@ -19,7 +19,7 @@ from tritonstack.server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[2]
 # What `pip install 'triton-serving-stack[client]'` brings, besides the venv's own pip/setuptools.
-CLIENT_DISTRIBUTIONS = {"grpcio", "numpy", "packaging", "protobuf", "python-rapidjson", "triton-serving-stack",
+CLIENT_DISTRIBUTIONS = {"argcomplete", "grpcio", "numpy", "packaging", "protobuf", "python-rapidjson", "triton-serving-stack",
                         "tritonclient", "typing_extensions", "urllib3"}
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -53,6 +53,19 @@ def test_the_client_extra_installs_the_client_alone(client_venv: Path) -> None:
     expected = {d.lower().replace("_", "-") for d in CLIENT_DISTRIBUTIONS}
     assert installed - {"pip", "setuptools"} == expected
     print(f"client venv: {_size_mb(client_venv):.0f} MB")  # README, "Install": what it weighs
+
+
+def test_the_client_extra_completes_its_commands_in_the_shell(client_venv: Path, tmp_path: Path) -> None:
+    """``eval "$(register-python-argcomplete tritonstack-client)"`` (README) works from the extra."""
+    import os
+
+    answer, line = tmp_path / "completion", "tritonstack-client em"
+    env = {**os.environ, "_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+           "_ARGCOMPLETE_STDOUT_FILENAME": str(answer)}
+    subprocess.run([str(client_venv / "bin" / "tritonstack-client")], env=env, check=True, timeout=60,
+                   stdin=subprocess.DEVNULL)
+    assert answer.read_text().split() == ["embed"]
+    assert (client_venv / "bin" / "register-python-argcomplete").exists()
 
 
 def test_the_client_extra_answers_both_demo_pipelines(client_venv: Path, demo_server: TritonServer,
