@@ -9,7 +9,7 @@ Exit codes (decided here only):
 * 1: a check failed (parity, INT8 accuracy gate, portability; ``verify``: a version failed its
   golden check on this machine, or has no golden data) or a step crashed; nothing was written;
 * 2: usage or bad input (unknown source, missing weights, unsupported architecture/task, bad option);
-* 3: environment (TensorRT asked without a GPU, repository or work folder not writable);
+* 3: environment (TensorRT asked without a GPU, repository or work folder not writable, disk full);
 * 4: internal error (a bug; the traceback with ``--verbose``);
 * 130: interrupted.
 """
@@ -31,7 +31,7 @@ MAX_BENCH_BATCH, MAX_BENCH_SEQ_LEN = 4096, 8192
 
 EPILOG = exit_codes_epilog({
     ExitCode.CHECK_FAILED: "parity, the INT8 gate or a golden check failed, or a step crashed; nothing written",
-    ExitCode.ENVIRONMENT: "no GPU for TensorRT, repository not writable"}) + """
+    ExitCode.ENVIRONMENT: "no GPU for TensorRT, repository not writable, disk full"}) + """
 
 examples:
   python -m tritonstack.converters export minilm --name minilm --precision int8 --precision fp32
