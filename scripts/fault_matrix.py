@@ -155,6 +155,14 @@ class Load:
                         None if recovery is None else round(recovery, 2), _readiness(self.probes, at), note)
 
 
+def _next_start_serves(launcher, observed) -> None:
+    """Restart the launcher on what the fault left in the repository; it must turn ready."""
+    launcher.stop()
+    launcher.start()
+    launcher.wait_ready()
+    observed.note += "; the next start was ready"
+
+
 def _readiness(probes: list[tuple[float, int | None]], at: float) -> str:
     """The probe's states from the fault on, with how long each lasted: '200 → 503 2.1 s → 200'."""
     spans: list[list] = []
@@ -231,10 +239,7 @@ def run_fault(name: str, repo: Path, args: argparse.Namespace) -> Observed:
             time.sleep(args.observe)
             observed = load.observe(name, at, note)
         if name == "export kill":  # the next start must serve, whatever the export left
-            launcher.stop()
-            launcher.start()
-            launcher.wait_ready()
-            observed.note += "; the next start was ready"
+            _next_start_serves(launcher, observed)
         return observed
     finally:
         launcher.stop()
@@ -392,10 +397,7 @@ def run_disk_full(repo: Path, args: argparse.Namespace) -> Observed:
             note = (f"export exit {export.returncode} after {export_s:.0f} s: `{error[:160]}`; "
                     f"left in the repository: {', '.join(left) if left else 'nothing'}")
             observed = load.observe("disk full during export", at, note)
-        launcher.stop()
-        launcher.start()
-        launcher.wait_ready()
-        observed.note += "; the next start was ready"
+        _next_start_serves(launcher, observed)
         return observed
     finally:
         if launcher:

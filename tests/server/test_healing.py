@@ -306,6 +306,15 @@ def _infer_add_one(url: str, model: str) -> float | str:
             return str(exc)
 
 
+def _sleeping_add_one(repo: Path, name: str, method: str, seconds: float) -> None:
+    """add_one whose ``method`` (e.g. ``finalize(self)``) sleeps ``seconds`` first."""
+    model_py = repos.write_add_one(repo, name) / "1" / "model.py"
+    model_py.write_text(model_py.read_text().replace(
+        "    def execute(self, requests):",
+        f"    def {method}:\n        import time\n        time.sleep({seconds})\n\n"
+        "    def execute(self, requests):"))
+
+
 def test_a_stub_killed_during_its_models_reload_is_healed_within_30_s(tmp_path: Path) -> None:
     """Issue #32: kill a stub, then kill its successor as the heal's reload starts it. Triton never
     returned from that load (measured: nothing for 150 s, the launcher waited --heal-timeout).
@@ -313,12 +322,7 @@ def test_a_stub_killed_during_its_models_reload_is_healed_within_30_s(tmp_path: 
     within 30 s, and a model beside it fails only while Triton restarts, with UNAVAILABLE (what a
     retrying client retries)."""
     repos.write_add_one(tmp_path, "steady")
-    slow = repos.write_add_one(tmp_path, "slow")
-    model_py = slow / "1" / "model.py"
-    model_py.write_text(model_py.read_text().replace(
-        "    def execute(self, requests):",
-        "    def initialize(self, args):\n        import time\n        time.sleep(3)\n\n"
-        "    def execute(self, requests):"))
+    _sleeping_add_one(tmp_path, "slow", "initialize(self, args)", 3)
     launcher = Launcher(tmp_path, "--restart-on-failure", "1")
     url = f"127.0.0.1:{launcher.grpc}"
     answers: list[float | str] = []
@@ -367,12 +371,7 @@ def test_readiness_stays_true_while_a_model_is_unloaded_on_purpose(tmp_path: Pat
     served, because Triton's strict readiness counts a model that is unloading. An orchestrator
     would take a serving replica out. An unload someone asked for is not a failure."""
     repos.write_add_one(tmp_path, "steady")
-    slow = repos.write_add_one(tmp_path, "slow_exit")
-    model_py = slow / "1" / "model.py"
-    model_py.write_text(model_py.read_text().replace(
-        "    def execute(self, requests):",
-        "    def finalize(self):\n        import time\n        time.sleep(4)\n\n"
-        "    def execute(self, requests):"))
+    _sleeping_add_one(tmp_path, "slow_exit", "finalize(self)", 4)
     launcher = Launcher(tmp_path)
     try:
         url = f"127.0.0.1:{launcher.grpc}"
