@@ -19,8 +19,8 @@ from tritonstack.server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[2]
 # What `pip install 'triton-serving-stack[client]'` brings, besides the venv's own pip/setuptools.
-CLIENT_DISTRIBUTIONS = {"argcomplete", "grpcio", "numpy", "packaging", "protobuf", "python-rapidjson", "triton-serving-stack",
-                        "tritonclient", "typing_extensions", "urllib3"}
+CLIENT_DISTRIBUTIONS = {"argcomplete", "grpcio", "numpy", "packaging", "protobuf", "python-rapidjson",
+                        "triton-serving-stack", "tritonclient", "typing_extensions", "urllib3"}
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
