@@ -102,15 +102,11 @@ def on_sentences(run, reference: np.ndarray | None, rows) -> dict[str, object]:
 
 
 def ort_engine(path: Path):
-    import onnxruntime as ort
+    """A one-thread session as the python-ort runner serves it on this CPU."""
+    from tritonstack.converters.steps.base import ort_session
+    from tritonstack.serving.cpu import int8_kernel
 
-    from tritonstack.serving.cpu import int8_config_entries
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
-    for key, value in int8_config_entries().items():
-        options.add_session_config_entry(key, value)
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort_session(path, 1, exact_int8=int8_kernel() != "exact")
     return lambda f: session.run(None, f)[0]
 
 

@@ -154,14 +154,13 @@ def packed_feed(sentences: list[np.ndarray], row_tokens: int) -> tuple[dict[str,
 
 
 def main() -> int:
-    import onnxruntime as ort
-
     from tritonstack.converters.metrics import embedding_agreement
     from tritonstack.converters.repository import existing_versions
+    from tritonstack.converters.steps.base import ort_session
     from tritonstack.demo.data import text_corpus
     from tritonstack.ensembles.build import MAX_LENGTH, minilm_tokenizer_file
     from tritonstack.serving.batching import concat_padded, plan_runs
-    from tritonstack.serving.cpu import describe_cpu, int8_config_entries
+    from tritonstack.serving.cpu import describe_cpu, int8_kernel
     from tritonstack.serving.requests import TensorInfo
     from tritonstack.serving.text import encode, load_tokenizer
 
@@ -176,12 +175,8 @@ def main() -> int:
         folder = args.model_repository / name
         return folder / str(existing_versions(folder)[-1]) / "model.onnx"
 
-    def session(path: Path):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
-        for key, value in int8_config_entries().items():
-            options.add_session_config_entry(key, value)
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    def session(path: Path):  # one thread, as the python-ort runner serves it on this CPU
+        return ort_session(path, 1, exact_int8=int8_kernel() != "exact")
 
     tokenizer = load_tokenizer(minilm_tokenizer_file(), MAX_LENGTH)
     texts = [t for t in text_corpus().evaluation if t]
