@@ -121,7 +121,7 @@ def test_one_bad_request_fails_alone_in_a_batch(server: TritonServer) -> None:
                 c.infer("embed", [_text([text])])
                 return "ok"
             except InferenceServerException as exc:
-                if is_shed(exc.message()):  # shed for load (MiniLM computes 16 rows at once)
+                if is_shed(exc.message()):  # shed for load (MiniLM computes 32 rows at once)
                     return send(i)
                 return "empty" if "is empty" in exc.message() else exc.message()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tritonstack.loadtest.bench.pipeline import _text_feeds, bench_texts
+from tritonstack.loadtest.bench.pipeline import _text_feeds, bench_texts, sweep_until_shed
+from tritonstack.loadtest.errors import RunFailed
 from tritonstack.serving.batching import plan_runs
 
 
@@ -29,6 +30,32 @@ def test_limit_and_as_served_feeds_hold_the_same_sentences_and_the_limit_pads_le
     for f in limit + served:
         assert set(f) == {"input_ids", "attention_mask", "token_type_ids"}
         assert f["attention_mask"][:, 0].all()  # no row is all padding
+
+
+SHED = ("perf_analyzer exited with 99: Thread [53] had error: in ensemble 'embed', overloaded: more "
+        "rows queued than the model computes at once (64 rows waited for one execution of at most 32, "
+        "admit_rows)")  # what perf_analyzer printed at 64 callers against the demo (2026-12-05)
+
+
+def _measure(shed_from: int, error: str = SHED):
+    def measure(level: int) -> dict:
+        if level >= shed_from:
+            raise RunFailed(error)
+        return {"concurrency": level}
+    return measure
+
+
+def test_a_level_the_server_sheds_at_ends_the_sweep_and_the_levels_below_stand():
+    sweep, shed_at = sweep_until_shed((16, 32, 64, 128), _measure(64))
+    assert [r["concurrency"] for r in sweep] == [16, 32] and shed_at == 64
+    assert sweep_until_shed((16, 32), _measure(64)) == ([{"concurrency": 16}, {"concurrency": 32}], None)
+
+
+def test_shedding_at_the_first_level_or_another_failure_is_still_an_error():
+    with pytest.raises(RunFailed, match="overloaded"):
+        sweep_until_shed((64, 128), _measure(64))  # nothing measured
+    with pytest.raises(RunFailed, match="connection refused"):
+        sweep_until_shed((16, 32), _measure(32, "perf_analyzer exited with 99: connection refused"))
 
 
 def test_as_served_runs_are_the_runners_own_cuts():

@@ -6,7 +6,8 @@
 For ``embed`` (the same sentences both sides: ``--text-length`` short, ~16 tokens, or long,
 ~35) and ``classify_digit``:
 * served: Triton's ``perf_analyzer`` (C++, ~0.7 core at 6,000 RPS, so the client eats little of
-  the server's two cores) over a sweep of concurrency levels; the best level is reported;
+  the server's two cores) over a sweep of concurrency levels; the best level is reported (a level
+  where the server sheds requests for load ends the sweep: the levels below it stand);
 * in process: the same ONNX file in ONNX Runtime with the served layout (one session per
   instance, each with the config's intra-op threads, side by side), on the same inputs, at the
   batch size Triton formed (from its metrics), pre-tokenized. For ``embed`` twice:
@@ -37,6 +38,7 @@ import numpy as np
 from tritonstack.cli import add_model_repository, add_out, positive_duration
 from tritonstack.loadtest.bench import perf_analyzer as crosscheck
 from tritonstack.loadtest.campaign import spec as campaigns
+from tritonstack.loadtest.errors import RunFailed
 from tritonstack.loadtest.runner import metrics
 
 STEPS = {"embed": ("embed", "minilm"),
@@ -204,6 +206,27 @@ class _CpuWindow:
         return {k: round(v / requests * 1e6) for k, v in spent.items() if requests and v >= 0.005}
 
 
+def sweep_until_shed(levels: tuple[int, ...], measure: Any) -> tuple[list[dict[str, Any]], int | None]:
+    """``measure(level)`` for each concurrency level in order, until one the server sheds.
+
+    A level where the server refused requests for load (its admission limit: perf_analyzer stops
+    at the first error) ends the sweep, and the levels before it stand: past that level the
+    server serves no more, it refuses. The first level shedding is a failure (nothing measured).
+    Returns the measured levels and the level that shed (None: none did).
+    """
+    from tritonstack.client import is_shed
+
+    sweep: list[dict[str, Any]] = []
+    for level in levels:
+        try:
+            sweep.append(measure(level))
+        except RunFailed as exc:
+            if not sweep or not is_shed(str(exc)):
+                raise
+            return sweep, level
+    return sweep, None
+
+
 def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
           concurrencies: tuple[int, ...], duration_s: float,
           pipelines: tuple[str, ...] = ("embed", "classify_digit"),
@@ -216,8 +239,7 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
         traffic = campaigns.Traffic(model=pipeline, pipeline=pipeline, pool=64)
         data = ({"data": [{"TEXT": {"content": [t], "shape": [1]}} for t in texts[:64]]}
                 if pipeline == "embed" else None)
-        sweep = []
-        for c in concurrencies:
+        def measure(c: int) -> dict[str, Any]:
             before = metrics.scrape(metrics_url)
             cpu = _CpuWindow(server_pid)
             r = crosscheck.run(traffic, grpc_url, out / f"{pipeline}-c{c}", rate=None, concurrency=c,
@@ -227,9 +249,14 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
             r["avg_batch"] = round(rows.get(model, {}).get("avg_batch", 0.0), 1)
             r["us_per_request"] = _breakdown(rows, STEPS[pipeline])
             r["concurrency"] = c
-            sweep.append(r)
             say(f"  {pipeline:<15} concurrency {c:>3}: {r['rps']:8.1f} rps  p99 {r['p99_ms']:6.1f} ms  "
-                  f"batch {r['avg_batch']}", flush=True)
+                f"batch {r['avg_batch']}", flush=True)
+            return r
+
+        sweep, shed_at = sweep_until_shed(concurrencies, measure)
+        if shed_at is not None:
+            say(f"  {pipeline:<15} concurrency {shed_at:>3}: the server shed requests for load; "
+                "the sweep stops at the level below", flush=True)
         best = max(sweep, key=lambda r: r["rps"])
         instances, threads = _layout(repository, model)
         batch = max(1, round(best["avg_batch"]))
@@ -248,7 +275,7 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
         in_process = _rows_per_s(sessions, feeds)[0]
         server_cpu = best["cpu_us_per_request"].get("server")
         row = {"pipeline": pipeline, "model": model, "instances": instances, "threads": threads,
-               "best": best, "sweep": sweep,
+               "best": best, "sweep": sweep, "shed_at_concurrency": shed_at,
                "in_process_batch": batch, "in_process_rows_per_s": round(in_process, 1),
                "ratio": round(best["rps"] / in_process, 3),
                "server_cpu_us_per_request": server_cpu,
