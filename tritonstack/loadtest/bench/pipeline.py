@@ -239,7 +239,8 @@ def bench(grpc_url: str, metrics_url: str, repository: Path, out: Path,
         traffic = campaigns.Traffic(model=pipeline, pipeline=pipeline, pool=64)
         data = ({"data": [{"TEXT": {"content": [t], "shape": [1]}} for t in texts[:64]]}
                 if pipeline == "embed" else None)
-        def measure(c: int) -> dict[str, Any]:
+        def measure(c: int, pipeline: str = pipeline, model: str = model,
+                    traffic: Any = traffic, data: Any = data) -> dict[str, Any]:
             before = metrics.scrape(metrics_url)
             cpu = _CpuWindow(server_pid)
             r = crosscheck.run(traffic, grpc_url, out / f"{pipeline}-c{c}", rate=None, concurrency=c,
