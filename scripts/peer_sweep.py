@@ -603,12 +603,13 @@ def render(results: Sequence[dict[str, Any]], bound_ms: float) -> str:
             lines.append(f"| {r['system']} | not measured: {r['failed']} | – | – | – | – | – | – | – |")
             continue
         b = r.get("best")
-        cos = f"{r['mean_cosine']:.4f}"
+        cos = f"{r['mean_cosine']:.4f}" if r.get("mean_cosine") is not None else "–"
         if b is None:
-            lines.append(f"| {r['system']} | {r['setup']} | none under the bound | – | – | – | – | – | {cos} |")
+            lines.append(f"| {r['system']} | {r.get('setup', '')} | none under the bound | – | – | – | – | – | {cos} |")
             continue
-        lines.append(f"| {r['system']} | {r['setup']} | {b['rps']:,.0f} | {b['concurrency']} | {b['p50_ms']:.1f} "
-                     f"| {b['p99_ms']:.1f} | {b['server_cpu_us']:,.0f} | {b['generator_cpu_us']:,.0f} | {cos} |")
+        lines.append(f"| {r['system']} | {r.get('setup', '')} | {b['rps']:,.0f} | {b['concurrency']} "
+                     f"| {b['p50_ms']:.1f} | {b['p99_ms']:.1f} | {b['server_cpu_us']:,.0f} "
+                     f"| {b['generator_cpu_us']:,.0f} | {cos} |")
     lines.append("")
     lines.append(f"Project / best peer ({top}): **{ratio:.2f}×**" if ratio else "Project / best peer: n/a")
     lines.append("")
