@@ -44,7 +44,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -60,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tritonstack.cli import duration  # noqa: E402
+from tritonstack.server.process import free_port  # noqa: E402
 
 PEERS = ("fastembed", "litserve", "infinity", "st-fastapi")
 SENTENCE_COUNT = 400
@@ -124,12 +124,6 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
 def _self_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- peer servers (written into each peer's folder, run by its own venv) -------------------------
