@@ -26,7 +26,7 @@ def test_help_lists_every_option():
                           text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0
     for option in ("--task", "--precision", "--int8-mode", "--calibration", "--max-batch-size", "--instances",
-                   "--model-repository", "--model-version", "--target", "--opset", "--admit-rows",
+                   "--model-repository", "--model-version", "--target", "--opset", "--admit-rows", "--admit-ms",
                    "--max-queue-delay-us",
                    "--min-mean-cosine",
                    "--min-recall-at-10", "--max-accuracy-drop", "--verbose", "exit codes"):
@@ -74,6 +74,9 @@ def test_bad_option_values_exit_2(capsys, tmp_path):
     code, _, err = run_cli(capsys, "export", "minilm", "--name", "m", "--admit-rows", "99",
                            "--model-repository", str(tmp_path))
     assert code == 2 and err.startswith("InvalidSpec: --admit-rows must be 0..--max-batch-size (32")
+    code, _, err = run_cli(capsys, "export", "minilm", "--name", "m", "--admit-ms", "1e9",
+                           "--model-repository", str(tmp_path))
+    assert code == 2 and err.startswith("InvalidSpec: --admit-ms must be 0..60000 milliseconds")
     # issue #32, item 9: a version past int64 aborted tritonserver at start (std::stoll)
     code, _, err = run_cli(capsys, "export", "minilm", "--name", "m", "--model-version", "99999999999999999999",
                            "--model-repository", str(tmp_path))

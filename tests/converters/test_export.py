@@ -145,11 +145,12 @@ def test_a_serving_change_rewrites_the_config_and_writes_no_version(tmp_path):
     assert "max_queue_size: 5" in config and "count: 2" in config
     assert sorted(p.name for p in folder.iterdir()) == ["1", "config.pbtxt"]
     admitting = spec(tmp_path, source=CLASSIFIER, name="cls", precisions=("fp32",), admit_rows=4,
-                     max_queue_delay_us=0)
+                     admit_ms=12.5, max_queue_delay_us=0)
     assert admitting.fingerprint() == base.fingerprint()
     assert apply_serving(admitting) == {"cls": "config.pbtxt rewritten"}
     parsed = text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
     assert parsed.parameters["admit_rows"].string_value == "4"
+    assert parsed.parameters["admit_ms"].string_value == "12.5"
     assert parsed.dynamic_batching.max_queue_delay_microseconds == 0
     assert not parsed.dynamic_batching.HasField("default_queue_policy")
     with pytest.raises(InvalidSpec, match="no version"):
@@ -162,6 +163,9 @@ def test_a_serving_change_rewrites_the_config_and_writes_no_version(tmp_path):
     ({"admit_rows": 4, "target": "onnxruntime"}, "--admit-rows is read by the python-ort runner"),
     ({"admit_rows": 16, "preferred_batch_sizes": (8, 16)}, "--admit-rows 16 would never shed"),
     ({"max_queue_delay_us": -1}, "--max-queue-delay-us must be"),
+    ({"admit_ms": -1.0}, r"--admit-ms must be 0..60000 milliseconds"),
+    ({"admit_ms": float("nan")}, r"--admit-ms must be 0..60000 milliseconds"),
+    ({"admit_ms": 30.0, "target": "onnxruntime"}, "--admit-ms is read by the python-ort runner"),
 ])
 def test_serving_fields_are_checked_at_the_edge(tmp_path, fields, message):
     with pytest.raises(InvalidSpec, match=message):

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.converters import tiny
 from tritonstack.converters import carry
 from tritonstack.converters.triton_config import DynamicBatching, config_for_target, io_from_onnx
-from tritonstack.serving import batching, requests, session
+from tritonstack.serving import admission, batching, requests, session
 from tritonstack.serving.errors import InvalidInput
 from tritonstack.serving.text import TextFront
 
@@ -254,13 +254,13 @@ def test_onnx_axes_and_provider_choice():
     ([], 4, 0),
 ])
 def test_admission_serves_the_newest_requests_that_fit(rows, limit, served):
-    assert batching.admitted(rows, limit) == served
+    assert admission.admitted(rows, limit) == served
 
 
 @given(st.lists(st.integers(0, 8), max_size=40), st.integers(0, 16))
 @settings(max_examples=200, deadline=None)
 def test_admission_never_computes_more_than_the_limit_unless_one_request_needs_it(rows, limit):
-    n = batching.admitted(rows, limit)
+    n = admission.admitted(rows, limit)
     kept = rows[len(rows) - n:]
     assert (n >= 1) == bool(rows)
     if limit and n > 1:
@@ -272,7 +272,87 @@ def test_admission_never_computes_more_than_the_limit_unless_one_request_needs_i
 def test_the_clients_know_the_runners_overload_refusal():
     from tritonstack.client import is_shed
 
-    assert is_shed(f"in ensemble 'embed', {batching.SHED_MESSAGE} (40 rows waited ...)")
+    assert is_shed(f"in ensemble 'embed', {admission.SHED_MESSAGE} (40 rows waited ...)")
+
+
+def test_a_budget_in_milliseconds_admits_what_fits_at_the_measured_time():
+    budget = admission.Admission(budget_ms=30)
+    assert budget.limit() == 0, "nothing measured yet: nothing is refused"
+    budget.observe(16, 0.040)  # 2.5 ms a row on a slow CPU
+    assert budget.limit() == 12
+    assert budget.why() == ("admit_ms 30 of which 0.0 waited: 0.00 ms + 2.50 ms of CPU a row x 1.00 "
+                            "wall/CPU measured here")
+    fast = admission.Admission(budget_ms=30)
+    fast.observe(30, 0.030)  # 1 ms a row: the same budget admits more rows on a faster CPU
+    assert fast.limit() == 30
+    assert admission.Admission(max_rows=16, budget_ms=30).limit() == 16
+    capped = admission.Admission(max_rows=16, budget_ms=30)
+    capped.observe(16, 0.016)  # the budget would admit 30: the cap in rows is the smaller
+    assert capped.limit() == 16 and capped.why() == "admit_rows"
+    slow = admission.Admission(budget_ms=1)
+    slow.observe(2, 0.010)
+    assert slow.limit() == 1, "the newest request is always served"
+    rows_only = admission.Admission(max_rows=4)
+    rows_only.observe(4, 1.0)
+    assert rows_only.limit() == 4, "no budget: times are not used"
+
+
+def test_the_budget_counts_the_wait_behind_the_previous_execution():
+    """A batch handed over as the previous execution ends queued during it: the two share the
+    budget. One handed to an idle instance waited for nothing and gets all of it."""
+    budget = admission.Admission(budget_ms=60)
+    budget.observe(10, 0.020, end=100.0)  # 2 ms a row, ended at t = 100 s
+    assert budget.limit(100.0005) == 20, "right after a 20 ms execution: 40 ms are left"
+    assert budget.waited == pytest.approx(0.0195)
+    assert budget.limit(100.5) == 30, "after half a second idle: all 60 ms"
+    assert budget.limit(100.010) == 25, "10 ms idle: what queued waited at most 10 ms"
+    budget.observe(30, 0.060, end=200.0)
+    assert budget.limit(200.0) == 1, "the previous execution took the whole budget: serve the newest"
+
+
+def test_the_time_of_an_execution_is_learnt_as_a_fixed_part_and_a_part_per_row():
+    learnt = admission.ExecutionTime()
+    assert learnt.line() is None and learnt.rows_within(0.04) is None
+    learnt.observe(0, 0.5)  # computed nothing (every request refused or invalid): no figure
+    learnt.observe(1, float("nan"))
+    assert learnt.line() is None
+    for rows in [1, 3, 2, 6, 4, 1, 5, 8, 2, 3]:  # light load: 3 ms a run + 2 ms a row
+        learnt.observe(rows, 0.003 + 0.002 * rows)
+    fixed, per_row = learnt.line()
+    assert fixed == pytest.approx(0.003) and per_row == pytest.approx(0.002)
+    # A burst: 40 ms holds 18 rows. A plain time per row at light load (2.9 ms) would allow 13.
+    assert learnt.rows_within(0.040) == 18
+
+
+def test_wall_time_stretches_the_cpu_line_but_a_preempted_execution_does_not_bend_it():
+    shared = admission.ExecutionTime()
+    for rows in [1, 3, 2, 6, 4, 1, 5, 8, 2, 3]:  # the core is shared: wall time is twice the CPU
+        cpu = 0.003 + 0.002 * rows
+        shared.observe(rows, 2 * cpu, cpu)
+    assert shared.stretch == pytest.approx(2.0)
+    assert shared.rows_within(0.040) == 8  # 20 ms of CPU: (20 - 3) / 2
+    # One row that waited 9 ms for the core: on wall time it would make a line of ~9 ms a row
+    shared.observe(1, 0.014, 0.005)
+    fixed, per_row = shared.line()
+    assert fixed == pytest.approx(0.003, abs=1e-4) and per_row == pytest.approx(0.002, abs=1e-4)
+    assert 2.0 < shared.stretch < 2.1, "the stretch grows a little"
+    assert shared.rows_within(0.040) == 8
+
+
+def test_steady_overload_uses_the_time_per_row_at_its_size_and_forgets_older_executions():
+    learnt = admission.ExecutionTime(decay=0.5)
+    for rows in [1, 4, 2]:
+        learnt.observe(rows, 0.005 * rows)
+    for _ in range(30):  # the CPU got slower (a neighbour): 16 rows now take 48 ms
+        learnt.observe(16, 0.048)
+    assert learnt.line() == (0.0, pytest.approx(0.003, rel=1e-3))
+    assert learnt.rows_within(0.040) == 13
+
+
+@pytest.mark.parametrize(("rows", "ms"), [(-1, 0.0), (0, -1.0), (0, float("inf")), (0, float("nan"))])
+def test_an_admission_out_of_range_is_refused(rows, ms):
+    with pytest.raises(ValueError, match="admit_rows must be >= 0 and admit_ms a finite number"):
+        admission.Admission(rows, ms)
 
 
 # --- inside a real Triton -------------------------------------------------------------------
@@ -294,6 +374,12 @@ def embedder_repo(tmp_path_factory) -> Path:
                                   intra_op_threads=1, admit_rows=2)
     admitting = dataclasses.replace(admitting, dynamic_batching=DynamicBatching((), 500_000))
     write_version(repo, admitting, {"model.onnx": onnx_path, **carry.version_files("ort_runner")},
+                  {"test": True})
+    # A budget of 1 us: whatever this CPU's time per row, it admits one row an execution.
+    budget = config_for_target("python-ort", "tiny_budget", inputs, outputs, max_batch_size=8,
+                               intra_op_threads=1, admit_ms=0.001)
+    budget = dataclasses.replace(budget, dynamic_batching=DynamicBatching((), 500_000))
+    write_version(repo, budget, {"model.onnx": onnx_path, **carry.version_files("ort_runner")},
                   {"test": True})
     return repo
 
@@ -390,3 +476,28 @@ def test_admission_refuses_the_oldest_past_admit_rows_before_computing(embedder_
         line = next(m for m in metrics.splitlines() if m.startswith("triton_stack_shed_total{"))
         assert 'model="tiny_admit"' in line and 'reason="overloaded"' in line
         assert float(line.rsplit(" ", 1)[1]) == 3
+
+
+@pytest.mark.triton
+def test_a_budget_in_milliseconds_sheds_by_the_instances_own_time_per_row(embedder_repo):
+    """admit_ms turns into rows by what this instance measured: with a budget shorter than any
+    row, an execution of five queued rows serves the newest and refuses four, and says why."""
+    import tritonclient.grpc as grpcclient
+
+    from tests.conftest import start_server
+    from tritonstack.client import is_shed
+
+    rows = [np.array([[i + 1, i + 2, i + 3]], np.int64) for i in range(5)]
+    with start_server(embedder_repo) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        (first,) = _send_together(client, "tiny_budget", [(rows[0], np.ones_like(rows[0]))])
+        assert not isinstance(first, Exception), first  # one request alone is always served
+        results = _send_together(client, "tiny_budget", [(r, np.ones_like(r)) for r in rows])
+        refused = [r for r in results if isinstance(r, grpcclient.InferenceServerException)]
+        assert len(refused) == 4, [str(r) for r in refused]
+        assert not isinstance(results[-1], Exception), "the newest request was not the one served"
+        for error in refused:
+            assert error.status() == "StatusCode.UNAVAILABLE" and is_shed(error.message()), error
+            assert "5 rows waited for one execution of at most 1, admit_ms 0.001 of which " in error.message()
+            assert "ms of CPU a row x " in error.message() and "wall/CPU measured here" in error.message()
+        client.close()

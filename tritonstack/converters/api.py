@@ -247,6 +247,7 @@ def _serving_config(spec: ExportSpec, name: str, onnx_path: Path, family: Family
         queue_timeout_us=round(spec.queue_timeout_ms * 1000),
         preferred_batch_sizes=spec.preferred_batch_sizes,
         admit_rows=spec.admit_rows,
+        admit_ms=spec.admit_ms,
         **family.limits(onnx_path),
     )
 

@@ -120,6 +120,13 @@ def add_export_options(parser: argparse.ArgumentParser, *, default_precision: st
              "turns off",
     )
     parser.add_argument(
+        "--admit-ms", type=float, default=0.0, metavar="MS",
+        help="python-ort: a bound on a served request's time in the model, its queue wait plus "
+             "its execution; each instance turns it into rows by its own measured cost of a "
+             "row, so it holds on every CPU (default 0 = none; with --admit-rows the smaller "
+             "limit wins)",
+    )
+    parser.add_argument(
         "--queue-timeout-ms", type=float, default=0.0, metavar="MS",
         help="shed requests queued longer than MS (default 0 = no limit); Triton checks it only "
              "when an instance frees, so refusals come up to one execution late",
@@ -259,6 +266,7 @@ def export_spec(args: argparse.Namespace, *, source: str, name: str, task: str |
         max_queue_size=args.max_queue_size,
         queue_timeout_ms=args.queue_timeout_ms,
         admit_rows=args.admit_rows,
+        admit_ms=args.admit_ms,
         repository=args.model_repository,
         version=version,
         keep=args.keep,

@@ -23,7 +23,8 @@ EMBEDDING_OUTPUT = "embedding"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 #: ExportSpec fields that only go into config.pbtxt (the serving spec), never into the artifact.
 SERVING_FIELDS = ("max_batch_size", "instances", "intra_op_threads", "preferred_batch_sizes",
-                  "max_queue_delay_us", "max_queue_size", "queue_timeout_ms", "admit_rows")
+                  "max_queue_delay_us", "max_queue_size", "queue_timeout_ms", "admit_rows",
+                  "admit_ms")
 #: How INT8 weights are stored (see ExportSpec and converters.int8_kernels).
 INT8_WEIGHTS = ("u8", "s7", "s8")
 
@@ -151,6 +152,10 @@ class ExportSpec:
             like a queue policy's refusal) and the newest are served. Sheds load without a
             queue policy, so Triton keeps prefetching batches and never stalls (docs/benchmarks.md,
             "Goodput under overload").
+        admit_ms: python-ort only: a bound on a served request's time in the model, its queue
+            wait plus its execution (0 = none). Each instance turns it into rows by its own
+            measured cost of a row (``serving.admission``), so it holds on every CPU. With
+            ``admit_rows``, the smaller limit wins.
         repository: Model repository root.
         version: Version number to write; ``None`` = next free.
         keep: After writing, delete all but the ``keep`` newest versions of each model written
@@ -185,6 +190,7 @@ class ExportSpec:
     max_queue_size: int = 0
     queue_timeout_ms: float = 0.0
     admit_rows: int = 0
+    admit_ms: float = 0.0
     repository: Path = Path("model_repository")
     version: int | None = None
     keep: int | None = None
@@ -257,6 +263,11 @@ class ExportSpec:
             raise InvalidSpec(f"--admit-rows {self.admit_rows} would never shed: Triton's batches stop at "
                               f"the largest --preferred-batch-size or --max-batch-size ({largest}); "
                               "set a larger one, or leave the preferred sizes at their default")
+        if not (isinstance(self.admit_ms, int | float) and 0 <= self.admit_ms <= 60_000):
+            raise InvalidSpec(f"--admit-ms must be 0..60000 milliseconds (0 = no budget), got {self.admit_ms}")
+        if self.admit_ms and self.target is not Target.PYTHON_ORT:
+            raise InvalidSpec(f"--admit-ms is read by the python-ort runner; --target {self.target} "
+                              "would ignore it: use --max-queue-size / --queue-timeout-ms there")
         if self.admit_rows and self.target is not Target.PYTHON_ORT:
             raise InvalidSpec(f"--admit-rows is read by the python-ort runner; --target {self.target} "
                               "would ignore it: use --max-queue-size / --queue-timeout-ms there")

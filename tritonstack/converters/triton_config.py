@@ -325,6 +325,7 @@ def config_for_target(
     queue_timeout_us: int = 0,
     preferred_batch_sizes: Sequence[int] = (),
     admit_rows: int = 0,
+    admit_ms: float = 0.0,
     warmup_dims: Mapping[str, int] | None = None,
     value_ranges: Mapping[str, tuple[int, int]] | None = None,
     axis_limits: Mapping[str, int] | None = None,
@@ -376,6 +377,8 @@ def config_for_target(
             params["axis_limits"] = ",".join(f"{k}:{n}" for k, n in sorted(axis_limits.items()))
         if admit_rows:
             params["admit_rows"] = str(admit_rows)
+        if admit_ms:
+            params["admit_ms"] = f"{admit_ms:g}"
     elif target == "onnxruntime":
         backend, filename = "onnxruntime", "model.onnx"
         params = {"intra_op_thread_count": str(intra_op_threads)}

@@ -35,16 +35,18 @@ def demo_specs(repository: Path) -> list[ExportSpec]:
         # recall@10 0.96, mean cosine 0.999 on the held-out corpus (docs/converters.md).
         ExportSpec(source="minilm", name=ENCODER, task="feature-extraction", precisions=both,
                    int8_mode="dynamic", max_batch_size=64, instances=2, intra_op_threads=1,
-                   # Overload: one execution computes at most 32 rows (~32 ms of one core on
-                   # short sentences, Intel AMX), so a served request waits for at most the
-                   # execution in progress and its own: under the campaigns' p99 of 100 ms. Under
-                   # overload the batch's older requests past them are refused before tokenizing,
-                   # the newest served. 16 refused 37 % of 64 callers that the server could have
-                   # served inside that p99 (embed-goodput at 64 users: 845/s goodput and 497
-                   # refused/s at p99 81 ms, against 1,069 and 977/s, none refused, p99 91-95 ms
-                   # with 32), and it capped find-max at 854 rps by sheds at p99 under 65 ms
-                   # (994, 1,052 and 1,055 with 32).
-                   # Measured on Intel Xeon (AMX), docs/benchmarks.md "Admission of 32 rows".
+                   # Overload: a served request spends at most 50 ms in MiniLM, its wait in the
+                   # queue plus its execution, and one execution never computes more than 32 rows
+                   # (serving.admission). The older requests of a bigger batch are refused
+                   # before tokenizing, the newest served. A budget in ms, not only a count of
+                   # rows, because the time of a row is the CPU's. 32 rows took about 40 ms under
+                   # load on an Intel Xeon, which passed embed-goodput at p99 91-95 ms and reached
+                   # find-max 994-1,055 rps. On an AMD EPYC Zen 4 they took about 75 ms, and
+                   # embed-goodput FAILED at p99 140 ms. 50 ms passed it there at 84-89 ms; 60-70
+                   # ms reached 93-100 ms (docs/benchmarks.md "Admission in milliseconds"). 16
+                   # rows refused 37 % of 64 callers on the Intel Xeon that it could have served
+                   # inside the p99 (845/s goodput and 497 refused/s at p99 81 ms, against
+                   # 1,069/s, none refused with 32), and capped find-max at 854 rps by sheds.
                    # Not a queue policy: with any, Triton 2.51 stops prefetching batches and its
                    # batcher sleeps 500 ms whenever every caller is queued as an instance frees,
                    # which refused callers that were far from overload (perf_analyzer at 4
@@ -53,11 +55,11 @@ def demo_specs(repository: Path) -> list[ExportSpec]:
                    # batches form from what queued during the previous execution (a 2 ms delay
                    # grew perf_analyzer's batches from 3.8 to 6.7 rows but cut find-max to 676
                    # rps by sheds). The preferred sizes stay the default 32 and 64: Triton cuts
-                   # batches at the largest, and one of 32 or less would never reach admit_rows.
+                   # batches at the largest, and one of 32 or less would never reach 32 rows.
                    # Past 64 callers that do not back off (128), accepted p99 exceeds 100 ms
                    # (150 ms; 140 ms with 64 as the only preferred size, which also refused 15 %
-                   # at 64 callers): one execution of 32 rows is too long there, docs/benchmarks.md.
-                   max_queue_delay_us=0, admit_rows=32,
+                   # at 64 callers) on the Intel Xeon: one execution of 32 rows is too long there.
+                   max_queue_delay_us=0, admit_rows=32, admit_ms=50,
                    repository=repository, keep=KEEP_VERSIONS),
         # Digits CNN: tiny compute, so one ORT thread; static INT8 calibrated on the calib split.
         # Its graph is the whole classify_digit pipeline (scaling and softmax folded in), so the

@@ -1,6 +1,6 @@
-"""A dynamic batch cut into runs, each one ``session.run``: which requests an execution admits,
-how runs are planned (shortest first, under ``max_padding_fraction`` padding), how requests are
-padded into one feed and how outputs are split back per request."""
+"""A dynamic batch cut into runs, each one ``session.run``: how runs are planned (shortest first,
+under ``max_padding_fraction`` padding), how requests are padded into one feed and how outputs
+are split back per request. Which requests an execution admits is :mod:`.admission`'s."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import numpy as np
 
 from .requests import TensorInfo
 
-#: What a refusal under overload says; clients match it (``client.is_shed``).
-SHED_MESSAGE = "overloaded: more rows queued than the model computes at once"
 
 def concat_padded(batches: Sequence[Mapping[str, np.ndarray]], inputs: Sequence[TensorInfo],
                   pad_value: int | float = 0) -> dict[str, np.ndarray]:
@@ -64,26 +62,6 @@ def plan_runs(sizes: Sequence[Mapping[str, int]], max_padding_fraction: float = 
     if group:
         groups.append(group)
     return groups
-
-
-def admitted(rows: Sequence[int], limit: int) -> int:
-    """How many of a batch's requests (oldest first, as Triton hands them) one execution serves:
-    the newest ones whose rows fit in ``limit``, and always the newest one (a request larger
-    than ``limit`` is served alone rather than never). ``limit`` 0 serves all.
-
-    The newest rather than the oldest: under overload the oldest have waited longest, so
-    serving the newest keeps the latency of what is served lowest, and a refused caller that
-    tries again joins the back of the queue instead of being refused forever.
-    """
-    if limit <= 0:
-        return len(rows)
-    total = served = 0
-    for n in reversed(rows):
-        if served and total + n > limit:
-            break
-        total += n
-        served += 1
-    return served
 
 
 def split_outputs(outputs: Mapping[str, np.ndarray], sizes: Sequence[Mapping[str, int]],

@@ -43,6 +43,11 @@ Config ``parameters`` (all optional, string values):
   would, but a queue policy turns off Triton 2.51's batch prefetching, and then the batcher
   stalls for 500 ms whenever every caller is queued and an instance frees (docs/benchmarks.md, "Goodput
   under overload");
+* ``admit_ms``: a bound in milliseconds on a served request's time in the model, its wait in
+  the queue plus its execution (default 0 = none). Each execution computes the rows that the
+  rest of the budget holds at this instance's own measured cost (``serving.admission``): the
+  same latency on every CPU, where a count of rows is one CPU's figure. With both, the smaller
+  limit wins;
 * ``execution_providers``: comma list in priority order, e.g.
   ``TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider``; providers this
   onnxruntime build lacks are dropped (logged). Default ``CPUExecutionProvider``;
@@ -81,12 +86,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the serving package this version carries
-from serving.batching import SHED_MESSAGE, admitted, concat_padded, plan_runs, split_outputs  # noqa: E402
+from serving.admission import SHED_MESSAGE, Admission, admitted  # noqa: E402
+from serving.batching import concat_padded, plan_runs, split_outputs  # noqa: E402
 from serving.cpu import describe_cpu, int8_config_entries, int8_kernel  # noqa: E402
 from serving.errors import InvalidInput  # noqa: E402
 from serving.golden import golden_check, golden_failure_message  # noqa: E402
@@ -149,12 +156,14 @@ class TritonPythonModel:
         self.limits = Limits.from_parameters(params)
         self.drift = drift_metrics(folder, params, args["model_name"], args["model_version"])
         self.quality = RefusalCounter(args["model_name"])
-        self.admit_rows = int(params.get("admit_rows", "0") or 0)
+        self.admission = Admission(int(params.get("admit_rows", "0") or 0),
+                                   float(params.get("admit_ms", "0") or 0))
         self.shed = RefusalCounter(args["model_name"], "triton_stack_shed_total",
                                    "requests refused unserved because more rows were queued than "
-                                   "one execution computes (admit_rows)")
+                                   "one execution computes (admit_rows, admit_ms)")
 
     def execute(self, requests: list) -> list:
+        started, started_cpu = time.perf_counter(), time.process_time()
         responses: list = [None] * len(requests)
         arrived: list[tuple[int, dict[str, np.ndarray]]] = []  # request index, its token arrays
         texts: list[tuple[int, list[str]]] = []
@@ -171,12 +180,13 @@ class TritonPythonModel:
                     row_counts[i] = len(next(iter(arrived[-1][1].values()), ()))
             except InvalidInput as exc:
                 responses[i] = self._refuse(exc)
-        first = len(requests) - admitted(row_counts, self.admit_rows)
+        limit = self.admission.limit(started)
+        first = len(requests) - admitted(row_counts, limit)
         if first:  # before tokenizing: a refusal costs no compute
             waiting = sum(row_counts)
             for i in range(first):
                 if responses[i] is None:
-                    responses[i] = self._shed(waiting)
+                    responses[i] = self._shed(waiting, limit)
             texts = [(i, t) for i, t in texts if i >= first]
             arrived = [(i, a) for i, a in arrived if i >= first]
         units: list[tuple[int, dict[str, np.ndarray]]] = list(arrived)  # (request, arrays)
@@ -219,6 +229,9 @@ class TritonPythonModel:
                                        np.concatenate([p[name] for p in pieces]))
                        for name in self.output_names]
             responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
+        ended = time.perf_counter()
+        self.admission.observe(sum(row_counts[i] for i in parts), ended - started,
+                               time.process_time() - started_cpu, ended)
         for i, response in enumerate(responses):
             if response is None:  # it held no row (an empty TEXT)
                 responses[i] = self._refuse(InvalidInput("the request has no rows; send at least one",
@@ -240,12 +253,12 @@ class TritonPythonModel:
         return pb_utils.InferenceResponse(
             error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
 
-    def _shed(self, waiting: int):
+    def _shed(self, waiting: int, limit: int):
         """UNAVAILABLE, as Triton's own queue policy refuses (clients treat it as overload)."""
         self.shed.count("overloaded")
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(
-            f"{SHED_MESSAGE} ({waiting} rows waited for one execution of at most {self.admit_rows}, "
-            "admit_rows); retry after a back-off", pb_utils.TritonError.UNAVAILABLE))
+            f"{SHED_MESSAGE} ({waiting} rows waited for one execution of at most {limit}, "
+            f"{self.admission.why()}); retry after a back-off", pb_utils.TritonError.UNAVAILABLE))
 
     def finalize(self) -> None:
         if self.drift is not None and self.drift.timer is not None:
