@@ -60,10 +60,19 @@ class ExecutionTime:
       wall time, so the CPU a budget allows is the budget over the stretch.
     """
 
-    def __init__(self, decay: float = 0.95):
+    #: An instance's first executions (Triton's warmup, the first requests) pay for cold caches
+    #: and lazy setup: one took 5 ms of CPU a row where later ones took 1.9, and the budget then
+    #: refused perf_analyzer's 8 callers. They are not counted.
+    COLD_EXECUTIONS = 3
+    #: Below this many rows on average, the mean time per row carries the fixed part of an
+    #: execution several times over, so it says nothing about a larger batch.
+    MEAN_FROM_ROWS = 8
+
+    def __init__(self, decay: float = 0.95, cold: int = COLD_EXECUTIONS):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay must be in (0, 1), got {decay}")
         self.decay = decay
+        self.cold = cold
         self.w = self.n = self.t = self.nn = self.nt = self.wall = 0.0
 
     def observe(self, rows: int, seconds: float, cpu_seconds: float | None = None) -> None:
@@ -72,6 +81,9 @@ class ExecutionTime:
         cpu = seconds if cpu_seconds is None else cpu_seconds
         if rows <= 0 or not all(math.isfinite(x) and x >= 0 for x in (seconds, cpu)) or cpu == 0:
             return  # an execution that computed nothing says nothing about the cost of a row
+        if self.cold:
+            self.cold -= 1
+            return
         d = self.decay
         self.w = d * self.w + 1.0
         self.n = d * self.n + rows
@@ -86,7 +98,8 @@ class ExecutionTime:
         return max(1.0, self.wall / self.t) if self.t else 1.0
 
     def line(self) -> tuple[float, float] | None:
-        """``(fixed, per_row)`` seconds of CPU, or None before the first execution."""
+        """``(fixed, per_row)`` seconds of CPU, or None while nothing measured tells what a
+        larger execution costs (then the budget refuses nothing)."""
         if not self.n:
             return None
         spread = self.w * self.nn - self.n * self.n  # W^2 x the variance of the rows
@@ -95,7 +108,11 @@ class ExecutionTime:
             fixed = (self.t - per_row * self.n) / self.w
             if per_row > 0 and fixed >= 0:
                 return fixed, per_row
-        return 0.0, self.t / self.n
+            if per_row > 0:  # a fixed part under 0 is noise around none: the line through 0
+                return 0.0, self.nt / self.nn
+        if self.n >= self.MEAN_FROM_ROWS * self.w:  # one size, a large one: its mean per row
+            return 0.0, self.t / self.n
+        return None
 
     def rows_within(self, seconds: float) -> int | None:
         """The most rows one execution computes in ``seconds`` of wall time (at least 1), or None."""
@@ -115,16 +132,17 @@ class Admission:
     the batch comes right after it (what queued meanwhile), and is about nothing when the
     instance sat idle first (the batcher hands an idle instance a request as it comes). So a
     burst onto an idle instance gets the whole budget, and under steady overload executions
-    settle at about half of it. Nothing is refused by the budget before an execution has been
-    measured (the warmup's are)."""
+    settle at about half of it. The budget refuses nothing until the executions measured tell
+    what a larger one costs (:meth:`ExecutionTime.line`)."""
 
-    def __init__(self, max_rows: int = 0, budget_ms: float = 0.0, decay: float = 0.95):
+    def __init__(self, max_rows: int = 0, budget_ms: float = 0.0, decay: float = 0.95,
+                 cold: int = ExecutionTime.COLD_EXECUTIONS):
         if max_rows < 0 or not (math.isfinite(budget_ms) and budget_ms >= 0):
             raise ValueError(f"admit_rows must be >= 0 and admit_ms a finite number >= 0, got "
                              f"{max_rows} and {budget_ms}")
         self.max_rows = max_rows
         self.budget_ms = budget_ms
-        self.time = ExecutionTime(decay)
+        self.time = ExecutionTime(decay, cold)
         self.last_end: float | None = None  # when the previous execution ended (perf_counter s)
         self.last_wall = 0.0  # and how long it took
         self.waited = 0.0  # the longest wait of the current batch, as limit() bounded it
