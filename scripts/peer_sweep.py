@@ -59,11 +59,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tritonstack.cli import duration  # noqa: E402
+from tritonstack.loadtest.runner.metrics import cpu_by_process, cpu_spent  # noqa: E402
 from tritonstack.server.process import free_port  # noqa: E402
 
 PEERS = ("fastembed", "litserve", "infinity", "st-fastapi")
 SENTENCE_COUNT = 400
-TICK = os.sysconf("SC_CLK_TCK")
 REQUEST_TIMEOUT_S = 10.0
 MAX_BATCH = 32
 TORCH = "torch==2.13.0"
@@ -92,33 +92,6 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     b = np.asarray(b, dtype=np.float64)
     dots = (a * b).sum(axis=1)
     return float(np.mean(dots / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
-
-
-def tree_cpu_s(root: int, proc: Path = Path("/proc")) -> dict[int, float]:
-    """utime + stime (s) of ``root`` and every descendant, by pid."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK)
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    found, todo = {}, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in stats and pid not in found:
-            found[pid] = stats[pid][1]
-            todo.extend(children.get(pid, []))
-    return found
-
-
-def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
-    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
 
 
 def _self_cpu_s() -> float:
@@ -499,12 +472,12 @@ async def _level(server: Server, client: Any, texts: Sequence[str], concurrency:
 
     tasks = [asyncio.create_task(caller(k)) for k in range(concurrency)]
     await asyncio.sleep(warmup)
-    cpu_before, own_before, began = tree_cpu_s(server.pid), _self_cpu_s(), time.perf_counter()
+    cpu_before, own_before, began = cpu_by_process(server.pid), _self_cpu_s(), time.perf_counter()
     state["record"] = True
     await asyncio.sleep(seconds)
     state["record"] = False
     elapsed = time.perf_counter() - began
-    cpu_after, own_after = tree_cpu_s(server.pid), _self_cpu_s()
+    cpu_after, own_after = cpu_by_process(server.pid), _self_cpu_s()
     state["stop"] = True
     done, pending = await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S + 5)
     for task in pending:
@@ -513,7 +486,7 @@ async def _level(server: Server, client: Any, texts: Sequence[str], concurrency:
     ms = np.array(latencies) * 1000 if n else np.array([float("nan")])
     return {"concurrency": concurrency, "requests": n, "errors": state["errors"], "seconds": elapsed,
             "rps": n / elapsed, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "server_cpu_us": cpu_delta(cpu_before, cpu_after) / n * 1e6 if n else None,
+            "server_cpu_us": cpu_spent(cpu_before, cpu_after) / n * 1e6 if n else None,
             "generator_cpu_us": (own_after - own_before) / n * 1e6 if n else None,
             "last_error": state["last_error"] if state["errors"] else ""}
 

@@ -1,5 +1,5 @@
 """scripts/peer_sweep.py's pure logic: which level is a system's best, the ratio to the best peer,
-the cosine, and the CPU of a process tree read from a /proc-shaped folder."""
+the cosine, and the CPU of the server's process tree."""
 
 from __future__ import annotations
 
@@ -54,31 +54,15 @@ def test_mean_cosine_ignores_scale_and_sees_direction() -> None:
     assert peer_sweep.mean_cosine(a, np.array([[0.0, 1.0], [0.0, 1.0]])) == pytest.approx(0.5)
 
 
-def _stat(pid: int, name: str, ppid: int, utime: int, stime: int) -> str:
-    # /proc/PID/stat: pid (comm) state ppid ... field 14 utime, 15 stime (1-based)
-    rest = ["S", str(ppid)] + ["0"] * 9 + [str(utime), str(stime)] + ["0"] * 30
-    return f"{pid} ({name} with ) spaces) " + " ".join(rest)
-
-
-def test_tree_cpu_counts_the_root_and_every_descendant_only(tmp_path: Path) -> None:
-    tick = os.sysconf("SC_CLK_TCK")
-    for pid, ppid, utime, stime in [(10, 1, 100, 50), (11, 10, 20, 0), (12, 11, 0, 30), (13, 1, 999, 999)]:
-        (tmp_path / str(pid)).mkdir()
-        (tmp_path / str(pid) / "stat").write_text(_stat(pid, "x", ppid, utime, stime))
-    (tmp_path / "self").mkdir()
-    found = peer_sweep.tree_cpu_s(10, tmp_path)
-    assert sorted(found) == [10, 11, 12]
-    assert sum(found.values()) == pytest.approx(200 / tick)
-    assert peer_sweep.cpu_delta({10: 1.0, 11: 0.5}, {10: 1.5, 11: 0.5, 12: 0.25}) == pytest.approx(0.75)
-
-
-def test_tree_cpu_of_a_live_child_is_found() -> None:
+def test_the_cpu_of_a_process_tree_is_read_with_the_campaigns_reader() -> None:
+    """The sweep reads the server's tree with loadtest's reader (psutil), as the campaigns do."""
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        assert child.pid in peer_sweep.tree_cpu_s(os.getpid())
+        assert child.pid in peer_sweep.cpu_by_process(os.getpid())
     finally:
         child.kill()
         child.wait()
+    assert peer_sweep.cpu_spent({10: 1.0, 11: 0.5}, {10: 1.5, 11: 0.5, 12: 0.25}) == pytest.approx(0.75)
 
 
 def test_bad_levels_are_a_usage_error(tmp_path: Path) -> None:

@@ -200,7 +200,7 @@ class _CpuWindow:
                 name = stub[0] if stub else proc.name()
             except psutil.Error:
                 continue
-            spent[name] = spent.get(name, 0.0) + seconds - self.before.get(pid, seconds)
+            spent[name] = spent.get(name, 0.0) + metrics.cpu_spent(self.before, {pid: seconds})
         spent["idle"] = max(0.0, (os.cpu_count() or 1) * wall - sum(spent.values()))
         spent["server"] = sum(v for k, v in spent.items() if k not in ("perf_analyzer", "idle"))
         return {k: round(v / requests * 1e6) for k, v in spent.items() if requests and v >= 0.005}

@@ -212,6 +212,12 @@ def cpu_by_process(pid: int | None) -> dict[int, float]:
     return dict(sampled or [])
 
 
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds a process tree spent between two :func:`cpu_by_process` readings: each pid's
+    difference, a pid that started meanwhile counted whole (a stub restarted in the window)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 def tree_rss_by_process(pid: int | None) -> dict[str, float] | None:
     """Resident bytes of a server and each descendant (Triton's backend stubs), by label.
 
