@@ -140,8 +140,9 @@ _HINTS = {
 # Statuses meaning the server refused the request for load (retried only with retry_overloaded).
 SHED_STATUSES = frozenset({Status.OVERLOADED, Status.RESOURCE_EXHAUSTED})
 # Triton's messages for a request its queue policy rejected (``default_queue_policy``), and the
-# python-ort runner's when more rows queued than one execution computes (``admit_rows``; the
-# same text as tritonstack.serving.batching.SHED_MESSAGE, which this layer may not import).
+# python-ort runner's when more rows queued than one execution computes (``admit_rows``,
+# ``admit_ms``; the same text as tritonstack.serving.admission.SHED_MESSAGE, which this layer may
+# not import).
 SHED_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired",
                  "overloaded: more rows queued than the model computes at once")
 
