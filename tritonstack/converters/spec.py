@@ -265,12 +265,10 @@ class ExportSpec:
                               "set a larger one, or leave the preferred sizes at their default")
         if not (isinstance(self.admit_ms, int | float) and 0 <= self.admit_ms <= 60_000):
             raise InvalidSpec(f"--admit-ms must be 0..60000 milliseconds (0 = no budget), got {self.admit_ms}")
-        if self.admit_ms and self.target is not Target.PYTHON_ORT:
-            raise InvalidSpec(f"--admit-ms is read by the python-ort runner; --target {self.target} "
-                              "would ignore it: use --max-queue-size / --queue-timeout-ms there")
-        if self.admit_rows and self.target is not Target.PYTHON_ORT:
-            raise InvalidSpec(f"--admit-rows is read by the python-ort runner; --target {self.target} "
-                              "would ignore it: use --max-queue-size / --queue-timeout-ms there")
+        for flag, value in (("--admit-ms", self.admit_ms), ("--admit-rows", self.admit_rows)):
+            if value and self.target is not Target.PYTHON_ORT:
+                raise InvalidSpec(f"{flag} is read by the python-ort runner; --target {self.target} "
+                                  "would ignore it: use --max-queue-size / --queue-timeout-ms there")
         if self.keep is not None and not 1 <= self.keep <= 1000:
             raise InvalidSpec(f"--keep must be 1..1000 versions, got {self.keep}")
         if self.version is not None and not 1 <= self.version <= MAX_VERSION:

@@ -168,9 +168,8 @@ class Admission:
 
     def why(self) -> str:
         """What set the last limit, for the refusal's message."""
-        line = self.time.line()
-        if self.budget_ms and line and self.by_budget and (not self.max_rows or self.by_budget < self.max_rows):
-            fixed, per_row = line
+        if self.by_budget and (not self.max_rows or self.by_budget < self.max_rows):
+            fixed, per_row = self.time.line() or (0.0, 0.0)  # a limit by the budget had a line
             return (f"admit_ms {self.budget_ms:g} of which {self.waited * 1000:.1f} waited: "
                     f"{fixed * 1000:.2f} ms + {per_row * 1000:.2f} ms of CPU a row x "
                     f"{self.time.stretch:.2f} wall/CPU measured here")
